@@ -1,0 +1,68 @@
+"""BiplanarRecon logic: MRML nodes in, MRML nodes out; never imports Qt.
+
+Today it turns a CT vertebra label map into L1-L5 surface models (the ground-truth side of the
+biplanar pipeline); the reconstruction from AP + lateral radiographs lands in later issues.
+
+Console use (in Slicer or headless)::
+
+    from BiplanarReconLib import BiplanarReconLogic
+    logic = BiplanarReconLogic()
+    ct, labels = logic.loadSampleCase()
+    segmentation, models = logic.createVertebraModels(labels)
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Mapping, Optional, Tuple, Union
+
+from BoneReconLib import sample_data
+from BoneReconLib.app_context import get_context
+from BoneReconLib.mrml_io import load_volume
+from BoneReconLib.parameter_node import get_parameter_node
+from BoneReconLib.progress import ProgressCallback
+from BoneReconLib.scene_transaction import rollback_on_error
+from BoneReconLib.vertebra_models import create_vertebra_models
+
+LABEL_TABLES = ("totalsegmentator", "verse")
+
+
+class BiplanarReconLogic:
+    moduleName = "BiplanarRecon"
+
+    def __init__(self, scene=None):
+        self._scene = scene
+
+    @property
+    def scene(self):
+        return self._scene if self._scene is not None else get_context().scene
+
+    def getParameterNode(self):
+        """The module's singleton parameter node in the scene (created on first use)."""
+        return get_parameter_node(self.scene, self.moduleName)
+
+    def loadSampleCase(self) -> Tuple[object, object]:
+        """Load the bundled sample CT and its vertebra label map; returns (ct, labelMap)."""
+        with rollback_on_error(self.scene):
+            ct = load_volume(self.scene, sample_data.SAMPLE_CT, name="Sample CT", what="CT")
+            labels = load_volume(
+                self.scene, sample_data.SAMPLE_VERTEBRA_LABELS, name="Sample vertebra labels",
+                labelmap=True, what="label map",
+            )
+        return ct, labels
+
+    def createVertebraModels(
+        self,
+        labelMapNode,
+        labelTable: Union[str, Mapping[int, str]] = "totalsegmentator",
+        smoothing: float = 0.5,
+        progress: Optional[ProgressCallback] = None,
+    ) -> Tuple[object, Dict[str, object]]:
+        """Segmentation (segments L1..L5) and {level: model node} from a vertebra label map.
+
+        Raises InputError (nothing added to the scene) when the map holds no L1-L5 label under
+        ``labelTable``; progress(fraction, message) may raise Cancelled to stop.
+        """
+        if labelMapNode is None:
+            raise ValueError("Select a vertebra label map.")
+        with rollback_on_error(labelMapNode.GetScene()):
+            return create_vertebra_models(labelMapNode, labelTable, smoothing=smoothing, progress=progress)

@@ -1,0 +1,93 @@
+"""Command line: ``bonerecon <command> ...`` (also ``python -m BoneReconLib <command> ...``).
+
+Exit status: 0 success; 2 bad input or usage (one sentence on stderr, no partial output left);
+130 interrupted; 1 unexpected internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import List, Optional
+
+from . import __version__
+from .errors import InputError
+from .progress import Cancelled
+
+EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _print_progress(fraction: float, message: str) -> None:
+    print(f"[{100 * fraction:3.0f}%] {message}", file=sys.stderr, flush=True)
+
+
+def _cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    result = run_demo(
+        out_dir=args.out,
+        ct_path=args.ct,
+        labels_path=args.labels,
+        label_table=args.label_table,
+        smoothing=args.smoothing,
+        screenshot=not args.no_screenshot,
+        progress=None if args.quiet else _print_progress,
+    )
+    print(f"Scene: {result.scene_path}")
+    if result.screenshot_path:
+        print(f"Picture: {result.screenshot_path}")
+    print("Vertebra models: " + ", ".join(f"{k} ({n} points)" for k, n in result.model_points.items()))
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bonerecon",
+        description="BoneRecon: 3D bone models from radiographs (3D Slicer extension, headless CLI).",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show debug logs and VTK/MRML messages")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+
+    demo = commands.add_parser(
+        "demo",
+        help="sample CT + vertebra labels -> vertebra models, Slicer scene and 3D picture",
+        description="Load a CT and its vertebra label map (default: the bundled sample case), build a "
+        "surface model of each lumbar vertebra, write OUT/scene.mrb and OUT/screenshot.png.",
+    )
+    demo.add_argument("--out", default="demo", help="output folder (default: ./demo)")
+    demo.add_argument("--ct", help="CT image (NRRD/NIfTI/MHA); default: bundled sample")
+    demo.add_argument("--labels", help="vertebra label map on the CT; default: bundled sample")
+    demo.add_argument(
+        "--label-table", default="totalsegmentator",
+        help="label ids: 'totalsegmentator' (default), 'verse', or a CSV/JSON file of value,name",
+    )
+    demo.add_argument("--smoothing", type=float, default=0.5, help="surface smoothing factor 0..1 (default 0.5)")
+    demo.add_argument("--no-screenshot", action="store_true", help="skip the offscreen 3D picture")
+    demo.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = logging.DEBUG if args.verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    from .app_context import set_vtk_log_level
+
+    # Failures are reported as our own sentences; VTK's raw messages only with --verbose.
+    set_vtk_log_level(logging.DEBUG if args.verbose else logging.CRITICAL)
+    try:
+        return args.func(args)
+    except InputError as exc:
+        print(f"bonerecon: error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    except (KeyboardInterrupt, Cancelled):
+        print("bonerecon: interrupted; no output was written.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - last-resort report, traceback with --verbose
+        logging.getLogger("BoneRecon").debug("internal error", exc_info=True)
+        print(f"bonerecon: internal error: {exc} (run with --verbose for details)", file=sys.stderr)
+        return EXIT_INTERNAL

@@ -1,0 +1,83 @@
+"""Files <-> MRML nodes through storage nodes (works in Slicer and with the headless wheel).
+
+``slicer.util.loadVolume/saveNode/loadScene`` need ``slicer.app``; storage nodes do not.
+Every reader leaves the scene as it was when it fails, and raises :class:`InputError` with one
+sentence for the user.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from .errors import InputError
+
+VOLUME_SUFFIXES = (".nrrd", ".nhdr", ".nii", ".nii.gz", ".mha", ".mhd")
+
+
+def _check_input_file(path, what: str) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"The {what} file {path} does not exist.")
+    if not path.is_file():
+        raise InputError(f"The {what} path {path} is not a file.")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"The {what} file {path} is not readable (check its permissions).")
+    return path
+
+
+def load_volume(scene, path, name: str | None = None, labelmap: bool = False, what: str = "image"):
+    """Read an image file into a new scalar (or label map) volume node with display nodes."""
+    path = _check_input_file(path, what)
+    import slicer
+
+    node_class = "vtkMRMLLabelMapVolumeNode" if labelmap else "vtkMRMLScalarVolumeNode"
+    node = scene.AddNewNodeByClass(node_class, name or _stem(path))
+    storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
+    storage.SetFileName(str(path))
+    storage.SetSingleFile(True)
+    ok = storage.ReadData(node)
+    image = node.GetImageData()
+    if not ok or image is None or image.GetNumberOfPoints() == 0:
+        scene.RemoveNode(node)
+        raise InputError(
+            f"Could not read the {what} file {path} as an image "
+            f"(supported: {', '.join(VOLUME_SUFFIXES)})."
+        )
+    scene.AddNode(storage)
+    node.SetAndObserveStorageNodeID(storage.GetID())
+    node.CreateDefaultDisplayNodes()
+    return node
+
+
+def save_scene_mrb(scene, path) -> Path:
+    """Write the whole scene as a Slicer bundle (.mrb), atomically: a failed write leaves no file."""
+    path = Path(path)
+    if path.suffix.lower() != ".mrb":
+        raise InputError(f"A scene bundle must end in .mrb, got {path.name}.")
+    fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", suffix=".mrb", dir=path.parent)
+    os.close(fd)
+    try:
+        if not scene.WriteToMRB(tmp_name):
+            raise RuntimeError(f"MRML could not write the scene bundle {path}.")
+        os.replace(tmp_name, path)
+    finally:
+        if os.path.exists(tmp_name):
+            os.remove(tmp_name)
+    return path
+
+
+def load_scene_mrb(scene, path) -> None:
+    """Add the content of a .mrb bundle to ``scene``."""
+    path = _check_input_file(path, "scene")
+    if not scene.ReadFromMRB(str(path), False):
+        raise InputError(f"Could not read the scene bundle {path}.")
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for suffix in sorted(VOLUME_SUFFIXES, key=len, reverse=True):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
