@@ -152,7 +152,8 @@ class _SubjectHierarchyBookkeeping:
         self._scene = scene
         scene.AddObserver(scene.NodeAddedEvent, self._onNodeAdded)
         scene.AddObserver(scene.NodeAboutToBeRemovedEvent, self._onNodeAboutToBeRemoved)
-        scene.AddObserver(scene.EndImportEvent, self._onEndImport)
+        # Low priority: run after the subject hierarchy has merged the items stored in the file.
+        scene.AddObserver(scene.EndImportEvent, self._onEndImport, -100.0)
 
     @staticmethod
     def _needsItem(node) -> bool:
@@ -183,7 +184,7 @@ class _SubjectHierarchyBookkeeping:
     def _onNodeAboutToBeRemoved(self, caller, event, node=None):
         import slicer
 
-        if node is None or not node.IsA("vtkMRMLStorableNode"):
+        if node is None or self._scene.IsClosing() or not node.IsA("vtkMRMLStorableNode"):
             return
         sh_node = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(self._scene)
         item = sh_node.GetItemByDataNode(node) if sh_node is not None else 0

@@ -14,7 +14,7 @@ from typing import Dict, Optional
 from . import sample_data
 from .app_context import MRMLContext, get_context
 from .errors import InputError
-from .mrml_io import load_volume, save_scene_mrb
+from .mrml_io import check_input_file, load_volume, save_scene_mrb
 from .progress import ProgressCallback, as_progress
 from .scene_transaction import rollback_on_error
 from .staged_output import StagedOutput
@@ -46,6 +46,8 @@ def run_demo(
     table = load_label_table(label_table)  # fail on a bad table before touching any output
     ct_path = Path(ct_path) if ct_path else sample_data.SAMPLE_CT
     labels_path = Path(labels_path) if labels_path else sample_data.SAMPLE_VERTEBRA_LABELS
+    check_input_file(ct_path, "CT")
+    check_input_file(labels_path, "label map")
     context = context or get_context()
     scene = context.scene
 

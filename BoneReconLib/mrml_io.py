@@ -16,7 +16,8 @@ from .errors import InputError
 VOLUME_SUFFIXES = (".nrrd", ".nhdr", ".nii", ".nii.gz", ".mha", ".mhd")
 
 
-def _check_input_file(path, what: str) -> Path:
+def check_input_file(path, what: str) -> Path:
+    """The path, if it names a readable file; else InputError naming the problem."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"The {what} file {path} does not exist.")
@@ -29,7 +30,7 @@ def _check_input_file(path, what: str) -> Path:
 
 def load_volume(scene, path, name: str | None = None, labelmap: bool = False, what: str = "image"):
     """Read an image file into a new scalar (or label map) volume node with display nodes."""
-    path = _check_input_file(path, what)
+    path = check_input_file(path, what)
     import slicer
 
     node_class = "vtkMRMLLabelMapVolumeNode" if labelmap else "vtkMRMLScalarVolumeNode"
@@ -56,21 +57,18 @@ def save_scene_mrb(scene, path) -> Path:
     path = Path(path)
     if path.suffix.lower() != ".mrb":
         raise InputError(f"A scene bundle must end in .mrb, got {path.name}.")
-    fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", suffix=".mrb", dir=path.parent)
-    os.close(fd)
-    try:
-        if not scene.WriteToMRB(tmp_name):
+    # Written under its final name (MRML names the bundle's inner folder after it) in a staging folder.
+    with tempfile.TemporaryDirectory(prefix=".bonerecon-partial-", dir=path.parent) as staging:
+        staged = Path(staging) / path.name
+        if not scene.WriteToMRB(str(staged)) or not staged.is_file():
             raise RuntimeError(f"MRML could not write the scene bundle {path}.")
-        os.replace(tmp_name, path)
-    finally:
-        if os.path.exists(tmp_name):
-            os.remove(tmp_name)
+        os.replace(staged, path)
     return path
 
 
 def load_scene_mrb(scene, path) -> None:
     """Add the content of a .mrb bundle to ``scene``."""
-    path = _check_input_file(path, "scene")
+    path = check_input_file(path, "scene")
     if not scene.ReadFromMRB(str(path), False):
         raise InputError(f"Could not read the scene bundle {path}.")
 

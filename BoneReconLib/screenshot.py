@@ -33,8 +33,13 @@ def render_views(
     context,
     directions: Sequence[str] = ("Anterior", "Left"),
     size: Tuple[int, int] = (480, 640),
+    zoom: float = 1.15,
 ) -> np.ndarray:
-    """Render the scene once per camera direction; returns an RGB uint8 image, views side by side."""
+    """Render the scene once per camera direction; returns an RGB uint8 image, views side by side.
+
+    Each view is (width, height) = ``size``; ``zoom`` > 1 fills more of the view than Slicer's
+    reset-camera framing.
+    """
     _prefer_offscreen_window()
     import slicer
     import vtk
@@ -74,7 +79,7 @@ def render_views(
             renderer.ResetCamera()
             camera.RotateTo(getattr(slicer.vtkMRMLCameraNode, direction))
             renderer.ResetCamera()
-            camera.GetCamera().Zoom(1.15)
+            camera.GetCamera().Zoom(zoom)
             renderer.ResetCameraClippingRange()
             window.Render()
             grab = vtk.vtkWindowToImageFilter()

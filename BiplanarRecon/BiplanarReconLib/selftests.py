@@ -1,0 +1,116 @@
+"""BiplanarRecon self-tests: run by pytest headless (Testing/) and by BiplanarReconTest in Slicer.
+
+Each test takes (context, tmp_dir) and uses only the bundled sample case, so it runs on a user's
+fresh install as well as in CI.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from BoneReconLib.errors import InputError
+from BoneReconLib.mrml_io import load_scene_mrb, save_scene_mrb
+from BoneReconLib.progress import Cancelled
+from BoneReconLib.scene_summary import scene_summary
+from BoneReconLib.surface_metrics import open_edge_count, volume_and_centroid
+from BoneReconLib.vertebra_labels import BUILTIN_TABLES, LUMBAR_LEVELS
+
+from .logic import BiplanarReconLogic
+
+
+def _label_voxels_ras(labelmap_node, value):
+    """(voxel count x voxel volume, RAS centroid) of one label, from the node's IJK-to-RAS matrix."""
+    import slicer.util
+    import vtk
+
+    array = slicer.util.arrayFromVolume(labelmap_node)
+    matrix = vtk.vtkMatrix4x4()
+    labelmap_node.GetIJKToRASMatrix(matrix)
+    m = slicer.util.arrayFromVTKMatrix(matrix)
+    kji = np.argwhere(array == value)
+    ras = kji[:, ::-1] @ m[:3, :3].T + m[:3, 3]
+    return len(kji) * abs(np.linalg.det(m[:3, :3])), ras.mean(axis=0)
+
+
+def test_sample_vertebra_models_match_labels(context, tmp_dir):
+    """Every model is watertight, has its label's volume and sits where its voxels are."""
+    logic = BiplanarReconLogic(context.scene)
+    _, labels = logic.loadSampleCase()
+    segmentation, models = logic.createVertebraModels(labels, "totalsegmentator", smoothing=0.0)
+    assert list(models) == list(LUMBAR_LEVELS)
+    seg = segmentation.GetSegmentation()
+    assert [seg.GetNthSegment(i).GetName() for i in range(seg.GetNumberOfSegments())] == list(LUMBAR_LEVELS)
+    value_of = {name: value for value, name in BUILTIN_TABLES["totalsegmentator"].items()}
+    superior = []
+    for level, model in models.items():
+        poly = model.GetPolyData()
+        assert open_edge_count(poly) == 0, f"{level} surface is not closed"
+        volume, centroid = volume_and_centroid(poly)
+        voxel_volume, voxel_centroid = _label_voxels_ras(labels, value_of[level])
+        assert abs(volume / voxel_volume - 1.0) < 0.04, (level, volume, voxel_volume)
+        assert np.linalg.norm(centroid - voxel_centroid) < 1.0, (level, centroid, voxel_centroid)
+        superior.append(centroid[2])
+    assert np.all(np.diff(superior) < -20.0), "L1..L5 must run head to feet, one vertebra apart"
+
+
+def test_wrong_label_table_is_reported_and_changes_nothing(context, tmp_dir):
+    logic = BiplanarReconLogic(context.scene)
+    _, labels = logic.loadSampleCase()
+    before = context.scene.GetNumberOfNodes()
+    try:
+        logic.createVertebraModels(labels, "verse")
+    except InputError as exc:
+        assert "no L1/L2/L3/L4/L5" in str(exc)
+    else:
+        raise AssertionError("VerSe ids on a TotalSegmentator label map must be rejected")
+    assert context.scene.GetNumberOfNodes() == before
+
+
+def test_cancel_leaves_scene_unchanged(context, tmp_dir):
+    logic = BiplanarReconLogic(context.scene)
+    _, labels = logic.loadSampleCase()
+    before = scene_summary(context.scene)
+    count = context.scene.GetNumberOfNodes()
+    seen = []
+
+    def cancel_when_building_surfaces(fraction, message):
+        seen.append(fraction)
+        if fraction >= 0.4:
+            raise Cancelled("test cancel")
+
+    try:
+        logic.createVertebraModels(labels, progress=cancel_when_building_surfaces)
+    except Cancelled:
+        pass
+    else:
+        raise AssertionError("the cancel request was ignored")
+    assert seen and max(seen) >= 0.4
+    assert context.scene.GetNumberOfNodes() == count
+    assert scene_summary(context.scene) == before
+
+
+def test_scene_bundle_round_trip(context, tmp_dir):
+    """Save as .mrb, clear, reload: every data node comes back with the same content."""
+    logic = BiplanarReconLogic(context.scene)
+    _, labels = logic.loadSampleCase()
+    logic.createVertebraModels(labels)
+    params = logic.getParameterNode()
+    params.SetParameter("labelTable", "totalsegmentator")
+    labels.SetAttribute("BoneRecon.role", "vertebra labels")
+    before = scene_summary(context.scene)
+    path = save_scene_mrb(context.scene, tmp_dir / "roundtrip.mrb")
+    context.scene.Clear(False)  # keeps only the (reset) singleton parameter nodes
+    assert all(cls == "vtkMRMLScriptedModuleNode" for cls, _ in scene_summary(context.scene))
+    load_scene_mrb(context.scene, path)
+    after = scene_summary(context.scene)
+    assert set(after) == set(before), set(before) ^ set(after)
+    for key in before:
+        assert after[key] == before[key], key
+
+
+SELF_TESTS = [
+    test_sample_vertebra_models_match_labels,
+    test_wrong_label_table_is_reported_and_changes_nothing,
+    test_cancel_leaves_scene_unchanged,
+    test_scene_bundle_round_trip,
+]

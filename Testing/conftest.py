@@ -1,0 +1,32 @@
+"""Shared fixtures. Tests build real MRML scenes headless through the slicer-core wheel (no mocks)."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+# Run against the working tree (the module Lib folders are packaged from their module folders).
+for path in (REPO, REPO / "BiplanarRecon", REPO / "DepthRecon"):
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
+
+
+@pytest.fixture
+def context():
+    """A fresh headless scene with all MRML logics attached; released after the test."""
+    from BoneReconLib.app_context import new_headless_context
+
+    ctx = new_headless_context()
+    yield ctx
+    ctx.close()
+
+
+@pytest.fixture
+def shared_data():
+    """../shared/data (training/test data; on CI, not on a user's machine)."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"needs the shared anatomy data at {SHARED_DATA} (present on CI, not in a user's clone)")
+    return SHARED_DATA
