@@ -4,6 +4,8 @@ Slicer-facing shell only (module description, widget, self-test). All computatio
 ``BiplanarReconLib`` and ``BoneReconLib``, which run without Qt and headless.
 """
 
+import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Annotated
@@ -19,9 +21,16 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-from BiplanarReconLib import BiplanarReconLogic  # noqa: F401  (re-exported: GUI-free logic)
-from BiplanarReconLib.logic import LABEL_TABLES
-from BoneReconLib.widget_helpers import ApplyWithProgressMixin
+# Developer set-up (module folders added in Application Settings > Modules): the shared
+# BoneReconLib package sits beside the module folders, not inside them. An installed extension
+# has it next to the module files already.
+_repositoryRoot = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if os.path.isdir(os.path.join(_repositoryRoot, "BoneReconLib")) and _repositoryRoot not in sys.path:
+    sys.path.append(_repositoryRoot)
+
+from BiplanarReconLib import BiplanarReconLogic  # noqa: E402,F401  (re-exported: GUI-free logic)
+from BiplanarReconLib.logic import LABEL_TABLES  # noqa: E402
+from BoneReconLib.widget_helpers import ApplyWithProgressMixin  # noqa: E402
 
 
 class BiplanarRecon(ScriptedLoadableModule):

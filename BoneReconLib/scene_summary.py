@@ -20,7 +20,8 @@ DATA_CLASSES = (
 def _node_fingerprint(node):
     import slicer.util
 
-    attrs = tuple(sorted((n, node.GetAttribute(n)) for n in (node.GetAttributeNames() or ()) if n.startswith("BoneRecon")))
+    names = [n for n in (node.GetAttributeNames() or ()) if n.startswith("BoneRecon")]
+    attrs = tuple(sorted((n, node.GetAttribute(n)) for n in names))
     if node.IsA("vtkMRMLVolumeNode"):
         array = slicer.util.arrayFromVolume(node)
         matrix = slicer.util.arrayFromVTKMatrix(_ijk_to_ras(node))

@@ -85,7 +85,7 @@ def test_demo_scene_reloads_headless_with_every_node(demo_run):
 
 
 def _models_line(demo_run):
-    line = next(l for l in demo_run[0].stdout.splitlines() if l.startswith("Vertebra models: "))
+    line = next(x for x in demo_run[0].stdout.splitlines() if x.startswith("Vertebra models: "))
     return line[len("Vertebra models: "):]
 
 

@@ -5,6 +5,10 @@ from BiplanarReconLib.selftests import SELF_TESTS as BIPLANAR_TESTS
 from DepthReconLib.selftests import SELF_TESTS as DEPTH_TESTS
 
 
-@pytest.mark.parametrize("selftest", BIPLANAR_TESTS + DEPTH_TESTS, ids=lambda t: f"{t.__module__.split('.')[0]}.{t.__name__}")
+def _name(test):
+    return f"{test.__module__.split('.')[0]}.{test.__name__}"
+
+
+@pytest.mark.parametrize("selftest", BIPLANAR_TESTS + DEPTH_TESTS, ids=_name)
 def test_module_selftest(selftest, context, tmp_path):
     selftest(context, tmp_path)
