@@ -101,12 +101,20 @@ def test_demo_picture_shows_the_spine(demo_run):
         assert orange.sum() > 200
 
 
-def test_installed_console_script():
-    exe = shutil.which("bonerecon")
+def test_installed_console_script(tmp_path):
+    """The installed package (not the working tree) carries the sample case and runs the demo."""
+    exe = Path(sys.executable).with_name("bonerecon")
+    if not exe.exists():
+        exe = shutil.which("bonerecon")
     if exe is None:
         pytest.skip("the 'bonerecon' console script is not installed (pip install .[headless,test])")
-    result = subprocess.run([exe, "--version"], capture_output=True, text=True)
-    assert result.returncode == 0 and result.stdout.startswith("bonerecon ")
+    version = subprocess.run([str(exe), "--version"], capture_output=True, text=True)
+    assert version.returncode == 0 and version.stdout.startswith("bonerecon ")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run([str(exe), "-q", "demo", "--no-screenshot", "--out", "out"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out" / "scene.mrb").stat().st_size > 1_000_000
 
 
 def _assert_clean_failure(result, out, phrase):
