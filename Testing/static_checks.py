@@ -14,15 +14,27 @@ def ui_object_names(ui_text: str) -> set[str]:
     return {el.get("name") for el in root.iter() if el.tag in ("widget", "layout") and el.get("name")}
 
 
-def ui_parameter_names(ui_text: str) -> dict[str, str]:
-    """{widget name: SlicerParameterName} for widgets bound to the parameter node."""
+def ui_parameter_names(ui_text: str) -> dict[str, tuple[str, str]]:
+    """{widget name: (widget class, SlicerParameterName)} for widgets bound to the parameter node."""
     root = ET.fromstring(ui_text)
     bound = {}
     for widget in root.iter("widget"):
         for prop in widget.findall("property"):
             if prop.get("name") == "SlicerParameterName":
-                bound[widget.get("name")] = (prop.findtext("string") or "").strip()
+                bound[widget.get("name")] = (widget.get("class"), (prop.findtext("string") or "").strip())
     return bound
+
+
+# What Slicer's parameterNodeWrapper GUI connectors accept for each widget class (from
+# slicer/parameterNodeWrapper/guiConnectors.py): a test on the field's annotation text.
+CONNECTOR_RULES = {
+    "qMRMLNodeComboBox": ("a vtkMRML... node type", lambda a: re.search(r"\bvtkMRML\w+Node\b", a) is not None),
+    "ctkSliderWidget": ("a bounded float (WithinRange)", lambda a: "float" in a and "WithinRange(" in a),
+    "QDoubleSpinBox": ("a float", lambda a: "float" in a),
+    "QComboBox": ("a value with a Choice(...) annotation", lambda a: "Choice(" in a),
+    "QCheckBox": ("a bool", lambda a: "bool" in a),
+    "QSpinBox": ("an int", lambda a: "int" in a),
+}
 
 
 def ui_references(module_source: str) -> set[str]:
@@ -36,8 +48,8 @@ def ui_references(module_source: str) -> set[str]:
     return names
 
 
-def parameter_node_fields(module_source: str) -> dict[str, set[str]]:
-    """{class name: field names} for classes decorated with @parameterNodeWrapper."""
+def parameter_node_fields(module_source: str) -> dict[str, dict[str, str]]:
+    """{class name: {field name: annotation source}} for classes decorated with @parameterNodeWrapper."""
     classes = {}
     for node in ast.walk(ast.parse(module_source)):
         if isinstance(node, ast.ClassDef) and any(
@@ -46,7 +58,8 @@ def parameter_node_fields(module_source: str) -> dict[str, set[str]]:
             for d in node.decorator_list
         ):
             classes[node.name] = {
-                s.target.id for s in node.body if isinstance(s, ast.AnnAssign) and isinstance(s.target, ast.Name)
+                s.target.id: ast.unparse(s.annotation)
+                for s in node.body if isinstance(s, ast.AnnAssign) and isinstance(s.target, ast.Name)
             }
     return classes
 
@@ -63,11 +76,16 @@ def ui_problems(widget_source: str, ui_text: str, parameter_source: str | None =
     wrappers = parameter_node_fields(parameter_source or widget_source)
     if len(wrappers) != 1:
         problems.append(f"expected one @parameterNodeWrapper class, found {len(wrappers)}")
-    fields = set().union(*wrappers.values()) if wrappers else set()
-    for widget, parameter in sorted(ui_parameter_names(ui_text).items()):
+    fields = {name: annotation for fields in wrappers.values() for name, annotation in fields.items()}
+    for widget, (widget_class, parameter) in sorted(ui_parameter_names(ui_text).items()):
         if parameter not in fields:
             problems.append(f"widget '{widget}' is bound to SlicerParameterName '{parameter}' "
                             "which the parameter node class does not define")
+        elif widget_class not in CONNECTOR_RULES:
+            problems.append(f"widget '{widget}' is a {widget_class}, which no parameter connector handles here")
+        elif not CONNECTOR_RULES[widget_class][1](fields[parameter]):
+            problems.append(f"widget '{widget}' ({widget_class}) needs {CONNECTOR_RULES[widget_class][0]}, "
+                            f"but '{parameter}' is annotated {fields[parameter]}")
     return problems
 
 

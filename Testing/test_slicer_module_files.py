@@ -45,6 +45,11 @@ def test_ui_check_catches_mistakes():
     assert ui_problems(source, broken_ui) == [
         "widget 'smoothingSliderWidget' is bound to SlicerParameterName 'smoothingFactor' "
         "which the parameter node class does not define"]
+    wrong_type = source.replace('labelTable: Annotated[str, Choice(list(LABEL_TABLES))] = "totalsegmentator"',
+                                'labelTable: str = "totalsegmentator"')
+    assert ui_problems(wrong_type, ui) == [
+        "widget 'labelTableComboBox' (QComboBox) needs a value with a Choice(...) annotation, "
+        "but 'labelTable' is annotated str"]
     no_wrapper = source.replace("@parameterNodeWrapper", "")
     assert "expected one @parameterNodeWrapper class, found 0" in ui_problems(no_wrapper, ui)
 
