@@ -1,8 +1,13 @@
-"""Apply / Cancel / progress handling shared by the module widgets (GUI layer, inside Slicer only).
+"""What every BoneRecon module panel does the same way (GUI layer, used inside Slicer only).
 
-Long work runs in the logic with a Progress callback that updates the progress bar and lets Qt
-process events, so Slicer stays responsive and the Cancel button works; on cancel or error the
-logic has already removed what it added. Imports no Qt module directly (uses ``slicer.app``).
+- Parameter node plumbing of Slicer's scripted-module template: the module's
+  ``@parameterNodeWrapper`` node is bound to the ``.ui`` (``SlicerParameterName``), re-created when
+  the scene closes, released when the user leaves the module.
+- Apply / Cancel / progress: the logic runs with a Progress callback that updates the bar and lets
+  Qt process events, so Slicer stays responsive and Cancel works; on cancel or error the logic has
+  already removed what it added, and the user gets one sentence.
+
+Imports no Qt module directly (uses ``slicer.app`` and ``slicer.util``).
 """
 
 import logging
@@ -11,13 +16,83 @@ from .errors import InputError
 from .progress import Cancelled, Progress
 
 
-class ApplyWithProgressMixin:
-    """Needs ``self.ui`` with applyButton, cancelButton, progressBar, statusLabel, and ``_checkCanApply()``."""
+class BoneReconWidgetMixin:
+    """Mix in before ScriptedLoadableModuleWidget and VTKObservationMixin.
 
+    The module widget sets ``parameterNodeClass``, ``requiredInput`` (the parameter that enables
+    Apply, a node of class ``requiredInputClass``), the two tool tips, and calls
+    :meth:`setupModuleWidget` from ``setup()``. Its ``.ui`` has applyButton, cancelButton,
+    progressBar and statusLabel.
+    """
+
+    parameterNodeClass = None
+    requiredInput = "inputLabelMap"
+    requiredInputClass = "vtkMRMLLabelMapVolumeNode"
+    applyToolTip = "Run."
+    missingInputToolTip = "Select the input."
+
+    _parameterNode = None
+    _parameterNodeGuiTag = None
     _running = None  # Progress of the operation in flight
 
-    def isRunning(self) -> bool:
-        return self._running is not None
+    def setupModuleWidget(self, uiWidget):
+        import slicer
+
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
+        self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
+        self.initializeParameterNode()
+
+    # --- parameter node ---------------------------------------------------------------------
+
+    def cleanup(self):
+        self.removeObservers()
+
+    def enter(self):
+        self.initializeParameterNode()
+
+    def exit(self):
+        self.setParameterNode(None)
+
+    def onSceneStartClose(self, caller, event):
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event):
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def initializeParameterNode(self):
+        import slicer
+
+        self.setParameterNode(self.parameterNodeClass(self.logic.getParameterNode()))
+        if not getattr(self._parameterNode, self.requiredInput):
+            first = slicer.mrmlScene.GetFirstNodeByClass(self.requiredInputClass)
+            if first:
+                setattr(self._parameterNode, self.requiredInput, first)
+
+    def setParameterNode(self, inputParameterNode):
+        import vtk
+
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+        self._parameterNode = inputParameterNode
+        if self._parameterNode:
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+        self._checkCanApply()
+
+    def _checkCanApply(self, caller=None, event=None):
+        hasInput = bool(self._parameterNode and getattr(self._parameterNode, self.requiredInput))
+        self.ui.applyButton.enabled = hasInput and self._running is None
+        self.ui.applyButton.toolTip = self.applyToolTip if hasInput else self.missingInputToolTip
+
+    # --- Apply / Cancel / progress ----------------------------------------------------------
 
     def onCancelButton(self):
         if self._running is not None:

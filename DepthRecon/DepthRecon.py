@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Annotated
 
 import slicer
-import vtk
 from slicer import vtkMRMLLabelMapVolumeNode
 from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
@@ -29,7 +28,7 @@ if os.path.isdir(os.path.join(_repositoryRoot, "BoneReconLib")) and _repositoryR
     sys.path.append(_repositoryRoot)
 
 from DepthReconLib import DepthReconLogic  # noqa: E402,F401  (re-exported: GUI-free logic)
-from BoneReconLib.widget_helpers import ApplyWithProgressMixin  # noqa: E402
+from BoneReconLib.widget_helpers import BoneReconWidgetMixin  # noqa: E402
 
 
 class DepthRecon(ScriptedLoadableModule):
@@ -55,70 +54,20 @@ class DepthReconParameterNode:
     smoothing: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
 
 
-class DepthReconWidget(ApplyWithProgressMixin, ScriptedLoadableModuleWidget, VTKObservationMixin):
+class DepthReconWidget(BoneReconWidgetMixin, ScriptedLoadableModuleWidget, VTKObservationMixin):
+    parameterNodeClass = DepthReconParameterNode
+    applyToolTip = "Build one surface model per label."
+    missingInputToolTip = "Select a bone label map."
+
     def __init__(self, parent=None):
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
         self.logic = None
-        self._parameterNode = None
-        self._parameterNodeGuiTag = None
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
-        uiWidget = slicer.util.loadUI(self.resourcePath("UI/DepthRecon.ui"))
-        self.layout.addWidget(uiWidget)
-        self.ui = slicer.util.childWidgetVariables(uiWidget)
-        uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = DepthReconLogic()
-
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
-        self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
-        self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
-        self.initializeParameterNode()
-
-    def cleanup(self):
-        self.removeObservers()
-
-    def enter(self):
-        self.initializeParameterNode()
-
-    def exit(self):
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
-
-    def onSceneStartClose(self, caller, event):
-        self.setParameterNode(None)
-
-    def onSceneEndClose(self, caller, event):
-        if self.parent.isEntered:
-            self.initializeParameterNode()
-
-    def initializeParameterNode(self):
-        self.setParameterNode(DepthReconParameterNode(self.logic.getParameterNode()))
-        if not self._parameterNode.inputLabelMap:
-            first = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLLabelMapVolumeNode")
-            if first:
-                self._parameterNode.inputLabelMap = first
-
-    def setParameterNode(self, inputParameterNode):
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
-        self._parameterNode = inputParameterNode
-        if self._parameterNode:
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
-        self._checkCanApply()
-
-    def _checkCanApply(self, caller=None, event=None):
-        ready = bool(self._parameterNode and self._parameterNode.inputLabelMap) and not self.isRunning()
-        self.ui.applyButton.enabled = ready
-        self.ui.applyButton.toolTip = (
-            "Build one surface model per label." if ready else "Select a bone label map."
-        )
+        self.setupModuleWidget(slicer.util.loadUI(self.resourcePath("UI/DepthRecon.ui")))
 
     def onApplyButton(self):
         params = self._parameterNode

@@ -38,9 +38,9 @@ def test_widget_code_matches_ui_and_parameter_node(module):
 
 def test_ui_check_catches_mistakes():
     source, ui = module_source("BiplanarRecon"), module_ui("BiplanarRecon")
-    broken_code = source.replace("self.ui.applyButton.connect", "self.ui.applyButon.connect")
+    broken_code = source.replace("self.ui.loadSampleButton.connect", "self.ui.loadSampleButon.connect")
     assert ui_problems(broken_code, ui) == [
-        "self.ui.applyButon is used but the .ui defines no widget named 'applyButon'"]
+        "self.ui.loadSampleButon is used but the .ui defines no widget named 'loadSampleButon'"]
     broken_ui = ui.replace("<string>smoothing</string>", "<string>smoothingFactor</string>")
     assert ui_problems(source, broken_ui) == [
         "widget 'smoothingSliderWidget' is bound to SlicerParameterName 'smoothingFactor' "

@@ -16,9 +16,8 @@ from __future__ import annotations
 from typing import Dict, Mapping, Optional, Tuple, Union
 
 from BoneReconLib import sample_data
-from BoneReconLib.app_context import get_context
 from BoneReconLib.mrml_io import load_volume
-from BoneReconLib.parameter_node import get_parameter_node
+from BoneReconLib.module_logic import ModuleLogic
 from BoneReconLib.progress import ProgressCallback
 from BoneReconLib.scene_transaction import rollback_on_error
 from BoneReconLib.vertebra_models import create_vertebra_models
@@ -26,19 +25,8 @@ from BoneReconLib.vertebra_models import create_vertebra_models
 LABEL_TABLES = ("totalsegmentator", "verse")
 
 
-class BiplanarReconLogic:
+class BiplanarReconLogic(ModuleLogic):
     moduleName = "BiplanarRecon"
-
-    def __init__(self, scene=None):
-        self._scene = scene
-
-    @property
-    def scene(self):
-        return self._scene if self._scene is not None else get_context().scene
-
-    def getParameterNode(self):
-        """The module's singleton parameter node in the scene (created on first use)."""
-        return get_parameter_node(self.scene, self.moduleName)
 
     def loadSampleCase(self) -> Tuple[object, object]:
         """Load the bundled sample CT and its vertebra label map; returns (ct, labelMap)."""

@@ -14,29 +14,17 @@ from __future__ import annotations
 
 from typing import Dict, Mapping, Optional, Tuple
 
-from BoneReconLib.app_context import get_context
 from BoneReconLib.errors import InputError
 from BoneReconLib.label_models import export_models, present_label_values, segmentation_from_labels
-from BoneReconLib.parameter_node import get_parameter_node
+from BoneReconLib.module_logic import ModuleLogic
 from BoneReconLib.progress import ProgressCallback
 from BoneReconLib.scene_transaction import rollback_on_error
 
 MODELS_FOLDER = "Bone models"
 
 
-class DepthReconLogic:
+class DepthReconLogic(ModuleLogic):
     moduleName = "DepthRecon"
-
-    def __init__(self, scene=None):
-        self._scene = scene
-
-    @property
-    def scene(self):
-        return self._scene if self._scene is not None else get_context().scene
-
-    def getParameterNode(self):
-        """The module's singleton parameter node in the scene (created on first use)."""
-        return get_parameter_node(self.scene, self.moduleName)
 
     @staticmethod
     def labelNames(labelMapNode) -> Dict[int, str]:
