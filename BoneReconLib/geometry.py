@@ -214,7 +214,8 @@ def save_geometry(views: Iterable[View], path) -> Path:
 # --- rigs ---------------------------------------------------------------------------------------
 
 
-def _rotation_about(axis, angle_rad: float) -> np.ndarray:
+def rotation_about(axis, angle_rad: float) -> np.ndarray:
+    """3x3 rotation by ``angle_rad`` (right-handed) about ``axis`` (Rodrigues' formula)."""
     axis = np.asarray(axis, dtype=np.float64)
     axis = axis / np.linalg.norm(axis)
     k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
@@ -241,7 +242,7 @@ def ap_view(
         raise InputError("The isocentre must lie between the source and the detector "
                          f"(0 < {source_to_isocenter} < {source_to_detector} mm).")
     iso = np.asarray(isocenter, dtype=np.float64)
-    r = _rotation_about((0, 0, 1), math.radians(rotation_deg))
+    r = rotation_about((0, 0, 1), math.radians(rotation_deg))
     beam = r @ np.array([0.0, -1.0, 0.0])  # from source to detector
     return View(
         name=name,

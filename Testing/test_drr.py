@@ -7,17 +7,14 @@ import pytest
 import torch
 from BoneReconLib.drr import Volume, attenuation_coefficients, hu_to_mu, radiograph_from_attenuation, render_attenuation
 from BoneReconLib.errors import InputError
-from BoneReconLib.geometry import ap_view, biplanar_rig
+from BoneReconLib.geometry import ap_view, biplanar_rig, rotation_about
 
 SHAPE_KJI = (20, 30, 40)
 COEFFS = np.array([0.01, 0.001, 0.002, 0.0005])  # mu = c0 + c1 i + c2 j + c3 k (1/mm)
 
 
 def oblique_matrix():
-    axis = np.array([1.0, 2.0, 2.0]) / 3.0
-    angle = math.radians(20.0)
-    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
-    rotation = np.eye(3) + math.sin(angle) * k + (1 - math.cos(angle)) * k @ k
+    rotation = rotation_about([1.0, 2.0, 2.0], math.radians(20.0))
     m = np.eye(4)
     m[:3, :3] = rotation * np.array([1.5, 1.2, 2.0])
     m[:3, 3] = [-25.0, -20.0, -18.0]

@@ -11,6 +11,7 @@ import math
 import numpy as np
 
 from BoneReconLib.errors import InputError
+from BoneReconLib.geometry import rotation_about
 from BoneReconLib.surface_metrics import open_edge_count, volume_and_centroid
 
 from .logic import DepthReconLogic
@@ -23,10 +24,7 @@ SPACING = np.array([0.8, 0.9, 1.0])
 
 def _oblique_ijk_to_ras():
     """Spacing, a rotation of 30 degrees about an oblique axis, and an offset origin."""
-    axis = np.array([1.0, 2.0, 2.0]) / 3.0
-    angle = math.radians(30.0)
-    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
-    rotation = np.eye(3) + math.sin(angle) * k + (1 - math.cos(angle)) * k @ k
+    rotation = rotation_about([1.0, 2.0, 2.0], math.radians(30.0))
     matrix = np.eye(4)
     matrix[:3, :3] = rotation * SPACING
     matrix[:3, 3] = [-41.5, 17.25, 103.0]
