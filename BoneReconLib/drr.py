@@ -143,8 +143,12 @@ def _as_poses(poses, device, dtype) -> torch.Tensor:
     poses = torch.as_tensor(poses, device=device, dtype=dtype)
     if poses.ndim == 2:
         poses = poses[None]
-    if poses.shape[-2:] != (4, 4):
+    if poses.ndim != 3 or poses.shape[-2:] != (4, 4):
         raise InputError(f"Poses must be 4x4 matrices, got shape {tuple(poses.shape)}.")
+    determinants = torch.linalg.det(poses.detach()[:, :3, :3])
+    bad = ~torch.isfinite(poses.detach()).all(dim=(1, 2)) | (determinants.abs() < 1e-9)
+    if bool(bad.any()):
+        raise InputError(f"Pose {int(torch.nonzero(bad)[0])} is not a finite, invertible 4x4 transform.")
     return poses
 
 

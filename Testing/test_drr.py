@@ -176,6 +176,10 @@ def test_bad_volumes_and_views():
         Volume.from_numpy(np.zeros((2, 2, 2)), np.diag([1.0, 0.0, 1.0, 1.0]))
     with pytest.raises(InputError, match="must be 3D"):
         Volume.from_numpy(np.zeros((2, 2)), np.eye(4))
+    singular = np.eye(4)
+    singular[2, 2] = 0.0
+    with pytest.raises(InputError, match="Pose 1 is not a finite, invertible"):
+        render_attenuation(ramp_volume(), [ap_view(size=(10, 10))], poses=np.stack([np.eye(4), singular]))
     views = [ap_view(size=(10, 10)), ap_view(size=(12, 10), name="B")]
     with pytest.raises(InputError, match="same detector size"):
         render_attenuation(ramp_volume(), views)
