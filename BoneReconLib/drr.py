@@ -271,3 +271,36 @@ def radiograph_from_attenuation(attenuation: torch.Tensor, gamma: float = 1.0, p
         transmitted = torch.poisson(transmitted * photons, generator=generator) / photons
     image = (1.0 - transmitted).clamp(0.0, 1.0)
     return image if gamma == 1.0 else image ** gamma
+
+
+def render_labels(
+    volume: Volume,
+    labels_kji,
+    values: Sequence[int],
+    views: Sequence[View],
+    poses=None,
+    margin: int = 1,
+) -> torch.Tensor:
+    """Each label's own DRR (its voxels' attenuation, everything else removed): (L, N, V, nv, nu).
+
+    ``labels_kji`` is an integer array on the volume's grid. Each label is rendered from the
+    volume cropped to the label's bounding box (plus ``margin`` voxels), so the cost scales with
+    the label's size. The projector is linear: the images of labels that partition the volume sum
+    to the DRR of the whole volume.
+    """
+    labels = torch.as_tensor(np.asarray(labels_kji), device=volume.data.device)
+    if tuple(labels.shape) != tuple(volume.data.shape):
+        raise InputError(f"The label map has shape {tuple(labels.shape)} but the volume {tuple(volume.data.shape)}.")
+    images = []
+    for value in values:
+        inside = labels == int(value)
+        where = torch.nonzero(inside)
+        if where.numel() == 0:
+            raise InputError(f"Label {value} is absent from the label map.")
+        lower = (where.min(dim=0).values - margin).clamp(min=0)
+        upper = torch.minimum(where.max(dim=0).values + 1 + margin, torch.tensor(labels.shape, device=labels.device))
+        (k0, j0, i0), (k1, j1, i1) = lower.tolist(), upper.tolist()
+        masked = Volume(volume.data[k0:k1, j0:j1, i0:i1] * inside[k0:k1, j0:j1, i0:i1],
+                        volume.crop((i0, j0, k0), (i1, j1, k1)).ijk_to_ras)
+        images.append(render_attenuation(masked, views, poses))
+    return torch.stack(images)

@@ -183,3 +183,23 @@ def test_bad_volumes_and_views():
     views = [ap_view(size=(10, 10)), ap_view(size=(12, 10), name="B")]
     with pytest.raises(InputError, match="same detector size"):
         render_attenuation(ramp_volume(), views)
+
+
+def test_label_images_sum_to_the_whole_drr():
+    from BoneReconLib.drr import render_labels
+
+    volume = ramp_volume()
+    k, j, i = np.indices(SHAPE_KJI)
+    labels = np.where(i < 15, 1, np.where(j < 12, 2, 3))  # three labels that partition the volume
+    labels[5:9, 20:25, 30:36] = 7
+    views = biplanar_rig(size=(32, 28), pixel_spacing=(2.0, 2.0), source_to_detector=700, source_to_isocenter=450)
+    with torch.no_grad():
+        parts = render_labels(volume, labels, [1, 2, 3, 7], views)
+        whole = render_attenuation(volume, views)
+    assert parts.shape == (4, 1, 2, 28, 32)
+    assert torch.allclose(parts.sum(dim=0), whole, rtol=1e-9, atol=1e-9)
+    assert all(float(parts[n].sum()) > 0 for n in range(4))
+    # label 7 is a small box: its image is zero away from the box's shadow
+    assert float((parts[3] > 0).double().mean()) < 0.2
+    with pytest.raises(InputError, match="Label 5 is absent"):
+        render_labels(volume, labels, [5], views)
