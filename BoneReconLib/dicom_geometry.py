@@ -25,7 +25,7 @@ from typing import Optional
 import numpy as np
 
 from .errors import InputError
-from .geometry import View
+from .geometry import View, rotation_about
 
 _DIRECTIONS = {  # RAS unit vectors of DICOM patient-orientation letters
     "R": (1.0, 0.0, 0.0), "L": (-1.0, 0.0, 0.0), "A": (0.0, 1.0, 0.0), "P": (0.0, -1.0, 0.0),
@@ -88,10 +88,9 @@ def view_from_dicom(path, name: Optional[str] = None, source_to_patient: Optiona
     if position not in _BEAM:
         raise InputError(f"{path.name}: ViewPosition '{position}' is not one of {', '.join(_BEAM)}.")
     angle = math.radians(float(tags.get("0018|1510", "0").strip() or 0.0))
-    turn = np.array([[math.cos(angle), -math.sin(angle), 0.0], [math.sin(angle), math.cos(angle), 0.0],
-                     [0.0, 0.0, 1.0]])
     beam = np.array(_BEAM[position])
-    beam = turn.T @ beam if position in ("AP", "PA") else beam  # LAO: beam turns toward the patient's left
+    if position in ("AP", "PA"):  # a positive angle turns the beam toward the patient's left
+        beam = rotation_about((0.0, 0.0, 1.0), -angle) @ beam
     parts = tags["0020|0020"].strip().split("\\")
     if len(parts) != 2:
         raise InputError(f"{path.name}: PatientOrientation '{tags['0020|0020'].strip()}' needs two directions.")

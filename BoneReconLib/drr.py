@@ -300,7 +300,7 @@ def render_labels(
         lower = (where.min(dim=0).values - margin).clamp(min=0)
         upper = torch.minimum(where.max(dim=0).values + 1 + margin, torch.tensor(labels.shape, device=labels.device))
         (k0, j0, i0), (k1, j1, i1) = lower.tolist(), upper.tolist()
-        masked = Volume(volume.data[k0:k1, j0:j1, i0:i1] * inside[k0:k1, j0:j1, i0:i1],
-                        volume.crop((i0, j0, k0), (i1, j1, k1)).ijk_to_ras)
+        box = volume.crop((i0, j0, k0), (i1, j1, k1))
+        masked = Volume(box.data * inside[k0:k1, j0:j1, i0:i1], box.ijk_to_ras)
         images.append(render_attenuation(masked, views, poses))
     return torch.stack(images)
