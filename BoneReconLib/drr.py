@@ -137,7 +137,8 @@ class Volume:
 # --- rendering ----------------------------------------------------------------------------------
 
 
-def _as_poses(poses, device, dtype) -> torch.Tensor:
+def as_poses(poses, device, dtype) -> torch.Tensor:
+    """Poses as an (N, 4, 4) tensor (None = identity); InputError for non-finite or singular ones."""
     if poses is None:
         return torch.eye(4, device=device, dtype=dtype)[None]
     poses = torch.as_tensor(poses, device=device, dtype=dtype)
@@ -171,7 +172,7 @@ def render_attenuation(
         raise InputError("All views of one render call must have the same detector size.")
     data = volume.data
     device, dtype = data.device, data.dtype
-    poses = _as_poses(poses, device, dtype)
+    poses = as_poses(poses, device, dtype)
     nu, nv = views[0].size
     n_poses, n_views = poses.shape[0], len(views)
 
@@ -195,7 +196,7 @@ def render_attenuation(
     for n in range(n_poses):
         moved = corners @ poses_np[n, :3, :3].T + poses_np[n, :3, 3]
         for v, view in enumerate(views):
-            window = _footprint(view, moved)
+            window = detector_window(view, moved)
             if window is None:
                 continue
             (j0, j1), (i0, i1) = window
@@ -206,7 +207,7 @@ def render_attenuation(
     return out
 
 
-def _footprint(view: View, corners: np.ndarray):
+def detector_window(view: View, corners: np.ndarray):
     """Pixel window ((j0, j1), (i0, i1)) that rays through a box can reach; None if it misses the detector."""
     nu, nv = view.size
     ij, _ = view.project(corners)

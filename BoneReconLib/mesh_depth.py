@@ -1,0 +1,220 @@
+"""Exact depth maps of closed triangle meshes: every ray/triangle crossing, without voxelising.
+
+A ray from the source through a pixel centre crosses a triangle exactly when the pixel centre
+lies inside the triangle's central projection onto the detector. So each triangle is projected
+and rasterised: only the pixels inside its projected bounding box are tested, which keeps the
+cost proportional to the projected area instead of pixels x triangles. The crossing distance is
+the exact intersection of the ray with the triangle's plane.
+
+Watertight by construction: projected vertices are snapped to 1/256 pixel, so the edge functions
+are computed exactly in float64, the same way for the two triangles that share an edge, and a
+pixel centre falling exactly on an edge or vertex is given to the triangles that an
+infinitesimal shift of the pixel in the direction (1, epsilon) would fall in. Every ray therefore
+crosses a closed surface an even number of times and thickness is exact even on shared edges.
+The price: a ray passing within 1/256 pixel of an edge may be given to the neighbouring
+triangle, whose plane then sets its distance (an error of 1/256 pixel times the change of
+slope across the edge, micrometres in practice).
+
+Batched over N meshes/poses (e.g. a CMA-ES population of shape-model instances) and V views.
+Distances are differentiable with respect to the vertices (autograd), pixel coverage is not.
+
+Core module: numpy/torch (+ vtk for polydata input), no MRML.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence, Tuple
+
+import numpy as np
+import torch
+
+from .depth import DepthMaps, reduce_crossings
+from .drr import as_poses
+from .errors import InputError
+from .geometry import View
+
+SNAP = 256.0  # projected vertices are snapped to 1/SNAP pixel (exact edge functions up to 16k pixels)
+
+
+def check_closed_surface(triangles: np.ndarray, n_points: int, what: str = "mesh") -> None:
+    """InputError unless the triangles form closed surfaces, consistently oriented.
+
+    Closed and consistent = every directed edge (a, b) occurs exactly once and so does (b, a).
+    """
+    triangles = np.asarray(triangles)
+    if triangles.ndim != 2 or triangles.shape[1] != 3 or len(triangles) == 0:
+        raise InputError(f"The {what} is empty (it has no triangles).")
+    if triangles.min() < 0 or triangles.max() >= n_points:
+        raise InputError(f"The {what} refers to vertices that do not exist.")
+    a = triangles.astype(np.int64)
+    directed = np.concatenate([a[:, [0, 1]], a[:, [1, 2]], a[:, [2, 0]]])
+    codes = directed[:, 0] * n_points + directed[:, 1]
+    unique, counts = np.unique(codes, return_counts=True)
+    reverse = directed[:, 1] * n_points + directed[:, 0]
+    bad = int(np.count_nonzero(counts > 1)) + int(np.count_nonzero(~np.isin(reverse, unique)))
+    if bad:
+        raise InputError(f"The {what} is not a closed, consistently oriented surface ({bad} open, non-manifold "
+                         "or flipped edges); depth maps need closed surfaces.")
+
+
+def mesh_from_polydata(polydata) -> Tuple[np.ndarray, np.ndarray]:
+    """(points, triangles) of a closed vtk surface, with every component's normals turned outward."""
+    import vtk
+
+    from .surface_metrics import triangles as triangle_arrays
+
+    if polydata is None or polydata.GetNumberOfPoints() == 0 or polydata.GetNumberOfPolys() == 0:
+        raise InputError("The mesh is empty (it has no triangles).")
+    normals = vtk.vtkPolyDataNormals()
+    normals.SetInputData(polydata)
+    normals.ConsistencyOn()
+    normals.AutoOrientNormalsOn()
+    normals.SplittingOff()
+    normals.ComputeCellNormalsOff()
+    normals.Update()
+    return triangle_arrays(normals.GetOutput())
+
+
+def mesh_depth(points, triangles, views: Sequence[View], poses=None, max_pairs: int = 1 << 22) -> DepthMaps:
+    """Depth maps (N, V, nv, nu) of a closed mesh seen in every view.
+
+    ``points`` (P, 3) or (N, P, 3) world mm (numpy or torch; N instances of one triangulation),
+    ``triangles`` (T, 3) vertex indices, ``poses`` None or (N, 4, 4) applied to the points.
+    Distances are computed in float64.
+    """
+    views = list(views)
+    if not views:
+        raise InputError("At least one view is needed to render.")
+    if len({v.size for v in views}) != 1:
+        raise InputError("All views of one render call must have the same detector size.")
+    points = torch.as_tensor(points)
+    if not points.is_floating_point():
+        points = points.double()
+    points = points.to(torch.float64)
+    if points.ndim == 2:
+        points = points[None]
+    if points.ndim != 3 or points.shape[-1] != 3 or points.shape[1] == 0:
+        raise InputError(f"Mesh points must be (P, 3) or (N, P, 3), got shape {tuple(points.shape)}.")
+    if not bool(torch.isfinite(points.detach()).all()):
+        raise InputError("The mesh has non-finite vertex coordinates.")
+    check_closed_surface(triangles, points.shape[1])
+    device = points.device
+    tri = torch.as_tensor(np.ascontiguousarray(triangles), dtype=torch.int64, device=device)
+    poses = as_poses(poses, device, torch.float64)
+    n = max(points.shape[0], poses.shape[0])
+    if points.shape[0] not in (1, n) or poses.shape[0] not in (1, n):
+        raise InputError(f"{points.shape[0]} meshes and {poses.shape[0]} poses do not pair up.")
+
+    results = []
+    for index in range(n):
+        pose = poses[min(index, poses.shape[0] - 1)]
+        moved = points[min(index, points.shape[0] - 1)] @ pose[:3, :3].T + pose[:3, 3]
+        a, b, c = moved[tri[:, 0]], moved[tri[:, 1]], moved[tri[:, 2]]
+        volume = float((a * torch.linalg.cross(b, c)).sum().detach())
+        if abs(volume) < 1e-9:
+            raise InputError("The mesh encloses no volume.")
+        outward = 1.0 if volume > 0 else -1.0
+        results.append(DepthMaps.stack(_render_view(moved, tri, view, outward, max_pairs) for view in views))
+    return DepthMaps.stack(results)
+
+
+def _render_view(points, tri, view: View, outward: float, max_pairs: int) -> DepthMaps:
+    device, f64 = points.device, torch.float64
+    as_t = lambda x: torch.as_tensor(np.asarray(x, dtype=np.float64), device=device)  # noqa: E731
+    source, normal = as_t(view.source), as_t(view.normal)
+    u, v = as_t(view.detector_u), as_t(view.detector_v)
+    (su, sv), (nu, nv) = view.pixel_spacing, view.size
+    origin = as_t(view.pixel_origin() - view.source)  # pixel (0, 0) relative to the source
+
+    relative = points - source
+    along = relative @ normal
+    if bool((along.detach() <= 1e-6).any()):
+        raise InputError(f"The mesh reaches the source plane of view '{view.name}' "
+                         "(a vertex lies level with or behind the X-ray source).")
+    with torch.no_grad():
+        on_detector = relative * (view.source_to_detector_distance / along)[:, None] - origin
+        ij = torch.stack([on_detector @ u / su, on_detector @ v / sv], dim=-1)
+        q = torch.round(ij * SNAP) / SNAP
+        qa, qb, qc = q[tri[:, 0]], q[tri[:, 1]], q[tri[:, 2]]
+        area = (qb[:, 0] - qa[:, 0]) * (qc[:, 1] - qa[:, 1]) - (qb[:, 1] - qa[:, 1]) * (qc[:, 0] - qa[:, 0])
+        corners = torch.stack([qa, qb, qc], dim=1)
+        lo = torch.ceil(corners.min(dim=1).values).long()
+        hi = torch.floor(corners.max(dim=1).values).long()
+        lo = torch.maximum(lo, torch.zeros(2, dtype=torch.long, device=device))
+        hi = torch.minimum(hi, torch.tensor([nu - 1, nv - 1], device=device))
+        visible = (area != 0) & (hi >= lo).all(dim=1)
+        keep = torch.nonzero(visible).flatten()
+        lo, hi, winding = lo[keep], hi[keep], torch.sign(area[keep])
+        edges = _edge_functions(q, tri[keep], winding)
+        width = hi[:, 0] - lo[:, 0] + 1
+        counts = width * (hi[:, 1] - lo[:, 1] + 1)
+
+    # A crossing leaves the surface where the outward normal points away from the source; that is
+    # where the projected triangle winds positively about the beam direction.
+    handed = float(np.sign(np.cross(view.detector_u, view.detector_v) @ view.normal))
+    leaves_tri = (winding * handed * outward) > 0
+    normals = torch.linalg.cross(points[tri[keep, 1]] - points[tri[keep, 0]],
+                                 points[tri[keep, 2]] - points[tri[keep, 0]])
+    anchor = relative[tri[keep, 0]]
+    corners_rel = relative[tri[keep]]  # (K, 3, 3)
+
+    pixels, distances, leaving = [], [], []
+    ends = torch.cumsum(counts, 0)
+    start = 0
+    while start < len(keep):
+        base = int(ends[start - 1]) if start else 0
+        stop = max(int(torch.searchsorted(ends, base + max_pairs, right=True)), start + 1)
+        with torch.no_grad():
+            sel = torch.arange(start, stop, device=device)
+            owner = torch.repeat_interleave(sel, counts[start:stop])
+            offset = torch.arange(owner.numel(), device=device) - (ends[owner] - counts[owner])
+            x = lo[owner, 0] + offset % width[owner]
+            y = lo[owner, 1] + offset // width[owner]
+            inside = _inside(edges, owner, x.to(f64), y.to(f64))
+            owner, x, y = owner[inside], x[inside], y[inside]
+        target = origin + (x.to(f64) * su)[:, None] * u + (y.to(f64) * sv)[:, None] * v
+        direction = target / target.norm(dim=1, keepdim=True)
+        numerator = (normals[owner] * anchor[owner]).sum(dim=1)
+        denominator = (normals[owner] * direction).sum(dim=1)
+        # The hit lies inside the triangle, so between its vertices' distances along the ray.
+        spread = (corners_rel[owner] * direction[:, None, :]).sum(dim=2)
+        low, high = spread.min(dim=1).values, spread.max(dim=1).values
+        safe = torch.where(denominator != 0, denominator, torch.ones_like(denominator))
+        t = torch.where(denominator != 0, numerator / safe, (low + high) / 2)
+        pixels.append(y * nu + x)
+        distances.append(torch.maximum(torch.minimum(t, high), low))
+        leaving.append(leaves_tri[owner])
+        start = stop
+    cat = lambda parts, dtype: torch.cat(parts) if parts else torch.zeros(0, dtype=dtype, device=device)  # noqa: E731
+    front, back, thickness, hit = reduce_crossings(nu * nv, cat(pixels, torch.long), cat(distances, f64),
+                                                   cat(leaving, torch.bool), f64, device)
+    shape = (nv, nu)
+    return DepthMaps(front.reshape(shape), back.reshape(shape), thickness.reshape(shape), hit.reshape(shape))
+
+
+def _edge_functions(q, tri, winding):
+    """Per triangle and edge: exact edge-function coefficients and tie-break signs.
+
+    Each edge is evaluated in a canonical direction (lower vertex index first), so two triangles
+    sharing an edge compute the same number with opposite sign factors.
+    """
+    px, py, gx, gy, factor, tie = [], [], [], [], [], []
+    for k in range(3):
+        a, b = tri[:, k], tri[:, (k + 1) % 3]
+        first, second = torch.minimum(a, b), torch.maximum(a, b)
+        sigma = torch.where(a == first, 1.0, -1.0).to(q.dtype)
+        p, r = q[first], q[second]
+        ex, ey = -(r[:, 1] - p[:, 1]), r[:, 0] - p[:, 0]  # gradient of the edge function
+        px.append(p[:, 0])
+        py.append(p[:, 1])
+        gx.append(ex)
+        gy.append(ey)
+        factor.append(winding * sigma)
+        tie.append(winding * sigma * torch.where(ex != 0, torch.sign(ex), torch.sign(ey)))
+    return [torch.stack(x, dim=1) for x in (px, py, gx, gy, factor, tie)]
+
+
+def _inside(edges, owner, x, y):
+    px, py, gx, gy, factor, tie = (e[owner] for e in edges)
+    value = factor * (gx * (x[:, None] - px) + gy * (y[:, None] - py))
+    return ((value > 0) | ((value == 0) & (tie > 0))).all(dim=1)
