@@ -41,6 +41,26 @@ def _cmd_demo(args) -> int:
     return EXIT_OK
 
 
+def _cmd_drr(args) -> int:
+    from .drr_command import run_drr
+
+    result = run_drr(
+        out_dir=args.out,
+        ct_path=args.ct,
+        geometry_path=args.geometry,
+        labels_path=args.labels,
+        label_table=args.label_table,
+        only=args.only.split(",") if args.only else None,
+        energy_kev=args.energy,
+        device=args.device,
+        scene_bundle=not args.no_scene,
+        progress=None if args.quiet else _print_progress,
+    )
+    print(f"Wrote {len(result.files)} files to {result.out_dir} (views: {', '.join(result.views)}"
+          + (f"; labels: {', '.join(result.labels)}" if result.labels else "") + ")")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bonerecon",
@@ -68,6 +88,26 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--smoothing", type=float, default=0.5, help="surface smoothing factor 0..1 (default 0.5)")
     demo.add_argument("--no-screenshot", action="store_true", help="skip the offscreen 3D picture")
     demo.set_defaults(func=_cmd_demo)
+
+    drr = commands.add_parser(
+        "drr",
+        help="CT + imaging geometry -> DRRs (+ per-label DRRs and front/back depth maps)",
+        description="Render a digitally reconstructed radiograph of a CT for every view of a geometry JSON. "
+        "With --labels, also each label's own DRR and its front depth, back depth and thickness maps (mm). "
+        "Images are single-slice NRRDs placed on the detector plane; OUT also gets PNG previews, "
+        "geometry.json and scene.mrb.",
+    )
+    drr.add_argument("--ct", required=True, help="CT image in HU (NRRD/NIfTI/MHA)")
+    drr.add_argument("--geometry", required=True, help="views JSON ({\"views\": [...]}, see README)")
+    drr.add_argument("--out", required=True, help="output folder")
+    drr.add_argument("--labels", help="label map on the CT's voxel grid: per-label DRRs and depth maps")
+    drr.add_argument("--label-table", help="names of the labels: 'totalsegmentator', 'verse' or a CSV/JSON file "
+                     "(default: every non-zero value, named by its number)")
+    drr.add_argument("--only", help="comma-separated label names or values to render (default: all)")
+    drr.add_argument("--energy", type=float, default=60.0, help="effective X-ray energy in keV, 40-100 (default 60)")
+    drr.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="torch device (default auto)")
+    drr.add_argument("--no-scene", action="store_true", help="skip writing scene.mrb")
+    drr.set_defaults(func=_cmd_drr)
     return parser
 
 

@@ -259,18 +259,27 @@ def _joseph(volume, src, d, length_mm, axis, max_samples):
     return (total * step).reshape(nv, nu)
 
 
-def radiograph_from_attenuation(attenuation: torch.Tensor, gamma: float = 1.0, photons: Optional[float] = None,
+def radiograph_from_attenuation(attenuation: torch.Tensor, window: Optional[float] = None, gamma: float = 1.0,
+                                photons: Optional[float] = None,
                                 generator: Optional[torch.Generator] = None) -> torch.Tensor:
-    """A radiograph-like image in [0, 1], bone bright: 1 - exp(-line integral), optional quantum noise and gamma.
+    """A processed, bone-bright radiograph in [0, 1] from line integrals (..., nv, nu).
 
-    ``photons``: mean detected photons per pixel without attenuation (Poisson noise); None = no noise.
+    Like a digital detector's log processing: the image is -log(transmitted fraction), which is the
+    line integral itself without noise, divided by ``window`` (the line integral shown as white;
+    default: each image's largest one), then raised to ``gamma``. ``photons``: mean detected
+    photons per pixel without attenuation, for Poisson quantum noise (None = no noise).
     """
-    transmitted = torch.exp(-attenuation)
+    log_image = attenuation
     if photons is not None:
         if photons <= 0:
             raise InputError("The photon count must be positive.")
-        transmitted = torch.poisson(transmitted * photons, generator=generator) / photons
-    image = (1.0 - transmitted).clamp(0.0, 1.0)
+        counts = torch.poisson(torch.exp(-attenuation) * photons, generator=generator)
+        log_image = -torch.log(counts.clamp(min=0.5) / photons)  # half a photon where none arrived
+    if window is None:
+        window = attenuation.detach().flatten(-2).amax(dim=-1).clamp(min=1e-12)[..., None, None]
+    elif window <= 0:
+        raise InputError("The display window must be positive.")
+    image = (log_image / window).clamp(0.0, 1.0)
     return image if gamma == 1.0 else image ** gamma
 
 

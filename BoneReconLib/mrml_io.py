@@ -52,6 +52,19 @@ def load_volume(scene, path, name: str | None = None, labelmap: bool = False, wh
     return node
 
 
+def save_volume(node, path) -> Path:
+    """Write a volume node to an image file (format from the suffix; NRRD compressed), keeping its placement."""
+    import slicer
+
+    path = Path(path)
+    storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
+    storage.SetFileName(str(path))
+    storage.SetUseCompression(True)
+    if not storage.WriteData(node) or not path.is_file():
+        raise RuntimeError(f"MRML could not write the image {path}.")
+    return path
+
+
 def save_scene_mrb(scene, path) -> Path:
     """Write the whole scene as a Slicer bundle (.mrb), atomically: a failed write leaves no file."""
     path = Path(path)

@@ -165,10 +165,17 @@ def test_hu_to_mu():
 def test_radiograph_is_bright_where_attenuation_is_high():
     attenuation = torch.tensor([[0.2, 0.5, 2.0]])
     image = radiograph_from_attenuation(attenuation)
-    assert torch.allclose(image, 1 - torch.exp(-attenuation)) and image[0, 2] > image[0, 1] > image[0, 0]
-    noisy = radiograph_from_attenuation(attenuation.expand(2000, 3), photons=1000.0,
+    assert torch.allclose(image, attenuation / 2.0) and image[0, 2] > image[0, 1] > image[0, 0]
+    assert torch.allclose(radiograph_from_attenuation(attenuation, window=1.0, gamma=2.0),
+                          torch.tensor([[0.04, 0.25, 1.0]]))
+    noisy = radiograph_from_attenuation(attenuation.expand(4000, 3), window=4.0, photons=2000.0,
                                         generator=torch.Generator().manual_seed(0))
-    assert torch.allclose(noisy.mean(dim=0), image[0], atol=0.01) and noisy.std(dim=0)[1] > 0.005
+    # -log of Poisson counts: unbiased to O(1/photons); its spread is 1/sqrt(photons * transmission)
+    assert torch.allclose(noisy.mean(dim=0), attenuation[0] / 4.0, atol=0.003)
+    expected_std = 1 / torch.sqrt(2000.0 * torch.exp(-attenuation[0])) / 4.0
+    assert torch.allclose(noisy.std(dim=0), expected_std, rtol=0.1)
+    with pytest.raises(InputError, match="window"):
+        radiograph_from_attenuation(attenuation, window=0.0)
 
 
 def test_bad_volumes_and_views():
