@@ -113,12 +113,16 @@ def _render_view(indicator: Volume, pose, view: View, step, max_samples, value) 
     enter, leave = enter[keep], leave[keep]
 
     volume = data[None, None]
+    coarse_volume = volume.float()  # the coarse pass only decides sides; bisection runs in float64
     scale = 2.0 / torch.tensor([max(i - 1, 1), max(j - 1, 1), max(k - 1, 1)], device=device, dtype=f64)
+    start, slope = src * scale - 1.0, direction * scale  # grid_sample coordinates: start + t * slope
 
-    def field(t, rays):
-        points = src + t[..., None] * direction[rays]
-        grid = (points * scale - 1.0).reshape(1, -1, 1, 1, 3)
-        return torch.nn.functional.grid_sample(volume, grid, mode="bilinear", padding_mode="zeros",
+    def field(t, rays, coarse=False):
+        """The interpolated indicator at parameters t (R,) or (R, M) along rays (R,)."""
+        ray_slope = slope[rays] if t.ndim == 1 else slope[rays][:, None, :]
+        source = coarse_volume if coarse else volume
+        grid = (start + t[..., None] * ray_slope).to(source.dtype).reshape(1, -1, 1, 1, 3)
+        return torch.nn.functional.grid_sample(source, grid, mode="bilinear", padding_mode="zeros",
                                                align_corners=True).reshape(t.shape)
 
     chord = (leave - enter) * direction.norm(dim=1)  # voxel units
@@ -129,13 +133,15 @@ def _render_view(indicator: Volume, pose, view: View, step, max_samples, value) 
         rays = torch.arange(r0, min(r0 + chunk, len(keep)), device=device)
         fraction = torch.linspace(0.0, 1.0, n_samples, device=device, dtype=f64)
         t = enter[rays, None] + fraction[None, :] * (leave - enter)[rays, None]
-        above = field(t, rays[:, None].expand_as(t)) > 0.5
+        above = field(t, rays, coarse=True) > 0.5
         change = torch.nonzero(above[:, 1:] != above[:, :-1])
         if change.numel() == 0:
             continue
         ray, sample = rays[change[:, 0]], change[:, 1]
         lo, hi = t[change[:, 0], sample], t[change[:, 0], sample + 1]
-        rising = ~above[change[:, 0], sample]
+        rising = field(lo, ray) <= 0.5  # re-decided in float64, so bisection keeps a true bracket
+        bracketed = rising != (field(hi, ray) <= 0.5)
+        ray, lo, hi, rising = ray[bracketed], lo[bracketed], hi[bracketed], rising[bracketed]
         for _ in range(BISECTIONS):
             mid = 0.5 * (lo + hi)
             beyond = (field(mid, ray) > 0.5) == rising  # crossing lies between lo and mid

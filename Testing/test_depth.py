@@ -164,7 +164,7 @@ def test_mesh_distances_have_vertex_gradients():
     scaled = (torch.as_tensor(points) - centre) * scale + centre
     total = mesh_depth(scaled, triangles, VIEWS[:1]).thickness.sum()
     total.backward()
-    eps = 1e-8  # far below the 1/256-pixel snapping of coverage: only the distances move
+    eps = 1e-9  # far below the 1/4096-pixel snapping of coverage: only the distances move
     plus = mesh_depth((points - points.mean(0)) * (1.1 + eps) + points.mean(0), triangles, VIEWS[:1])
     minus = mesh_depth((points - points.mean(0)) * (1.1 - eps) + points.mean(0), triangles, VIEWS[:1])
     numeric = (plus.thickness.sum() - minus.thickness.sum()) / (2 * eps)
