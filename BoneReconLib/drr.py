@@ -157,13 +157,15 @@ def render_attenuation(
     volume: Volume,
     views: Sequence[View],
     poses=None,
-    max_samples_per_chunk: int = 1 << 23,
+    max_samples_per_chunk: int = 1 << 20,
 ) -> torch.Tensor:
     """Line integrals of ``volume`` along every detector ray: tensor (N poses, V views, nv, nu).
 
     ``poses`` (N, 4, 4) move the volume in world space (x_world = pose @ x_volume_world); None =
     the volume where its IJK-to-RAS puts it. All views must share one detector size. Pixels whose
-    rays miss the volume are exactly 0.
+    rays miss the volume are exactly 0. ``max_samples_per_chunk`` bounds the samples taken in one
+    step: about 1M keeps each step's sampling grid and samples in the CPU caches (2.7x faster
+    than 8M on the benchmark CT, where fresh memory dominated).
     """
     views = list(views)
     if not views:

@@ -140,6 +140,26 @@ def main(argv=None):
     print(f"{'BoneRecon (Joseph)':<24}{1000 * per_drr:>10.1f}{reference / per_drr:>14.2f}{rate:>12.1f}")
     print(f"{'DiffDRR trilinear (1)':<24}{1000 * reference:>10.1f}{1.0:>14.2f}{'':>12}")
     print("(1) DiffDRR's single-DRR time; a 32-DRR trilinear batch does not fit its memory-hungry sampling here.")
+    # What bounds the batched rate on this machine: torch's bilinear sampling kernel alone (same slice
+    # stack, precomputed coherent positions, cache-sized steps) and reading the volume from memory.
+    slices = volume.slices(1)
+    rows = torch.linspace(-0.9, 0.9, height, device=device)
+    grid_y, grid_x = torch.meshgrid(rows, rows, indexing="ij")
+    grid = torch.stack([grid_x.flatten(), grid_y.flatten()], dim=-1)[None, :, None, :].expand(16, -1, -1, -1)
+    grid = grid.contiguous()
+
+    def kernel_only():
+        for s0 in range(0, slices.shape[0] - 15, 16):
+            torch.nn.functional.grid_sample(slices[s0:s0 + 16], grid, align_corners=True).sum(dim=0)
+
+    with torch.no_grad():
+        kernel_s, _ = timed(kernel_only, 1)
+        read_s, _ = timed(lambda: volume.data.sum(), 3)
+    kernel_rate = (slices.shape[0] // 16) * 16 * height * width / kernel_s / 1e6
+    bandwidth = volume.data.numel() * volume.data.element_size() / read_s / 1e9
+    print(f"Limits here: the bilinear sampling kernel alone {kernel_rate:.1f} Msamples/s; memory read "
+          f"{bandwidth:.1f} GB/s (the batched DRRs read the volume at "
+          f"{32 * volume.data.numel() * volume.data.element_size() / batch_s / 1e9:.2f} GB/s: compute-bound)")
     assert batch.shape == (16, 2, height, width)
 
     # Region of interest: L1 only (TotalSegmentator id 31 in the mask), crop with a 3-voxel margin.
