@@ -31,18 +31,34 @@ REGIONS = ("body", "pedicle", "lamina", "transverse process", "spinous process",
 
 @dataclass(frozen=True)
 class Landmark:
-    """A named point on the surface: barycentric weights within one triangle of the mesh."""
+    """A named point that moves with the mesh: a fixed weighted mean of some of its vertices.
+
+    A surface point is 3 vertices of one triangle with barycentric weights; an interior point
+    (e.g. a pedicle's centre) is the mean of several surface points.
+    """
 
     name: str
     region: str
-    triangle: int
-    weights: tuple  # 3 barycentric weights, summing to 1
+    vertices: tuple
+    weights: tuple
 
     def __post_init__(self):
         if self.region not in REGIONS:
             raise InputError(f"Landmark '{self.name}': unknown region '{self.region}' (one of {', '.join(REGIONS)}).")
-        if len(self.weights) != 3 or abs(sum(self.weights) - 1.0) > 1e-6:
-            raise InputError(f"Landmark '{self.name}': barycentric weights must be 3 numbers summing to 1.")
+        if len(self.vertices) == 0 or len(self.vertices) != len(self.weights) or abs(sum(self.weights) - 1.0) > 1e-6:
+            raise InputError(f"Landmark '{self.name}': needs vertices with weights summing to 1.")
+
+    def position(self, points: np.ndarray) -> np.ndarray:
+        return np.asarray(self.weights) @ np.asarray(points)[list(self.vertices)]
+
+    @staticmethod
+    def mean_of(name: str, region: str, parts) -> "Landmark":
+        """The landmark at the mean position of several landmarks."""
+        weights: Dict[int, float] = {}
+        for part in parts:
+            for vertex, weight in zip(part.vertices, part.weights):
+                weights[vertex] = weights.get(vertex, 0.0) + weight / len(parts)
+        return Landmark(name, region, tuple(weights), tuple(weights.values()))
 
 
 @dataclass
@@ -75,8 +91,8 @@ class ShapeModel:
         if np.any(self.variances <= 0) or not np.all(np.isfinite(self.variances)):
             raise InputError(f"Shape model '{self.name}': variances must be positive.")
         for landmark in self.landmarks:
-            if not 0 <= landmark.triangle < len(self.triangles):
-                raise InputError(f"Landmark '{landmark.name}' refers to a triangle that does not exist.")
+            if min(landmark.vertices) < 0 or max(landmark.vertices) >= p:
+                raise InputError(f"Landmark '{landmark.name}' refers to vertices that do not exist.")
 
     @property
     def n_modes(self) -> int:
@@ -92,12 +108,12 @@ class ShapeModel:
         key = (str(device), dtype)
         if key not in self._torch:
             scaled = self.modes * np.sqrt(self.variances)[:, None, None]  # (K, P, 3): one s.d. per mode
-            lm_vertices = self.triangles[[lm.triangle for lm in self.landmarks]] if self.landmarks else \
-                np.zeros((0, 3), np.int64)
-            lm_weights = np.array([lm.weights for lm in self.landmarks], dtype=np.float64).reshape(-1, 3)
+            mix = np.zeros((len(self.landmarks), len(self.mean)))  # (L, P): landmark = mix @ vertices
+            for row, landmark in enumerate(self.landmarks):
+                np.add.at(mix[row], list(landmark.vertices), landmark.weights)
             as_t = lambda a, t=dtype: torch.as_tensor(a, device=device, dtype=t)  # noqa: E731
             self._torch[key] = dict(mean=as_t(self.mean).reshape(-1), basis=as_t(scaled.reshape(self.n_modes, -1)),
-                                    lm_vertices=as_t(lm_vertices, torch.int64), lm_weights=as_t(lm_weights))
+                                    mix=as_t(mix).to_sparse())
         return self._torch[key]
 
     def instances(self, coefficients=None, poses=None, scales=None, n: Optional[int] = None,
@@ -130,8 +146,9 @@ class ShapeModel:
     def landmark_positions(self, points: torch.Tensor) -> torch.Tensor:
         """Landmarks (N, L, 3) of instance vertices (N, P, 3)."""
         t = self._tensors(points.device, points.dtype)
-        corners = points[:, t["lm_vertices"]]  # (N, L, 3 corners, 3)
-        return (corners * t["lm_weights"][None, :, :, None]).sum(dim=2)
+        n, p, _ = points.shape
+        flat = points.permute(1, 0, 2).reshape(p, n * 3)  # (P, N*3)
+        return torch.sparse.mm(t["mix"], flat).reshape(-1, n, 3).permute(1, 0, 2)
 
     def coefficients_of(self, points, k: Optional[int] = None) -> np.ndarray:
         """Least-squares coefficients (s.d.) of vertices (P, 3) already aligned to the model frame."""
@@ -145,12 +162,10 @@ class ShapeModel:
         """Write the model as ``.npz`` (atomically); returns its sha256."""
         path = Path(path)
         metadata = dict(format=FORMAT, name=self.name, info=self.info,
-                        landmarks=[dict(name=lm.name, region=lm.region) for lm in self.landmarks])
+                        landmarks=[dict(name=lm.name, region=lm.region, vertices=[int(v) for v in lm.vertices],
+                                        weights=[float(w) for w in lm.weights]) for lm in self.landmarks])
         arrays = dict(mean=self.mean, triangles=self.triangles.astype(np.int32), modes=self.modes.astype(np.float32),
-                      variances=self.variances,
-                      landmark_triangles=np.array([lm.triangle for lm in self.landmarks], dtype=np.int32),
-                      landmark_weights=np.array([lm.weights for lm in self.landmarks], dtype=np.float64).reshape(-1, 3),
-                      metadata=np.array(json.dumps(metadata)))
+                      variances=self.variances, metadata=np.array(json.dumps(metadata)))
         partial = path.with_name(path.name + ".partial")
         with open(partial, "wb") as handle:
             np.savez_compressed(handle, **arrays)
@@ -179,9 +194,8 @@ def load_shape_model(path, sha256: Optional[str] = None) -> ShapeModel:
             metadata = json.loads(str(data["metadata"]))
             if metadata.get("format") != FORMAT:
                 raise InputError(f"{path} is not a BoneRecon shape model ({FORMAT}).")
-            landmarks = [Landmark(m["name"], m["region"], int(tri), tuple(float(w) for w in weights))
-                         for m, tri, weights in zip(metadata["landmarks"], data["landmark_triangles"],
-                                                    data["landmark_weights"])]
+            landmarks = [Landmark(m["name"], m["region"], tuple(int(v) for v in m["vertices"]),
+                                  tuple(float(w) for w in m["weights"])) for m in metadata["landmarks"]]
             # Modes are stored in float32: re-orthonormalise so projections stay exact.
             modes = data["modes"].astype(np.float64)
             flat, _ = np.linalg.qr(modes.reshape(len(modes), -1).T)
@@ -198,7 +212,7 @@ def landmark_on_surface(points: np.ndarray, triangles: np.ndarray, target, name:
     a, b, c = (points[triangles[:, k]] for k in range(3))
     closest, weights = _closest_on_triangles(np.asarray(target, dtype=np.float64), a, b, c)
     best = int(np.argmin(np.linalg.norm(closest - target, axis=1)))
-    return Landmark(name, region, best, tuple(float(w) for w in weights[best]))
+    return Landmark(name, region, tuple(int(v) for v in triangles[best]), tuple(float(w) for w in weights[best]))
 
 
 def _closest_on_triangles(p, a, b, c):

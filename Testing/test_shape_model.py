@@ -113,8 +113,12 @@ def test_instances_landmarks_poses_and_gradients(family):
     # Landmarks are surface points of every instance: barycentric in their triangle.
     landmarks = model.landmark_positions(posed)
     tip = model.landmarks[0]
-    corners = posed[:, model.triangles[tip.triangle]]
-    assert torch.allclose(landmarks[:, 0], (corners * torch.as_tensor(tip.weights)[None, :, None]).sum(1))
+    assert len(tip.vertices) == 3 and tuple(sorted(tip.vertices)) in {tuple(sorted(t)) for t in model.triangles}
+    for n in range(2):
+        assert torch.allclose(landmarks[n, 0], torch.as_tensor(tip.position(posed[n].numpy())))
+    middle = Landmark.mean_of("middle", "pedicle", model.landmarks)
+    halfway = (tip.position(model.mean) + model.landmarks[1].position(model.mean)) / 2
+    assert np.allclose(middle.position(model.mean), halfway)
     assert model.landmark_positions(model.instances())[0, 0, 0] > 35.0  # the mean's +x end
     assert model.landmark_names == ["tip", "top"] and model.landmarks[1].region == "lamina"
     b = torch.zeros(1, 3, dtype=torch.float64, requires_grad=True)
@@ -126,7 +130,8 @@ def test_landmark_on_surface_is_the_closest_point():
     points = np.array([[0.0, 0, 0], [10, 0, 0], [0, 10, 0]])
     triangles = np.array([[0, 1, 2]])
     inside = landmark_on_surface(points, triangles, [2.0, 3.0, 5.0], "a", "body")
-    assert np.allclose(inside.weights, [0.5, 0.2, 0.3])
+    assert np.allclose(inside.weights, [0.5, 0.2, 0.3]) and inside.vertices == (0, 1, 2)
+    assert np.allclose(inside.position(points), [2.0, 3.0, 0.0])
     edge = landmark_on_surface(points, triangles, [5.0, -4.0, 1.0], "b", "body")
     assert np.allclose(edge.weights, [0.5, 0.5, 0.0])
     corner = landmark_on_surface(points, triangles, [-3.0, -3.0, 0.0], "c", "body")
@@ -162,7 +167,9 @@ def test_bad_shape_sets_are_refused(family):
     with pytest.raises(InputError, match="no variation"):
         build_shape_model("x", np.stack([shapes[0]] * 4), triangles)
     with pytest.raises(InputError, match="unknown region"):
-        Landmark("x", "tail", 0, (1.0, 0.0, 0.0))
+        Landmark("x", "tail", (0,), (1.0,))
+    with pytest.raises(InputError, match="weights summing to 1"):
+        Landmark("x", "body", (0, 1), (0.5, 0.4))
     model = build_shape_model("x", shapes, triangles)
     with pytest.raises(InputError, match="coefficients were given"):
         model.instances(np.zeros((1, model.n_modes + 1)))

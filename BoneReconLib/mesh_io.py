@@ -1,0 +1,152 @@
+"""Surface files -> clean closed triangle meshes in millimetres (core, vtk; no MRML).
+
+Reads STL, PLY, OBJ, VTK legacy and VTP. Surfaces segmented from CT are usually in mm, but some
+model collections are in metres: a surface whose bounding box is under 1 unit across is refused
+unless its units are declared. ``prepare_surface`` keeps the largest connected piece (loose
+fragments of a segmentation are dropped), smooths voxel stair-steps with a windowed-sinc filter
+(which, unlike Laplacian smoothing, does not shrink the surface), optionally reduces the
+triangle count, and checks that the result is closed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Tuple
+
+import numpy as np
+
+from .errors import InputError
+from .mrml_io import check_input_file
+
+READERS = {".stl": "vtkSTLReader", ".ply": "vtkPLYReader", ".obj": "vtkOBJReader", ".vtk": "vtkPolyDataReader",
+           ".vtp": "vtkXMLPolyDataReader"}
+UNIT_SCALE = {"mm": 1.0, "m": 1000.0, "cm": 10.0}
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
+
+
+def read_surface(path, units: Optional[str] = None, lps: bool = False):
+    """A surface file as vtkPolyData in RAS millimetres.
+
+    ``units``: 'mm', 'cm' or 'm' (None = millimetres, refusing a surface under 1 unit across);
+    ``lps``: the file's coordinates are LPS (as in ITK/DICOM-derived meshes), flip to RAS.
+    """
+    import vtk
+
+    path = check_input_file(path, "surface")
+    reader_name = READERS.get(path.suffix.lower())
+    if reader_name is None:
+        raise InputError(f"{path.name}: unsupported surface format (use {', '.join(sorted(READERS))}).")
+    if units is not None and units not in UNIT_SCALE:
+        raise InputError(f"Unknown units '{units}' (use mm, cm or m).")
+    reader = getattr(vtk, reader_name)()
+    reader.SetFileName(str(path))
+    reader.Update()
+    polydata = reader.GetOutput()
+    if polydata is None or polydata.GetNumberOfPoints() == 0 or polydata.GetNumberOfCells() == 0:
+        raise InputError(f"{path.name} holds no surface (empty or unreadable).")
+    bounds = np.array(polydata.GetBounds()).reshape(3, 2)
+    size = float(np.linalg.norm(bounds[:, 1] - bounds[:, 0]))
+    if units is None and size < 1.0:
+        raise InputError(f"{path.name} is only {size:.3g} units across: it looks like metres. "
+                         "Declare its units (m, cm or mm).")
+    scale = UNIT_SCALE[units or "mm"]
+    matrix = np.diag([scale, scale, scale, 1.0])
+    if lps:
+        matrix[:3, :3] = LPS_TO_RAS @ matrix[:3, :3]
+    return transform_polydata(polydata, matrix)
+
+
+def transform_polydata(polydata, matrix):
+    """A copy of the polydata with points moved by a 4x4 matrix (orientation kept for reflections)."""
+    import vtk
+
+    transform = vtk.vtkTransform()
+    transform.SetMatrix(np.asarray(matrix, dtype=float).ravel().tolist())
+    moved = vtk.vtkTransformPolyDataFilter()
+    moved.SetInputData(polydata)
+    moved.SetTransform(transform)
+    moved.Update()
+    return moved.GetOutput()
+
+
+def prepare_surface(polydata, smoothing_iterations: int = 20, pass_band: float = 0.05,
+                    max_triangles: Optional[int] = None, what: str = "surface") -> Tuple[np.ndarray, np.ndarray]:
+    """(points, triangles) of the largest closed piece, smoothed and optionally decimated, outward-oriented.
+
+    Raises InputError for a surface with holes (open or non-manifold edges).
+    """
+    import vtk
+
+    from .mesh_depth import check_closed_surface, mesh_from_polydata
+
+    triangles = vtk.vtkTriangleFilter()
+    triangles.SetInputData(polydata)
+    clean = vtk.vtkCleanPolyData()
+    clean.SetInputConnection(triangles.GetOutputPort())
+    largest = vtk.vtkPolyDataConnectivityFilter()
+    largest.SetInputConnection(clean.GetOutputPort())
+    largest.SetExtractionModeToLargestRegion()
+    last = largest
+    if smoothing_iterations > 0:
+        smooth = vtk.vtkWindowedSincPolyDataFilter()
+        smooth.SetInputConnection(last.GetOutputPort())
+        smooth.SetNumberOfIterations(smoothing_iterations)
+        smooth.SetPassBand(pass_band)
+        smooth.BoundarySmoothingOff()
+        smooth.FeatureEdgeSmoothingOff()
+        smooth.NonManifoldSmoothingOn()
+        smooth.NormalizeCoordinatesOn()
+        last = smooth
+    cleaned = vtk.vtkCleanPolyData()  # drop the points the region extraction left unused
+    cleaned.SetInputConnection(last.GetOutputPort())
+    cleaned.Update()
+    output = cleaned.GetOutput()
+    if max_triangles is not None and output.GetNumberOfPolys() > max_triangles:
+        decimate = vtk.vtkQuadricDecimation()
+        decimate.SetInputData(output)
+        decimate.SetTargetReduction(1.0 - max_triangles / output.GetNumberOfPolys())
+        decimate.VolumePreservationOn()
+        decimate.Update()
+        output = decimate.GetOutput()
+    if output.GetNumberOfPolys() == 0:
+        raise InputError(f"The {what} is empty after cleaning.")
+    points, tris = mesh_from_polydata(output)
+    try:
+        check_closed_surface(tris, len(points), what)
+    except InputError as exc:
+        raise InputError(f"{exc} Close its holes first (e.g. Slicer's Surface Toolbox, 'Fill holes').") from None
+    return points, tris
+
+
+def polydata_from_arrays(points, triangles):
+    """vtkPolyData of (P, 3) points and (T, 3) triangles."""
+    import vtk
+    from vtk.util.numpy_support import numpy_to_vtk, numpy_to_vtkIdTypeArray
+
+    polydata = vtk.vtkPolyData()
+    vtk_points = vtk.vtkPoints()
+    vtk_points.SetData(numpy_to_vtk(np.ascontiguousarray(points, dtype=np.float64), deep=True))
+    polydata.SetPoints(vtk_points)
+    cells = vtk.vtkCellArray()
+    offsets = numpy_to_vtkIdTypeArray(np.arange(0, 3 * len(triangles) + 1, 3, dtype=np.int64), deep=True)
+    connectivity = numpy_to_vtkIdTypeArray(np.ascontiguousarray(triangles, dtype=np.int64).ravel(), deep=True)
+    cells.SetData(offsets, connectivity)
+    polydata.SetPolys(cells)
+    return polydata
+
+
+def write_surface(points, triangles, path) -> Path:
+    """Write (points, triangles) as STL/PLY/VTK/VTP by suffix."""
+    import vtk
+
+    path = Path(path)
+    writers = {".stl": "vtkSTLWriter", ".ply": "vtkPLYWriter", ".vtk": "vtkPolyDataWriter",
+               ".vtp": "vtkXMLPolyDataWriter"}
+    if path.suffix.lower() not in writers:
+        raise InputError(f"{path.name}: unsupported surface format (use {', '.join(sorted(writers))}).")
+    writer = getattr(vtk, writers[path.suffix.lower()])()
+    writer.SetFileName(str(path))
+    writer.SetInputData(polydata_from_arrays(points, triangles))
+    if not writer.Write():
+        raise OSError(f"Could not write {path}.")
+    return path

@@ -1,0 +1,188 @@
+"""Put surfaces into correspondence: fit one template mesh onto each surface.
+
+1. Similarity ICP places the template on the target (closest points both ways).
+2. Non-rigid fitting moves every template vertex towards the target surface (point-to-plane
+   targets at the closest target vertex, plus pull from every target vertex towards its closest
+   template vertex, so thin processes are reached), while the displacement field is kept smooth
+   by a graph-Laplacian penalty. The penalty starts stiff and is relaxed step by step
+   (annealing, as in non-rigid ICP), so the template first follows the overall shape and then
+   the details, and its triangles stay valid. Each step is a sparse linear least-squares problem
+   solved by conjugate gradients in torch.
+
+The fitted template vertices of every surface are then in correspondence (same index = same
+anatomical point), ready for Procrustes and PCA. Core module: numpy/torch (+ vtk), no MRML.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence, Tuple
+
+import numpy as np
+import torch
+
+from .errors import InputError
+from .shape_statistics import apply, rigid_align
+
+STIFFNESS_SCHEDULE = (100.0, 50.0, 20.0, 10.0, 5.0, 2.0, 1.0)
+MAX_FORWARD_TARGETS = 12000  # target vertices the template is pulled onto (a fixed random subset if more)
+MAX_BACKWARD_TARGETS = 6000  # target vertices that pull their closest template vertex
+MAX_ICP_POINTS = 2000
+
+
+def subsample(count: int, limit: int, seed: int = 0) -> np.ndarray:
+    """Indices of at most ``limit`` of ``count`` items: all of them, or a fixed random subset."""
+    if count <= limit:
+        return np.arange(count)
+    return np.sort(np.random.default_rng(seed).choice(count, limit, replace=False))
+
+
+@dataclass
+class Fit:
+    """A template fitted to one surface."""
+
+    points: np.ndarray  # (P, 3) template vertices on the target, in the target's coordinates
+    mean_distance: float  # symmetric mean surface distance, fitted template <-> target (mm)
+    flipped_triangles: int  # triangles whose orientation turned over (0 for a valid fit)
+
+
+def nearest(queries: torch.Tensor, points: torch.Tensor, chunk: int = 4096) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(index, distance) of the nearest of ``points`` (M, 3) for every query (Q, 3)."""
+    indices, distances = [], []
+    for start in range(0, len(queries), chunk):
+        d = torch.cdist(queries[start:start + chunk], points)
+        value, index = d.min(dim=1)
+        indices.append(index)
+        distances.append(value)
+    return torch.cat(indices), torch.cat(distances)
+
+
+def vertex_normals(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """Area-weighted unit vertex normals of an outward-oriented mesh."""
+    a, b, c = (points[triangles[:, k]] for k in range(3))
+    face = np.cross(b - a, c - a)
+    normals = np.zeros_like(points)
+    for k in range(3):
+        np.add.at(normals, triangles[:, k], face)
+    return normals / np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
+
+
+def graph_laplacian(n_points: int, triangles: np.ndarray) -> torch.Tensor:
+    """Sparse uniform graph Laplacian (degree - adjacency) of the mesh's edges, float64."""
+    edges = np.concatenate([triangles[:, [0, 1]], triangles[:, [1, 2]], triangles[:, [2, 0]]])
+    edges = np.unique(np.sort(edges, axis=1), axis=0)
+    rows = np.concatenate([edges[:, 0], edges[:, 1]])
+    cols = np.concatenate([edges[:, 1], edges[:, 0]])
+    degree = np.bincount(rows, minlength=n_points).astype(np.float64)
+    index = np.concatenate([np.stack([rows, cols]), np.stack([np.arange(n_points)] * 2)], axis=1)
+    values = np.concatenate([-np.ones(len(rows)), degree])
+    return torch.sparse_coo_tensor(torch.as_tensor(index), torch.as_tensor(values), (n_points, n_points),
+                                   check_invariants=True).coalesce()
+
+
+def _conjugate_gradients(apply_a, rhs: torch.Tensor, x0: torch.Tensor, iterations: int = 200, tol: float = 1e-10):
+    x = x0.clone()
+    r = rhs - apply_a(x)
+    p = r.clone()
+    rs = (r * r).sum(dim=0)
+    for _ in range(iterations):
+        ap = apply_a(p)
+        alpha = rs / (p * ap).sum(dim=0).clamp(min=1e-300)
+        x = x + alpha * p
+        r = r - alpha * ap
+        new = (r * r).sum(dim=0)
+        if float(new.max()) < tol * float((rhs * rhs).sum(dim=0).max() + 1e-300):
+            break
+        p = r + (new / rs.clamp(min=1e-300)) * p
+        rs = new
+    return x
+
+
+def similarity_icp(source: np.ndarray, target: np.ndarray, iterations: int = 40) -> np.ndarray:
+    """Source points moved onto the target by a similarity transform (closest points both ways)."""
+    moved = source - source.mean(axis=0) + target.mean(axis=0)
+    target = target[subsample(len(target), MAX_ICP_POINTS)]
+    tgt = torch.as_tensor(target)
+    full = moved
+    moved = full[subsample(len(full), MAX_ICP_POINTS)]
+    for _ in range(iterations):
+        src = torch.as_tensor(moved)
+        forward, _ = nearest(src, tgt)
+        backward, _ = nearest(tgt, src)
+        a = np.concatenate([moved, moved[backward.numpy()]])
+        b = np.concatenate([target[forward.numpy()], target])
+        rotation, translation, scale = rigid_align(a, b, scaling=True)
+        step = apply(moved, rotation, translation, scale)
+        change = float(np.abs(step - moved).max())
+        moved, full = step, apply(full, rotation, translation, scale)
+        if change < 1e-4:
+            break
+    return full
+
+
+def fit_template(template_points, template_triangles, target_points, target_triangles,
+                 schedule: Sequence[float] = STIFFNESS_SCHEDULE, steps_per_stiffness: int = 3) -> Fit:
+    """The template (points, triangles) fitted onto the closed target surface (points, triangles)."""
+    template_points = np.asarray(template_points, dtype=np.float64)
+    target_points = np.asarray(target_points, dtype=np.float64)
+    template_triangles = np.asarray(template_triangles, dtype=np.int64)
+    target_triangles = np.asarray(target_triangles, dtype=np.int64)
+    if len(target_points) < 4 or len(target_triangles) < 4:
+        raise InputError("The target surface is empty.")
+    placed = similarity_icp(template_points, target_points)
+    laplacian = graph_laplacian(len(placed), template_triangles)
+    forward_set = subsample(len(target_points), MAX_FORWARD_TARGETS)
+    target = torch.as_tensor(target_points[forward_set])
+    target_normals = torch.as_tensor(vertex_normals(target_points, target_triangles)[forward_set])
+    pullers = torch.as_tensor(target_points[subsample(len(target_points), MAX_BACKWARD_TARGETS, seed=1)])
+    rest = torch.as_tensor(placed)
+    x = rest.clone()
+    n = len(placed)
+    backward_weight = n / len(pullers)  # both directions weigh the same in total
+    for stiffness in schedule:
+        for _ in range(steps_per_stiffness):
+            forward, _ = nearest(x, target)
+            t, normal = target[forward], target_normals[forward]
+            on_plane = x - ((x - t) * normal).sum(dim=1, keepdim=True) * normal  # slide along the surface
+            backward, _ = nearest(pullers, x)
+            weight = torch.ones(n, dtype=torch.float64) + backward_weight * torch.bincount(backward, minlength=n)
+            pull = on_plane + backward_weight * torch.zeros_like(x).index_add(0, backward, pullers)
+            rhs = pull + stiffness * torch.sparse.mm(laplacian, rest)
+
+            def apply_a(v, stiffness=stiffness, weight=weight):
+                return weight[:, None] * v + stiffness * torch.sparse.mm(laplacian, v)
+
+            # Minimises sum_i w_i |x_i - goal_i|^2 + stiffness * |L^(1/2) (x - rest)|^2.
+            x = _conjugate_gradients(apply_a, rhs, x)
+    fitted = x.numpy()
+    return Fit(fitted, surface_distance(fitted, template_triangles, target_points, target_triangles),
+               flipped_triangles(placed, fitted, template_triangles))
+
+
+def flipped_triangles(before: np.ndarray, after: np.ndarray, triangles: np.ndarray) -> int:
+    def normals(points):
+        a, b, c = (points[triangles[:, k]] for k in range(3))
+        return np.cross(b - a, c - a)
+
+    return int(np.count_nonzero((normals(before) * normals(after)).sum(axis=1) <= 0))
+
+
+def surface_distance(points_a, triangles_a, points_b, triangles_b) -> float:
+    """Symmetric mean surface distance (mm): vertices of each surface to the other surface (exact)."""
+    return 0.5 * (float(point_to_surface(points_a, points_b, triangles_b).mean())
+                  + float(point_to_surface(points_b, points_a, triangles_a).mean()))
+
+
+def point_to_surface(queries, points, triangles) -> np.ndarray:
+    """Exact distance from every query point to a triangle surface (vtk's implicit distance)."""
+    import vtk
+    from vtk.util.numpy_support import numpy_to_vtk, vtk_to_numpy
+
+    from .mesh_io import polydata_from_arrays
+
+    polydata = polydata_from_arrays(points, triangles)
+    distance = vtk.vtkImplicitPolyDataDistance()
+    distance.SetInput(polydata)
+    values = vtk.vtkDoubleArray()
+    distance.FunctionValue(numpy_to_vtk(np.ascontiguousarray(queries, dtype=np.float64), deep=True), values)
+    return np.abs(vtk_to_numpy(values))
