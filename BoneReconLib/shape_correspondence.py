@@ -24,7 +24,7 @@ import torch
 from .errors import InputError
 from .shape_statistics import apply, rigid_align
 
-STIFFNESS_SCHEDULE = (100.0, 50.0, 20.0, 10.0, 5.0, 2.0, 1.0)
+STIFFNESS_SCHEDULE = (100.0, 50.0, 20.0, 10.0, 5.0, 2.0, 1.0, 0.5, 0.2)
 MAX_FORWARD_TARGETS = 12000  # target vertices the template is pulled onto (a fixed random subset if more)
 MAX_BACKWARD_TARGETS = 6000  # target vertices that pull their closest template vertex
 MAX_ICP_POINTS = 2000
@@ -154,17 +154,39 @@ def fit_template(template_points, template_triangles, target_points, target_tria
 
             # Minimises sum_i w_i |x_i - goal_i|^2 + stiffness * |L^(1/2) (x - rest)|^2.
             x = _conjugate_gradients(apply_a, rhs, x)
-    fitted = x.numpy()
+    fitted = untangle(placed, x.numpy(), template_triangles)
     return Fit(fitted, surface_distance(fitted, template_triangles, target_points, target_triangles),
-               flipped_triangles(placed, fitted, template_triangles))
+               int(flipped(placed, fitted, template_triangles).sum()))
 
 
-def flipped_triangles(before: np.ndarray, after: np.ndarray, triangles: np.ndarray) -> int:
+def flipped(before: np.ndarray, after: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """Which triangles turned over between two vertex sets of one mesh."""
     def normals(points):
         a, b, c = (points[triangles[:, k]] for k in range(3))
         return np.cross(b - a, c - a)
 
-    return int(np.count_nonzero((normals(before) * normals(after)).sum(axis=1) <= 0))
+    return (normals(before) * normals(after)).sum(axis=1) <= 0
+
+
+def untangle(rest: np.ndarray, points: np.ndarray, triangles: np.ndarray, rounds: int = 30) -> np.ndarray:
+    """Move the vertices of turned-over triangles (and their neighbours, if needed) to the mean of
+    their neighbours until no triangle is turned over: local folds of the fit are smoothed out."""
+    points = points.copy()
+    edges = np.concatenate([triangles[:, [0, 1]], triangles[:, [1, 2]], triangles[:, [2, 0]]])
+    degree = np.bincount(edges[:, 0], minlength=len(points))
+    for round_ in range(rounds):
+        bad = flipped(rest, points, triangles)
+        if not bad.any():
+            break
+        involved = np.zeros(len(points), bool)
+        involved[triangles[bad].ravel()] = True
+        for _ in range(round_ // 10):  # widen the smoothed patch if folds persist
+            involved[edges[involved[edges[:, 0]], 1]] = True
+        neighbour_sum = np.zeros_like(points)
+        np.add.at(neighbour_sum, edges[:, 0], points[edges[:, 1]])
+        average = neighbour_sum / degree[:, None]
+        points[involved] = average[involved]
+    return points
 
 
 def surface_distance(points_a, triangles_a, points_b, triangles_b) -> float:
