@@ -2,9 +2,9 @@
 
 1. Similarity ICP places the template on the target (closest points both ways).
 2. Non-rigid fitting moves every template vertex towards the target surface (point-to-plane
-   targets at the closest target vertex, plus pull from every target vertex towards its closest
-   template vertex, so thin processes are reached), while the displacement field is kept smooth
-   by a graph-Laplacian penalty. The penalty starts stiff and is relaxed step by step
+   goals at the closest target sample), and every target sample pulls the closest point of the
+   template's surface (so thin processes are reached), while the displacement field is kept
+   smooth by a graph-Laplacian penalty. The penalty starts stiff and is relaxed step by step
    (annealing, as in non-rigid ICP), so the template first follows the overall shape and then
    the details, and its triangles stay valid. Each step is a sparse linear least-squares problem
    solved by conjugate gradients in torch.
@@ -25,9 +25,40 @@ from .errors import InputError
 from .shape_statistics import apply, rigid_align
 
 STIFFNESS_SCHEDULE = (100.0, 50.0, 20.0, 10.0, 5.0, 2.0, 1.0, 0.5, 0.2)
-MAX_FORWARD_TARGETS = 12000  # target vertices the template is pulled onto (a fixed random subset if more)
-MAX_BACKWARD_TARGETS = 6000  # target vertices that pull their closest template vertex
-MAX_ICP_POINTS = 2000
+FORWARD_SAMPLES = 8000  # target surface samples the template is pulled onto
+BACKWARD_SAMPLES = 4000  # target surface samples that pull their closest template vertex
+ICP_SAMPLES = 2000
+TEMPLATE_SAMPLES = 8000  # spots on the template that target samples pull
+
+
+def surface_samples(points: np.ndarray, triangles: np.ndarray, count: int, seed: int = 0):
+    """(samples (count, 3), unit face normals (count, 3)) spread uniformly by area over the surface.
+
+    Vertices are not a fair sample of a surface (decimated meshes crowd them at edges); area-uniform
+    samples make closest-point matching unbiased. Deterministic for a given seed.
+    """
+    a, b, c = (points[triangles[:, k]] for k in range(3))
+    cross = np.cross(b - a, c - a)
+    area = np.linalg.norm(cross, axis=1)
+    rng = np.random.default_rng(seed)
+    face = rng.choice(len(triangles), size=count, p=area / area.sum())
+    u, v = rng.random(count), rng.random(count)
+    flip = u + v > 1
+    u, v = np.where(flip, 1 - u, u), np.where(flip, 1 - v, v)
+    samples = a[face] + u[:, None] * (b - a)[face] + v[:, None] * (c - a)[face]
+    return samples, cross[face] / np.maximum(area[face], 1e-300)[:, None]
+
+
+def _barycentric_spots(points: np.ndarray, triangles: np.ndarray, count: int):
+    """Area-uniform surface points as barycentric mixes: (vertex indices (count, 3), weights (count, 3))."""
+    a, b, c = (points[triangles[:, k]] for k in range(3))
+    area = np.linalg.norm(np.cross(b - a, c - a), axis=1)
+    rng = np.random.default_rng(4)
+    face = rng.choice(len(triangles), size=count, p=area / area.sum())
+    u, v = rng.random(count), rng.random(count)
+    flip = u + v > 1
+    u, v = np.where(flip, 1 - u, u), np.where(flip, 1 - v, v)
+    return torch.as_tensor(triangles[face]), torch.as_tensor(np.stack([1 - u - v, u, v], axis=1))
 
 
 def subsample(count: int, limit: int, seed: int = 0) -> np.ndarray:
@@ -98,13 +129,15 @@ def _conjugate_gradients(apply_a, rhs: torch.Tensor, x0: torch.Tensor, iteration
     return x
 
 
-def similarity_icp(source: np.ndarray, target: np.ndarray, iterations: int = 40) -> np.ndarray:
-    """Source points moved onto the target by a similarity transform (closest points both ways)."""
-    moved = source - source.mean(axis=0) + target.mean(axis=0)
-    target = target[subsample(len(target), MAX_ICP_POINTS)]
+def similarity_icp(source_points, source_triangles, target_points, target_triangles,
+                   iterations: int = 100) -> np.ndarray:
+    """Source vertices moved onto the target surface by a similarity transform (closest points both
+    ways between area-uniform samples of the two surfaces)."""
+    source, _ = surface_samples(source_points, source_triangles, ICP_SAMPLES, seed=2)
+    target, _ = surface_samples(target_points, target_triangles, ICP_SAMPLES, seed=3)
+    shift = target.mean(axis=0) - source.mean(axis=0)
+    moved, full = source + shift, source_points + shift
     tgt = torch.as_tensor(target)
-    full = moved
-    moved = full[subsample(len(full), MAX_ICP_POINTS)]
     for _ in range(iterations):
         src = torch.as_tensor(moved)
         forward, _ = nearest(src, tgt)
@@ -129,12 +162,14 @@ def fit_template(template_points, template_triangles, target_points, target_tria
     target_triangles = np.asarray(target_triangles, dtype=np.int64)
     if len(target_points) < 4 or len(target_triangles) < 4:
         raise InputError("The target surface is empty.")
-    placed = similarity_icp(template_points, target_points)
+    placed = similarity_icp(template_points, template_triangles, target_points, target_triangles)
     laplacian = graph_laplacian(len(placed), template_triangles)
-    forward_set = subsample(len(target_points), MAX_FORWARD_TARGETS)
-    target = torch.as_tensor(target_points[forward_set])
-    target_normals = torch.as_tensor(vertex_normals(target_points, target_triangles)[forward_set])
-    pullers = torch.as_tensor(target_points[subsample(len(target_points), MAX_BACKWARD_TARGETS, seed=1)])
+    target, target_normals = (torch.as_tensor(a) for a in surface_samples(target_points, target_triangles,
+                                                                          FORWARD_SAMPLES, seed=0))
+    pullers = torch.as_tensor(surface_samples(target_points, target_triangles, BACKWARD_SAMPLES, seed=1)[0])
+    # Points spread over the template's surface, each a fixed barycentric mix of one triangle's vertices:
+    # every target sample pulls the closest of them, i.e. (nearly) the closest point of the template.
+    spot_vertices, spot_weights = _barycentric_spots(placed, template_triangles, TEMPLATE_SAMPLES)
     rest = torch.as_tensor(placed)
     x = rest.clone()
     n = len(placed)
@@ -143,16 +178,20 @@ def fit_template(template_points, template_triangles, target_points, target_tria
         for _ in range(steps_per_stiffness):
             forward, _ = nearest(x, target)
             t, normal = target[forward], target_normals[forward]
-            on_plane = x - ((x - t) * normal).sum(dim=1, keepdim=True) * normal  # slide along the surface
-            backward, _ = nearest(pullers, x)
-            weight = torch.ones(n, dtype=torch.float64) + backward_weight * torch.bincount(backward, minlength=n)
-            pull = on_plane + backward_weight * torch.zeros_like(x).index_add(0, backward, pullers)
-            rhs = pull + stiffness * torch.sparse.mm(laplacian, rest)
+            on_plane = x - ((x - t) * normal).sum(dim=1, keepdim=True) * normal  # slide along the face
+            closest, _ = nearest(pullers, (x[spot_vertices] * spot_weights[:, :, None]).sum(dim=1))
+            rows = torch.arange(len(pullers)).repeat_interleave(3)
+            mix = torch.sparse_coo_tensor(torch.stack([rows, spot_vertices[closest].reshape(-1)]),
+                                          spot_weights[closest].reshape(-1), (len(pullers), n),
+                                          check_invariants=False)  # (J, P), built from valid indices
+            rhs = on_plane + backward_weight * torch.sparse.mm(mix.t(), pullers) \
+                + stiffness * torch.sparse.mm(laplacian, rest)
 
-            def apply_a(v, stiffness=stiffness, weight=weight):
-                return weight[:, None] * v + stiffness * torch.sparse.mm(laplacian, v)
+            def apply_a(v, stiffness=stiffness, mix=mix):
+                return v + backward_weight * torch.sparse.mm(mix.t(), torch.sparse.mm(mix, v)) \
+                    + stiffness * torch.sparse.mm(laplacian, v)
 
-            # Minimises sum_i w_i |x_i - goal_i|^2 + stiffness * |L^(1/2) (x - rest)|^2.
+            # Minimises sum_i |x_i - goal_i|^2 + w sum_j |spot_j(x) - pull_j|^2 + stiffness |L^(1/2) (x - rest)|^2.
             x = _conjugate_gradients(apply_a, rhs, x)
     fitted = untangle(placed, x.numpy(), template_triangles)
     return Fit(fitted, surface_distance(fitted, template_triangles, target_points, target_triangles),

@@ -60,13 +60,14 @@ class VertebraFrame:
         return np.asarray(points) @ self.axes + self.origin
 
 
-def symmetry_plane(points: np.ndarray, frame: VertebraFrame, iterations: int = 30) -> VertebraFrame:
+def symmetry_plane(points: np.ndarray, triangles: np.ndarray, frame: VertebraFrame,
+                   iterations: int = 30) -> VertebraFrame:
     """The frame turned so that x is the normal of the surface's plane of mirror symmetry."""
     import torch
 
-    from .shape_correspondence import nearest, subsample
+    from .shape_correspondence import nearest, surface_samples
 
-    local = frame.to_frame(points)[subsample(len(points), 3000)]
+    local = frame.to_frame(surface_samples(points, triangles, 3000)[0])
     mirrored = local * [-1.0, 1.0, 1.0]
     moved = mirrored
     target = torch.as_tensor(local)
@@ -188,7 +189,7 @@ def endplate_tilt(grid: _Grid, body: np.ndarray) -> float:
 def vertebra_frame(points, triangles) -> VertebraFrame:
     """The vertebra's anatomical frame (see the module notes)."""
     points = np.asarray(points, dtype=np.float64)
-    frame = symmetry_plane(points, VertebraFrame(points.mean(axis=0), np.eye(3)))
+    frame = symmetry_plane(points, triangles, VertebraFrame(points.mean(axis=0), np.eye(3)))
     grid = _Grid(*voxelise(points, triangles, frame))
     *_, body = find_canal_and_body(grid)
     tilt = endplate_tilt(grid, body)
