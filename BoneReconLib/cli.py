@@ -61,6 +61,29 @@ def _cmd_drr(args) -> int:
     return EXIT_OK
 
 
+def _cmd_ssm_build(args) -> int:
+    from .ssm_command import run_ssm_build, surfaces_from_label_maps, surfaces_from_meshes
+    from .vertebra_labels import load_label_table
+
+    if bool(args.meshes) == bool(args.labels):
+        raise InputError("Give either --meshes (surfaces of one level) or --labels (label maps).")
+    if args.meshes:
+        if not args.level:
+            raise InputError("--meshes needs --level (the vertebra level they show, e.g. L1).")
+        surfaces = {args.level: surfaces_from_meshes(args.meshes, units=args.units, lps=args.lps)}
+    else:
+        table = load_label_table(args.label_table)
+        levels = args.levels.split(",") if args.levels else None
+        surfaces = surfaces_from_label_maps(args.labels, table, levels)
+    entries = run_ssm_build(args.out, surfaces, template_triangles=args.template_triangles,
+                            evaluate=not args.no_evaluation, progress=None if args.quiet else _print_progress)
+    for level, entry in entries.items():
+        loo = entry["generalisation_mm"]
+        print(f"{level}: {entry['n_shapes']} shapes, {entry['modes']} modes"
+              + (f", leave-one-out {loo[-1]:.2f} mm" if loo else "") + f" -> {entry['file']}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bonerecon",
@@ -108,6 +131,27 @@ def build_parser() -> argparse.ArgumentParser:
     drr.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="torch device (default auto)")
     drr.add_argument("--no-scene", action="store_true", help="skip writing scene.mrb")
     drr.set_defaults(func=_cmd_drr)
+
+    ssm = commands.add_parser("ssm", help="statistical shape models of vertebrae",
+                              description="Statistical shape models (SSM) of vertebrae.")
+    ssm_commands = ssm.add_subparsers(dest="ssm_command", metavar="SSM_COMMAND")
+    ssm_commands.required = True
+    build = ssm_commands.add_parser(
+        "build", help="surfaces or label maps -> one shape model per level",
+        description="Build a shape model per vertebra level: template fitting for correspondence, "
+        "Procrustes, PCA, named landmarks; writes OUT/<level>.ssm.npz, manifest.json and report.txt.")
+    build.add_argument("--out", required=True, help="output folder")
+    build.add_argument("--meshes", nargs="+", help="surface files (STL/PLY/OBJ/VTK/VTP) of one level")
+    build.add_argument("--level", help="the level the --meshes show (e.g. L1)")
+    build.add_argument("--units", choices=["mm", "cm", "m"], help="units of the --meshes (default mm)")
+    build.add_argument("--lps", action="store_true", help="the --meshes are in LPS coordinates (ITK/DICOM)")
+    build.add_argument("--labels", nargs="+", help="label maps, one label per vertebra")
+    build.add_argument("--label-table", default="verse", help="label ids of --labels: 'verse' (default), "
+                       "'totalsegmentator' or a CSV/JSON file")
+    build.add_argument("--levels", help="comma-separated levels to build from --labels (default: all found)")
+    build.add_argument("--template-triangles", type=int, default=8000, help="size of the model mesh (default 8000)")
+    build.add_argument("--no-evaluation", action="store_true", help="skip leave-one-out and specificity")
+    build.set_defaults(func=_cmd_ssm_build)
     return parser
 
 

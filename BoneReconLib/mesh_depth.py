@@ -55,7 +55,7 @@ def check_closed_surface(triangles: np.ndarray, n_points: int, what: str = "mesh
     bad = int(np.count_nonzero(counts > 1)) + int(np.count_nonzero(~np.isin(reverse, unique)))
     if bad:
         raise InputError(f"The {what} is not a closed, consistently oriented surface ({bad} open, non-manifold "
-                         "or flipped edges); depth maps need closed surfaces.")
+                         "or flipped edges).")
 
 
 def mesh_from_polydata(polydata) -> Tuple[np.ndarray, np.ndarray]:

@@ -102,12 +102,7 @@ def prepare_surface(polydata, smoothing_iterations: int = 20, pass_band: float =
     cleaned.Update()
     output = cleaned.GetOutput()
     if max_triangles is not None and output.GetNumberOfPolys() > max_triangles:
-        decimate = vtk.vtkQuadricDecimation()
-        decimate.SetInputData(output)
-        decimate.SetTargetReduction(1.0 - max_triangles / output.GetNumberOfPolys())
-        decimate.VolumePreservationOn()
-        decimate.Update()
-        output = decimate.GetOutput()
+        output = _decimate(output, max_triangles)
     if output.GetNumberOfPolys() == 0:
         raise InputError(f"The {what} is empty after cleaning.")
     points, tris = mesh_from_polydata(output)
@@ -116,6 +111,34 @@ def prepare_surface(polydata, smoothing_iterations: int = 20, pass_band: float =
     except InputError as exc:
         raise InputError(f"{exc} Close its holes first (e.g. Slicer's Surface Toolbox, 'Fill holes').") from None
     return points, tris
+
+
+def _decimate(polydata, max_triangles: int):
+    """Fewer triangles, same closed topology: quadric decimation (best shape), or, where that leaves
+    holes or non-manifold edges, topology-preserving decimation."""
+    import vtk
+
+    from .mesh_depth import check_closed_surface, mesh_from_polydata
+
+    reduction = 1.0 - max_triangles / polydata.GetNumberOfPolys()
+    quadric = vtk.vtkQuadricDecimation()
+    quadric.SetInputData(polydata)
+    quadric.SetTargetReduction(reduction)
+    quadric.VolumePreservationOn()
+    quadric.Update()
+    points, triangles = mesh_from_polydata(quadric.GetOutput())
+    try:
+        check_closed_surface(triangles, len(points))
+        return quadric.GetOutput()
+    except InputError:
+        pro = vtk.vtkDecimatePro()
+        pro.SetInputData(polydata)
+        pro.SetTargetReduction(reduction)
+        pro.PreserveTopologyOn()
+        pro.SplittingOff()
+        pro.BoundaryVertexDeletionOff()
+        pro.Update()
+        return pro.GetOutput()
 
 
 def polydata_from_arrays(points, triangles):

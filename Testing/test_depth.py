@@ -286,12 +286,7 @@ def test_bad_label_input_is_refused():
 @pytest.fixture
 def sample_labels():
     """The bundled sample's vertebra label map and its IJK-to-RAS (read without MRML)."""
-    import SimpleITK as sitk
+    from BoneReconLib.image_io import read_label_map
     from BoneReconLib.sample_data import SAMPLE_VERTEBRA_LABELS
 
-    image = sitk.ReadImage(str(SAMPLE_VERTEBRA_LABELS))
-    lps_to_ras = np.diag([-1.0, -1.0, 1.0])
-    matrix = np.eye(4)
-    matrix[:3, :3] = lps_to_ras @ np.reshape(image.GetDirection(), (3, 3)) @ np.diag(image.GetSpacing())
-    matrix[:3, 3] = lps_to_ras @ np.array(image.GetOrigin())
-    return sitk.GetArrayFromImage(image), matrix
+    return read_label_map(SAMPLE_VERTEBRA_LABELS)

@@ -14,18 +14,11 @@ from BoneReconLib.radiograph_node import ijk_to_ras_of
 from BoneReconLib.sample_data import SAMPLE_CT, SAMPLE_VERTEBRA_LABELS
 from test_cli import run_cli
 
-LPS = np.diag([-1.0, -1.0, 1.0])
-
-
 def read_image(path):
     """(array [k, j, i], IJK-to-RAS) of an image file, read with SimpleITK (not MRML)."""
-    import SimpleITK as sitk
+    from BoneReconLib.image_io import read_volume_array
 
-    image = sitk.ReadImage(str(path))
-    matrix = np.eye(4)
-    matrix[:3, :3] = LPS @ np.reshape(image.GetDirection(), (3, 3)) @ np.diag(image.GetSpacing())
-    matrix[:3, 3] = LPS @ np.array(image.GetOrigin())
-    return sitk.GetArrayFromImage(image), matrix
+    return read_volume_array(path)
 
 
 @pytest.fixture(scope="module")

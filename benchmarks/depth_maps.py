@@ -29,17 +29,12 @@ from BoneReconLib.mesh_depth import mesh_depth, mesh_from_polydata  # noqa: E402
 from BoneReconLib.sample_data import SAMPLE_VERTEBRA_LABELS  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"
-LPS = np.diag([-1.0, -1.0, 1.0])
 
 
 def read_labels(path):
-    import SimpleITK as sitk
+    from BoneReconLib.image_io import read_volume_array
 
-    image = sitk.ReadImage(str(path))
-    matrix = np.eye(4)
-    matrix[:3, :3] = LPS @ np.reshape(image.GetDirection(), (3, 3)) @ np.diag(image.GetSpacing())
-    matrix[:3, 3] = LPS @ np.array(image.GetOrigin())
-    return sitk.GetArrayFromImage(image), matrix
+    return read_volume_array(path)
 
 
 def slab(view, lower, upper, matrix):
