@@ -9,17 +9,20 @@ Console use (in Slicer or headless)::
     logic = BiplanarReconLogic()
     ct, labels = logic.loadSampleCase()
     segmentation, models = logic.createVertebraModels(labels)
+    surface, landmarks = logic.instance("L3", coefficients=[1.5, -0.5], pose=numpy.eye(4))
 """
 
 from __future__ import annotations
 
-from typing import Dict, Mapping, Optional, Tuple, Union
+from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
 
 from BoneReconLib import sample_data
 from BoneReconLib.mrml_io import load_volume
 from BoneReconLib.module_logic import ModuleLogic
 from BoneReconLib.progress import ProgressCallback
 from BoneReconLib.scene_transaction import rollback_on_error
+from BoneReconLib.shape_model_library import load_models
+from BoneReconLib.shape_model_nodes import show_shape_model, update_instance
 from BoneReconLib.vertebra_models import create_vertebra_models
 
 LABEL_TABLES = ("totalsegmentator", "verse")
@@ -54,3 +57,26 @@ class BiplanarReconLogic(ModuleLogic):
             raise ValueError("Select a vertebra label map.")
         with rollback_on_error(labelMapNode.GetScene()):
             return create_vertebra_models(labelMapNode, labelTable, smoothing=smoothing, progress=progress)
+
+    def shapeModels(self, folder=None) -> Dict[str, object]:
+        """{level: ShapeModel} from a model folder (default: the bundled models); hashes checked, cached."""
+        key = str(folder)
+        cache = self.__dict__.setdefault("_shapeModels", {})
+        if key not in cache:
+            cache[key] = load_models(folder)
+        return cache[key]
+
+    def instance(self, level: str, coefficients: Optional[Sequence[float]] = None, pose=None, scale: float = 1.0,
+                 modelNode=None, landmarksNode=None, folder=None) -> Tuple[object, object]:
+        """Show a shape-model instance of ``level`` (coefficients in standard deviations, 4x4 pose, scale)
+        in a model node and a landmark point list; new nodes unless given. Returns (model, landmarks)."""
+        models = self.shapeModels(folder)
+        if level not in models:
+            raise ValueError(f"No shape model for {level} (available: {', '.join(models)}).")
+        model = models[level]
+        with rollback_on_error(self.scene):
+            if modelNode is None:
+                modelNode, created = show_shape_model(self.scene, model)
+                landmarksNode = landmarksNode or created
+            update_instance(model, modelNode, landmarksNode, coefficients, pose, scale)
+        return modelNode, landmarksNode
