@@ -117,15 +117,10 @@ def test_non_convex_mesh_and_flipped_orientation():
 
 
 def test_mesh_ellipsoid_within_a_tenth_of_a_millimetre():
-    import vtk
+    from meshes import ellipsoid
 
     radii, centre = np.array([18.0, 12.0, 25.0]), np.array([4.0, -6.0, 3.0])
-    sphere = vtk.vtkSphereSource()
-    sphere.SetThetaResolution(240)
-    sphere.SetPhiResolution(240)
-    sphere.SetRadius(1.0)
-    sphere.Update()
-    unit, triangles = mesh_from_polydata(sphere.GetOutput())
+    unit, triangles = ellipsoid(240, 240, radii=(1.0, 1.0, 1.0))
     rotation = rotation_about([0.3, 1.0, -0.4], math.radians(35.0))
     points = (unit * radii) @ rotation.T + centre
     maps = mesh_depth(points, triangles, VIEWS)[0]

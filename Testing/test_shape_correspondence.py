@@ -13,16 +13,9 @@ from BoneReconLib.shape_correspondence import (fit_template, graph_laplacian, po
 
 
 def sphere(theta=40, phi=30, radii=(20.0, 15.0, 10.0), centre=(0.0, 0.0, 0.0)):
-    import vtk
-    from BoneReconLib.mesh_depth import mesh_from_polydata
+    from meshes import ellipsoid
 
-    source = vtk.vtkSphereSource()
-    source.SetThetaResolution(theta)
-    source.SetPhiResolution(phi)
-    source.SetRadius(1.0)
-    source.Update()
-    points, triangles = mesh_from_polydata(source.GetOutput())
-    return points * radii + centre, triangles
+    return ellipsoid(theta, phi, radii, centre)
 
 
 def test_template_fits_a_differently_meshed_deformed_target():

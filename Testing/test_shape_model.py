@@ -15,17 +15,10 @@ SIGMAS = np.array([6.0, 3.0, 1.5])  # mm: the family's true standard deviations 
 M = 20
 
 
-def ellipsoid():
-    import vtk
-    from BoneReconLib.mesh_depth import mesh_from_polydata
+def base_ellipsoid():
+    from meshes import ellipsoid
 
-    sphere = vtk.vtkSphereSource()
-    sphere.SetThetaResolution(24)
-    sphere.SetPhiResolution(16)
-    sphere.SetRadius(1.0)
-    sphere.Update()
-    points, triangles = mesh_from_polydata(sphere.GetOutput())
-    return points * [40.0, 30.0, 20.0], triangles
+    return ellipsoid(24, 16, radii=(40.0, 30.0, 20.0))
 
 
 def true_modes(base):
@@ -48,7 +41,7 @@ def true_modes(base):
 @pytest.fixture(scope="module")
 def family():
     """M shapes = base + exact-variance combinations of the true modes, each at a random rigid pose."""
-    base, triangles = ellipsoid()
+    base, triangles = base_ellipsoid()
     modes = true_modes(base)
     rng = np.random.default_rng(1)
     raw = rng.standard_normal((M, 3))
