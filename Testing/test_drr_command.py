@@ -93,7 +93,14 @@ def test_drr_refuses_bad_input_and_writes_nothing(tmp_path, views):
     bad_view["views"][1]["pixel_spacing"] = [0.0, 1.0]
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(bad_view))
+    import SimpleITK as sitk
+
+    shifted = sitk.ReadImage(str(SAMPLE_VERTEBRA_LABELS))
+    shifted.SetOrigin([c + 3.0 for c in shifted.GetOrigin()])
+    off_grid = tmp_path / "shifted_labels.nii.gz"
+    sitk.WriteImage(shifted, str(off_grid))
     cases = [
+        (["--geometry", good, "--labels", off_grid], "is not on the CT's voxel grid"),
         (["--geometry", bad], "View 'LAT': pixel_spacing must be positive"),
         (["--geometry", tmp_path / "missing.json"], "does not exist"),
         (["--geometry", good, "--labels", SAMPLE_VERTEBRA_LABELS, "--label-table", "totalsegmentator",
