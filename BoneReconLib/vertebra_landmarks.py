@@ -145,20 +145,24 @@ def find_canal_and_body(grid: _Grid):
     """(canal centre (x, y, z), half width, front y, depth, body pixels (z, y) of the mid-sagittal section)."""
     mask = grid.mask
     zs = np.nonzero(mask.any(axis=(1, 2)))[0]
-    best = None
+    holes = np.zeros_like(mask)
     for k in range(zs[0] + (zs[-1] - zs[0]) // 4, zs[-1] - (zs[-1] - zs[0]) // 4 + 1):
-        holes = _holes(mask[k])
-        if not holes.any():
-            continue
-        labels = _components(holes)
-        for value in range(1, labels.max() + 1):
-            area = int((labels == value).sum())
-            if best is None or area > best[0]:
-                best = (area, k, labels == value)
-    if best is None or best[0] * VOXEL ** 2 < 20.0:
+        holes[k] = _holes(mask[k])
+    # The canal is the enclosed hole that runs through the most axial sections; a concave endplate
+    # also encloses a hole in the few sections that cut its rim, but not over the pedicles' height.
+    labels = _components(holes)
+    best = None
+    for value in range(1, labels.max() + 1):
+        where = np.nonzero(labels == value)
+        key = (len(np.unique(where[0])), len(where[0]))  # (sections, voxels)
+        if best is None or key > best[0]:
+            best = (key, value, where)
+    if best is None or best[0][1] * VOXEL ** 2 < 20.0:
         raise InputError("No spinal canal found: the surface does not look like a vertebra (no bony ring), "
                          "or it is not in patient orientation.")
-    _, k, canal = best
+    _, value, where = best
+    k = int(np.median(where[0]))
+    canal = labels[k] == value
     rows, cols = np.nonzero(canal)  # rows = y index, cols = x index
     centre = np.array([grid.coord(cols.mean(), 0), grid.coord(rows.mean(), 1), grid.coord(k, 2)])
     half_width = (cols.max() - cols.min() + 1) * VOXEL / 2

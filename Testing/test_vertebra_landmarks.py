@@ -34,7 +34,10 @@ EXPECTED = {
 }
 
 
-def phantom(pose=np.eye(4)):
+DISH = ((-14, 14), (9, 31), (9, 12))  # a concave superior endplate: a 3 mm deep dish inside the rim
+
+
+def phantom(pose=np.eye(4), concave=False):
     """The box vertebra as a closed marching-cubes surface, moved by ``pose``."""
     lower = np.array([-42.0, -47.0, -22.0])
     shape = np.round((np.array([42.0, 37.0, 22.0]) - lower) / VOXEL).astype(int) + 1
@@ -43,27 +46,33 @@ def phantom(pose=np.eye(4)):
     for (x0, x1), (y0, y1), (z0, z1) in BOXES:
         inside = [(c >= lo) & (c < hi) for c, (lo, hi) in zip(centres, ((x0, x1), (y0, y1), (z0, z1)))]
         labels[np.ix_(inside[2], inside[1], inside[0])] = 1
+    if concave:
+        inside = [(c >= lo) & (c < hi) for c, (lo, hi) in zip(centres, DISH)]
+        labels[np.ix_(inside[2], inside[1], inside[0])] = 0
     matrix = np.diag([VOXEL, VOXEL, VOXEL, 1.0])
     matrix[:3, 3] = lower
     points, triangles = label_surface(labels, pose @ matrix, 1)
     return points, triangles
 
 
-@pytest.mark.parametrize("angles", [(0.0, 0.0), (15.0, 8.0)], ids=["upright", "tilted"])
-def test_phantom_landmarks_are_where_the_boxes_put_them(angles):
+@pytest.mark.parametrize("angles, concave", [((0.0, 0.0), False), ((15.0, 8.0), False), ((0.0, 0.0), True)],
+                         ids=["upright", "tilted", "concave endplate"])
+def test_phantom_landmarks_are_where_the_boxes_put_them(angles, concave):
+    """The concave endplate's dish is a larger enclosed hole than the canal in the sections through it."""
     pose = np.eye(4)
     tilt, turn = (math.radians(a) for a in angles)
     pose[:3, :3] = rotation_about([0, 0, 1], turn) @ rotation_about([1, 0, 0], tilt)
     pose[:3, 3] = [12.0, -30.0, 250.0]
-    points, triangles = phantom(pose)
+    points, triangles = phantom(pose, concave)
     landmarks, frame = vertebra_landmarks(points, triangles)
+    expected = dict(EXPECTED, **({"superior endplate centre": (0, 20, 9)} if concave else {}))
     assert [lm.name for lm in landmarks] == list(LANDMARKS)
     assert all(lm.region == LANDMARKS[lm.name] for lm in landmarks)
     np.testing.assert_allclose(frame.axes, pose[:3, :3].T, atol=0.02)  # rows: right, anterior, superior
     inverse = np.linalg.inv(pose)
     for lm in landmarks:
         found = lm.position(points) @ inverse[:3, :3].T + inverse[:3, 3]  # back in the phantom's frame
-        for axis, want in enumerate(EXPECTED[lm.name]):
+        for axis, want in enumerate(expected[lm.name]):
             if want is not None:
                 assert found[axis] == pytest.approx(want, abs=1.0), (lm.name, found)
 
