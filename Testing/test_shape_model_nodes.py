@@ -60,3 +60,19 @@ def test_logic_instance_updates_model_and_landmark_nodes(model_folder, context):
     with pytest.raises(ValueError, match="No shape model for L5"):
         logic.instance("L5", folder=model_folder)
     assert context.scene.GetNumberOfNodes() == before
+
+
+def test_bundled_models_load_and_make_plausible_vertebrae():
+    from BoneReconLib.vertebra_landmarks import LANDMARKS
+
+    models = load_models()  # hashes checked against the manifest
+    assert list(models) == ["L1", "L2", "L3", "L4", "L5"]
+    for level, model in models.items():
+        assert model.landmark_names == list(LANDMARKS), level
+        mean = {lm.name: lm.position(model.mean) for lm in model.landmarks}
+        depth = mean["body anterior superior"][1] - mean["body posterior superior"][1]
+        width = mean["body right superior"][0] - mean["body left superior"][0]
+        assert 25 < depth < 45 and 35 < width < 65, (level, depth, width)  # lumbar vertebral bodies, mm
+        assert mean["spinous process tip"][1] < -30 and abs(mean["spinous process tip"][0]) < 5
+        extreme = model.instances(np.array([[3.0]])).numpy()[0]  # +3 s.d. along mode 1: still a vertebra
+        assert 50 < np.ptp(extreme[:, 0]) < 130
