@@ -80,7 +80,7 @@ def render_to_nodes(
         report(0.0, "Preparing the CT")
         ct = attenuation_volume(ct_node, energy_kev, torch_device)
         volume = ct.crop_to_content()  # rays skip the air around the patient
-        selected, label_array = _labels_on_ct_grid(ct_node, label_node, labels)
+        selected, label_array = _labels_on_ct_grid(ct, label_node, labels)
         steps = len(views) * (1 + 2 * len(selected))
         done = 0
         for view in views:
@@ -111,14 +111,13 @@ def render_to_nodes(
     return result
 
 
-def _labels_on_ct_grid(ct_node, label_node, labels) -> Tuple[Dict[int, str], Optional[np.ndarray]]:
+def _labels_on_ct_grid(ct, label_node, labels) -> Tuple[Dict[int, str], Optional[np.ndarray]]:
     if label_node is None:
         if labels:
             raise InputError("Labels were selected but no label map was given.")
         return {}, None
     label_array, label_matrix = volume_array(label_node)
-    ct_array, ct_matrix = volume_array(ct_node)
-    if label_array.shape != ct_array.shape or not np.allclose(label_matrix, ct_matrix, atol=1e-3):
+    if label_array.shape != tuple(ct.data.shape) or not np.allclose(label_matrix, ct.ijk_to_ras, atol=1e-3):
         raise InputError(f"The label map '{label_node.GetName()}' is not on the CT's voxel grid "
                          "(same size, spacing, origin and axes); resample it onto the CT first.")
     if not np.all(np.equal(np.mod(label_array, 1), 0)):

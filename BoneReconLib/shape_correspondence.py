@@ -31,41 +31,34 @@ ICP_SAMPLES = 2000
 TEMPLATE_SAMPLES = 8000  # spots on the template that target samples pull
 
 
+def _sample_faces(points: np.ndarray, triangles: np.ndarray, count: int, seed: int):
+    """(faces (count,), barycentric weights (count, 3)) of points spread uniformly by area."""
+    a, b, c = (points[triangles[:, k]] for k in range(3))
+    area = np.linalg.norm(np.cross(b - a, c - a), axis=1)
+    rng = np.random.default_rng(seed)
+    face = rng.choice(len(triangles), size=count, p=area / area.sum())
+    u, v = rng.random(count), rng.random(count)
+    flip = u + v > 1  # fold the unit square onto the triangle
+    u, v = np.where(flip, 1 - u, u), np.where(flip, 1 - v, v)
+    return face, np.stack([1 - u - v, u, v], axis=1)
+
+
 def surface_samples(points: np.ndarray, triangles: np.ndarray, count: int, seed: int = 0):
     """(samples (count, 3), unit face normals (count, 3)) spread uniformly by area over the surface.
 
     Vertices are not a fair sample of a surface (decimated meshes crowd them at edges); area-uniform
     samples make closest-point matching unbiased. Deterministic for a given seed.
     """
-    a, b, c = (points[triangles[:, k]] for k in range(3))
-    cross = np.cross(b - a, c - a)
-    area = np.linalg.norm(cross, axis=1)
-    rng = np.random.default_rng(seed)
-    face = rng.choice(len(triangles), size=count, p=area / area.sum())
-    u, v = rng.random(count), rng.random(count)
-    flip = u + v > 1
-    u, v = np.where(flip, 1 - u, u), np.where(flip, 1 - v, v)
-    samples = a[face] + u[:, None] * (b - a)[face] + v[:, None] * (c - a)[face]
-    return samples, cross[face] / np.maximum(area[face], 1e-300)[:, None]
+    face, weights = _sample_faces(points, triangles, count, seed)
+    corners = points[triangles[face]]  # (count, 3 corners, 3)
+    normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+    return (weights[:, :, None] * corners).sum(axis=1), normals / np.linalg.norm(normals, axis=1, keepdims=True)
 
 
 def _barycentric_spots(points: np.ndarray, triangles: np.ndarray, count: int):
     """Area-uniform surface points as barycentric mixes: (vertex indices (count, 3), weights (count, 3))."""
-    a, b, c = (points[triangles[:, k]] for k in range(3))
-    area = np.linalg.norm(np.cross(b - a, c - a), axis=1)
-    rng = np.random.default_rng(4)
-    face = rng.choice(len(triangles), size=count, p=area / area.sum())
-    u, v = rng.random(count), rng.random(count)
-    flip = u + v > 1
-    u, v = np.where(flip, 1 - u, u), np.where(flip, 1 - v, v)
-    return torch.as_tensor(triangles[face]), torch.as_tensor(np.stack([1 - u - v, u, v], axis=1))
-
-
-def subsample(count: int, limit: int, seed: int = 0) -> np.ndarray:
-    """Indices of at most ``limit`` of ``count`` items: all of them, or a fixed random subset."""
-    if count <= limit:
-        return np.arange(count)
-    return np.sort(np.random.default_rng(seed).choice(count, limit, replace=False))
+    face, weights = _sample_faces(points, triangles, count, seed=4)
+    return torch.as_tensor(triangles[face]), torch.as_tensor(weights)
 
 
 @dataclass
