@@ -12,7 +12,7 @@ Core module: numpy only, no MRML.
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -127,17 +127,26 @@ def reconstruct(model: ShapeModel, shape, k: int, scaling: bool = False) -> Tupl
     return aligned, approximation
 
 
-def generalisation(shapes, triangles, ks: Sequence[int], scaling: bool = False) -> np.ndarray:
-    """Leave-one-out error (mean vertex distance, mm) with k modes, for every k in ``ks``: (len(ks),)."""
+def generalisation(shapes, triangles, ks: Sequence[int], scaling: bool = False,
+                   error: Optional[Callable[[int, np.ndarray], float]] = None) -> np.ndarray:
+    """Leave-one-out error with k modes, for every k in ``ks``: (len(ks),).
+
+    Each left-out shape's best reconstruction is put back where the shape is; ``error(i, placed)``
+    scores it (default: mean vertex distance to shape i, mm).
+    """
     shapes = np.asarray(shapes, dtype=np.float64)
     if len(shapes) < MIN_SHAPES + 1:
         raise InputError(f"Leave-one-out needs at least {MIN_SHAPES + 1} shapes.")
+    if error is None:
+        def error(i, placed):
+            return float(np.linalg.norm(placed - shapes[i], axis=1).mean())
     errors = np.zeros((len(shapes), len(ks)))
     for i in range(len(shapes)):
         model = build_shape_model("loo", np.delete(shapes, i, axis=0), triangles, scaling)
+        rotation, translation, scale = rigid_align(shapes[i], model.mean, scaling)
         for n, k in enumerate(ks):
-            aligned, approximation = reconstruct(model, shapes[i], min(k, model.n_modes), scaling)
-            errors[i, n] = np.linalg.norm(approximation - aligned, axis=1).mean()
+            _, approximation = reconstruct(model, shapes[i], min(k, model.n_modes), scaling)
+            errors[i, n] = error(i, (approximation - translation) @ rotation / scale)  # undo the alignment
     return errors.mean(axis=0)
 
 

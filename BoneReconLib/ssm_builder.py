@@ -23,7 +23,8 @@ from .errors import InputError
 from .progress import ProgressCallback, as_progress
 from .shape_correspondence import fit_template, surface_distance
 from .shape_model import Landmark, ShapeModel
-from .shape_statistics import MIN_SHAPES, apply, build_shape_model, compactness, reconstruct, rigid_align, specificity
+from .shape_statistics import (MIN_SHAPES, apply, build_shape_model, compactness, generalisation, rigid_align,
+                               specificity)
 from .vertebra_landmarks import vertebra_landmarks
 
 
@@ -133,14 +134,7 @@ def _in_frame(model: ShapeModel, origin, axes, landmarks: List[Landmark]) -> Sha
 def generalisation_to_surfaces(fits: np.ndarray, triangles: np.ndarray, surfaces: Sequence[Surface]) -> List[float]:
     """Leave-one-out: for k = 1..M-2 modes, the mean over left-out surfaces of the symmetric mean surface
     distance between the surface and the model's best reconstruction of its fit."""
-    m = len(fits)
-    ks = list(range(1, m - 1))
-    errors = np.zeros((m, len(ks)))
-    for i in range(m):
-        model = build_shape_model("loo", np.delete(fits, i, axis=0), triangles)
-        for n, k in enumerate(ks):
-            _, approximation = reconstruct(model, fits[i], min(k, model.n_modes))
-            rotation, translation, _ = rigid_align(fits[i], model.mean)
-            placed = (approximation - translation) @ rotation  # undo the alignment: back onto the surface
-            errors[i, n] = surface_distance(placed, triangles, surfaces[i].points, surfaces[i].triangles)
-    return errors.mean(axis=0).tolist()
+    def error(i, placed):
+        return surface_distance(placed, triangles, surfaces[i].points, surfaces[i].triangles)
+
+    return generalisation(fits, triangles, range(1, len(fits) - 1), error=error).tolist()
