@@ -75,11 +75,15 @@ def _cmd_ssm_build(args) -> int:
         table = load_label_table(args.label_table)
         levels = args.levels.split(",") if args.levels else None
         surfaces = surfaces_from_label_maps(args.labels, table, levels)
+    if args.synthetic_below < 0:
+        raise InputError("--synthetic-below must be 0 (never) or a number of surfaces.")
     entries = run_ssm_build(args.out, surfaces, template_triangles=args.template_triangles,
-                            evaluate=not args.no_evaluation, progress=None if args.quiet else _print_progress)
+                            evaluate=not args.no_evaluation, synthetic_below=args.synthetic_below,
+                            progress=None if args.quiet else _print_progress)
     for level, entry in entries.items():
         loo = entry["generalisation_mm"]
         print(f"{level}: {entry['n_shapes']} shapes, {entry['modes']} modes"
+              + (" (with synthetic variation)" if entry["synthetic_variation"] else "")
               + (f", leave-one-out {loo[-1]:.2f} mm" if loo else "") + f" -> {entry['file']}")
     return EXIT_OK
 
@@ -139,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     build = ssm_commands.add_parser(
         "build", help="surfaces or label maps -> one shape model per level",
         description="Build a shape model per vertebra level: template fitting for correspondence, "
-        "Procrustes, PCA, named landmarks; writes OUT/<level>.ssm.npz, manifest.json and report.txt.")
+        "Procrustes, PCA, named landmarks; writes OUT/<level>.ssm.npz, the mean mesh, landmarks "
+        "(JSON and Slicer .mrk.json), manifest.json and report.txt.")
     build.add_argument("--out", required=True, help="output folder")
     build.add_argument("--meshes", nargs="+", help="surface files (STL/PLY/OBJ/VTK/VTP) of one level")
     build.add_argument("--level", help="the level the --meshes show (e.g. L1)")
@@ -150,6 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "'totalsegmentator' or a CSV/JSON file")
     build.add_argument("--levels", help="comma-separated levels to build from --labels (default: all found)")
     build.add_argument("--template-triangles", type=int, default=8000, help="size of the model mesh (default 8000)")
+    build.add_argument("--synthetic-below", type=int, default=10, metavar="N",
+                       help="levels with fewer than N surfaces get synthetic variation: regional fields and the "
+                       "real-shape modes of the level with the most surfaces (if it has 10 or more); 0 = never "
+                       "(default 10)")
     build.add_argument("--no-evaluation", action="store_true", help="skip leave-one-out and specificity")
     build.set_defaults(func=_cmd_ssm_build)
     return parser

@@ -117,12 +117,13 @@ class ShapeModel:
         return self._torch[key]
 
     def instances(self, coefficients=None, poses=None, scales=None, n: Optional[int] = None,
-                  device=None, dtype=torch.float64) -> torch.Tensor:
+                  device=None, dtype=torch.float64, displacements=None) -> torch.Tensor:
         """Vertices (N, P, 3) of N instances.
 
         ``coefficients`` (N, k <= K) in standard deviations (missing modes = 0; None = the mean),
         ``poses`` (N, 4, 4) rigid transforms, ``scales`` (N,) isotropic scale applied before the
-        pose (about the model's origin). Differentiable in all three.
+        pose (about the model's origin), ``displacements`` (N, P, 3) a free-form field added in the
+        model's frame before scale and pose (:mod:`.shape_refinement`). Differentiable in all.
         """
         t = self._tensors(device, dtype)
         if coefficients is None:
@@ -134,6 +135,8 @@ class ShapeModel:
         if k > self.n_modes:
             raise InputError(f"Shape model '{self.name}' has {self.n_modes} modes, {k} coefficients were given.")
         points = (t["mean"] + coefficients @ t["basis"][:k]).reshape(len(coefficients), -1, 3)
+        if displacements is not None:
+            points = points + torch.as_tensor(displacements, device=device, dtype=dtype)
         if scales is not None:
             points = points * torch.as_tensor(scales, device=device, dtype=dtype).reshape(-1, 1, 1)
         if poses is not None:

@@ -28,24 +28,52 @@ def show_shape_model(scene, model: ShapeModel, name: Optional[str] = None, color
     surface.CreateDefaultDisplayNodes()
     surface.GetDisplayNode().SetColor(*color)
     surface.SetAttribute(MODEL_ATTRIBUTE, model.name)
-    points = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", f"{name} landmarks")
+    return surface, add_landmark_node(scene, model, f"{name} landmarks")
+
+
+def add_landmark_node(scene, model: ShapeModel, name: str):
+    """A locked markups point list of the mean's landmarks, each region in its point's description."""
+    points = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", name)
     points.CreateDefaultDisplayNodes()
     for landmark in model.landmarks:
         index = points.AddControlPoint(*landmark.position(model.mean).tolist(), landmark.name)
         points.SetNthControlPointDescription(index, landmark.region)
         points.SetNthControlPointLocked(index, True)
     points.SetAttribute(MODEL_ATTRIBUTE, model.name)
-    return surface, points
+    return points
+
+
+def write_landmark_markups(model: ShapeModel, path) -> None:
+    """The mean's landmarks as a Slicer markups file (``.mrk.json``: drag and drop into Slicer)."""
+    import slicer
+
+    from .app_context import get_context
+
+    scene = get_context().scene
+    points = add_landmark_node(scene, model, f"{model.name} landmarks")
+    storage = slicer.vtkMRMLMarkupsJsonStorageNode()
+    scene.AddNode(storage)
+    try:
+        storage.SetFileName(str(path))
+        if not storage.WriteData(points):
+            raise InputError(f"Could not write the landmarks to {path}.")
+    finally:
+        for node in (points.GetDisplayNode(), points, storage):
+            if node is not None:
+                scene.RemoveNode(node)
 
 
 def update_instance(model: ShapeModel, surface_node, landmark_node=None, coefficients=None,
-                    pose=None, scale: float = 1.0) -> np.ndarray:
-    """Show the instance (coefficients in s.d., 4x4 rigid pose, scale) in the nodes; returns its vertices."""
+                    pose=None, scale: float = 1.0, displacements=None) -> np.ndarray:
+    """Show the instance (coefficients in s.d., 4x4 rigid pose, scale, free-form displacements (P, 3)
+    in the model's frame) in the nodes; returns its vertices."""
     from vtk.util.numpy_support import numpy_to_vtk
 
     points = model.instances(None if coefficients is None else np.atleast_2d(coefficients),
                              poses=None if pose is None else np.asarray(pose, float)[None],
-                             scales=[scale]).numpy()[0]
+                             scales=[scale],
+                             displacements=None if displacements is None else np.asarray(displacements)[None]
+                             ).numpy()[0]
     polydata = surface_node.GetPolyData()
     if polydata is None or polydata.GetNumberOfPoints() != len(points):
         raise InputError(f"'{surface_node.GetName()}' does not show shape model {model.name}.")

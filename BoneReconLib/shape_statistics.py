@@ -119,20 +119,22 @@ def compactness(model: ShapeModel) -> np.ndarray:
     return np.cumsum(model.variances) / model.variances.sum()
 
 
-def reconstruct(model: ShapeModel, shape, k: int, scaling: bool = False) -> Tuple[np.ndarray, np.ndarray]:
-    """(shape aligned to the model's mean, its best approximation with the first k modes)."""
-    aligned = apply(shape, *rigid_align(shape, model.mean, scaling))
+def projection(model: ShapeModel, aligned, k: int) -> np.ndarray:
+    """The best approximation (least squares) with the first k modes of a shape aligned to the model."""
     coefficients = model.coefficients_of(aligned, k)
-    approximation = model.mean + np.tensordot(coefficients * np.sqrt(model.variances[:k]), model.modes[:k], axes=1)
-    return aligned, approximation
+    return model.mean + np.tensordot(coefficients * np.sqrt(model.variances[:k]), model.modes[:k], axes=1)
 
 
 def generalisation(shapes, triangles, ks: Sequence[int], scaling: bool = False,
-                   error: Optional[Callable[[int, np.ndarray], float]] = None) -> np.ndarray:
+                   error: Optional[Callable[[int, np.ndarray], float]] = None,
+                   augment: Optional[Callable[[ShapeModel, int], ShapeModel]] = None,
+                   fit: Optional[Callable[[ShapeModel, np.ndarray, int], np.ndarray]] = None) -> np.ndarray:
     """Leave-one-out error with k modes, for every k in ``ks``: (len(ks),).
 
     Each left-out shape's best reconstruction is put back where the shape is; ``error(i, placed)``
-    scores it (default: mean vertex distance to shape i, mm).
+    scores it (default: mean vertex distance to shape i, mm). ``augment(model, i)`` turns the model
+    without shape i into the model under test (e.g. adds synthetic variation); ``fit(model, aligned, k)``
+    reconstructs the aligned shape (default: least-squares projection on the first k modes).
     """
     shapes = np.asarray(shapes, dtype=np.float64)
     if len(shapes) < MIN_SHAPES + 1:
@@ -140,12 +142,16 @@ def generalisation(shapes, triangles, ks: Sequence[int], scaling: bool = False,
     if error is None:
         def error(i, placed):
             return float(np.linalg.norm(placed - shapes[i], axis=1).mean())
+    fit = fit or projection
     errors = np.zeros((len(shapes), len(ks)))
     for i in range(len(shapes)):
         model = build_shape_model("loo", np.delete(shapes, i, axis=0), triangles, scaling)
+        if augment is not None:
+            model = augment(model, i)
         rotation, translation, scale = rigid_align(shapes[i], model.mean, scaling)
+        aligned = apply(shapes[i], rotation, translation, scale)
         for n, k in enumerate(ks):
-            _, approximation = reconstruct(model, shapes[i], min(k, model.n_modes), scaling)
+            approximation = fit(model, aligned, min(k, model.n_modes))
             errors[i, n] = error(i, (approximation - translation) @ rotation / scale)  # undo the alignment
     return errors.mean(axis=0)
 

@@ -7,9 +7,14 @@ place the named landmarks on the mean (:mod:`.vertebra_landmarks`) and express t
 vertebra's anatomical frame (origin on the mid-sagittal plane, axes right/anterior/superior), so
 that an instance's pose says how the vertebra sits in the patient.
 
+With ``synthetic``, a level built from few surfaces gets synthetic variation in its covariance
+(regional fields, and the modes of a ``donor`` level built from many: :mod:`.synthetic_variation`).
+
 Quality report: each surface's fitting error, compactness, leave-one-out generalisation as the
 mean surface distance between a left-out surface and its best model reconstruction (fitting
-error included), and specificity. Core module (numpy/torch/vtk), no MRML.
+error included; with synthetic variation, also the real-only model's), the same with the
+free-form refinement term added (:mod:`.shape_refinement`: the floor that registration can go
+below the model's span to), and specificity. Core module (numpy/torch/vtk), no MRML.
 """
 
 from __future__ import annotations
@@ -23,18 +28,49 @@ from .errors import InputError
 from .progress import ProgressCallback, as_progress
 from .shape_correspondence import fit_template, surface_distance
 from .shape_model import Landmark, ShapeModel
+from .shape_refinement import SmoothDeformation, map_fit
 from .shape_statistics import (MIN_SHAPES, apply, build_shape_model, compactness, generalisation, rigid_align,
                                specificity)
+from .synthetic_variation import Transfer, pooled_weights, regional_variation
 from .vertebra_landmarks import vertebra_landmarks
+
+FREE_FORM_NOISE_MM = 0.3  # residual noise assumed when the free-form term is fitted (posterior mean)
 
 
 @dataclass
 class Surface:
-    """One input surface: closed (points, triangles) in RAS mm, and where it came from."""
+    """One input surface: closed (points, triangles) in RAS mm, where it came from and whose it is
+    (``subject``: surfaces of one person at different levels share it; default: the name)."""
 
     name: str
     points: np.ndarray
     triangles: np.ndarray
+    subject: Optional[str] = None
+
+    @property
+    def person(self) -> str:
+        return self.subject or self.name
+
+
+@dataclass
+class Donor:
+    """A level built from many surfaces, whose modes other levels borrow: its model (for the mean,
+    frame and vertices), the fits it was built from and whose they are."""
+
+    model: ShapeModel
+    fits: np.ndarray
+    persons: List[str]
+
+    def lender(self, person: Optional[str] = None) -> ShapeModel:
+        """The level's model from its real surfaces only (no synthetic variation is lent on), without
+        ``person``'s surface if it has one (for leave-one-person-out checks); in the model's frame
+        and on its vertices."""
+        keep = [n for n, p in enumerate(self.persons) if p != person]
+        model = build_shape_model(self.model.name, self.fits[keep], self.model.triangles)
+        rotation, translation, _ = rigid_align(model.mean, self.model.mean)
+        return ShapeModel(self.model.name, apply(model.mean, rotation, translation), model.triangles,
+                          model.modes @ rotation.T, model.variances, list(self.model.landmarks),
+                          dict(self.model.info, n_shapes=len(keep)))
 
 
 @dataclass
@@ -44,20 +80,49 @@ class BuildReport:
     template: str
     fit_distance: List[float]  # mm, symmetric mean surface distance of each fit
     compactness: List[float]  # cumulative variance fraction, modes 1..K
-    generalisation: List[float] = field(default_factory=list)  # mm, leave-one-out, with 1..K-1 modes
+    generalisation: List[float] = field(default_factory=list)  # mm, leave-one-out, with 1.. modes
     specificity: Optional[float] = None  # mm, with all modes
+    free_form_generalisation: Optional[float] = None  # mm, leave-one-out, all modes + free-form term
+    real_generalisation: List[float] = field(default_factory=list)  # mm, without the synthetic variation
+    real_specificity: Optional[float] = None
+    synthetic: Optional[dict] = None
+    fits: Optional[np.ndarray] = field(default=None, repr=False)  # (M, P, 3) fitted templates, input coordinates
 
     def lines(self) -> List[str]:
         out = [f"{self.level}: {len(self.sources)} shapes, template {self.template}",
                f"  fit (mean surface distance, mm): mean {np.mean(self.fit_distance):.3f}, "
                f"max {np.max(self.fit_distance):.3f}",
                "  compactness (cumulative variance): " + " ".join(f"{c:.3f}" for c in self.compactness[:10])]
+        if self.synthetic:
+            out.append("  synthetic variation: " + describe_synthetic(self.synthetic))
+        if self.real_generalisation:
+            out.append("  real shapes only: leave-one-out generalisation (mm) with 1.. modes: "
+                       + " ".join(f"{g:.3f}" for g in self.real_generalisation)
+                       + f"; specificity {self.real_specificity:.3f}")
         if self.generalisation:
             out.append("  leave-one-out generalisation (mm) with 1.. modes: "
                        + " ".join(f"{g:.3f}" for g in self.generalisation))
+        if self.free_form_generalisation is not None:
+            out.append(f"  leave-one-out with the free-form term (mm): {self.free_form_generalisation:.3f}")
         if self.specificity is not None:
             out.append(f"  specificity (mm): {self.specificity:.3f}")
         return out
+
+
+def describe_synthetic(synthetic: dict) -> str:
+    """One line saying what a model's synthetic variation is."""
+    parts = []
+    if "regional" in synthetic:
+        parts.append("regional fields (1 s.d.): " + ", ".join(
+            f"{name} {100 * v['sd']:g}%" if v["unit"] == "fraction" else f"{name} {v['sd']:g} {v['unit']}"
+            for name, v in synthetic["regional"].items()))
+    if "transferred" in synthetic:
+        t = synthetic["transferred"]
+        parts.append(f"{t['modes']} modes of {t['donor']} ({t['donor_shapes']} shapes) transferred, "
+                     f"covariance weight {t['weight']:.3f}")
+    if "real_covariance_weight" in synthetic:
+        parts.append(f"real covariance weight {synthetic['real_covariance_weight']:.3f}")
+    return "; ".join(parts)
 
 
 def template_index(surfaces: Sequence[Surface]) -> int:
@@ -88,9 +153,17 @@ def build_level_model(
     max_modes: Optional[int] = None,
     evaluate: bool = True,
     landmarks: Callable = vertebra_landmarks,
+    synthetic: bool = False,
+    donor: Optional[Donor] = None,
     progress: Optional[ProgressCallback] = None,
 ) -> Tuple[ShapeModel, BuildReport]:
-    """A shape model of one level from >= 3 surfaces, and its quality report."""
+    """A shape model of one level from >= 3 surfaces, and its quality report.
+
+    ``synthetic``: add regional variation and, with a ``donor`` (another level, built from more
+    surfaces), its transferred modes, pooled with this level's by degrees of freedom. The
+    leave-one-out check then leaves the person out of the donor too (same ``Surface.person``), so
+    a person's other vertebra cannot help represent the left-out one.
+    """
     from .mesh_io import polydata_from_arrays, prepare_surface
 
     report = as_progress(progress)
@@ -114,14 +187,41 @@ def build_level_model(
     model = _in_frame(model, frame.origin, frame.axes, found)
     model.info.update(level=level, sources=[s.name for s in surfaces], template=surfaces[first].name,
                       frame="origin on the mid-sagittal plane; axes x right, y anterior, z superior (mm)")
+    real_model, augment = model, None
+    if synthetic:
+        report(0.91, f"{level}: synthetic variation")
+        regional = regional_variation(model)
+        transfer = Transfer.between(donor.model, model) if donor is not None else None
+
+        def augment(candidate, left_out=None):
+            variation, real_weight = regional, 1.0
+            if transfer is not None:
+                lender = donor.lender(None if left_out is None else surfaces[left_out].person)
+                own = len(surfaces) - (left_out is not None)
+                real_weight, lender_weight = pooled_weights(own, int(lender.info["n_shapes"]))
+                variation = variation + transfer.variation(lender, model, lender_weight)
+            return variation.augment(candidate, real_weight)
+
+        model = augment(model)
     build = BuildReport(level, [s.name for s in surfaces], surfaces[first].name, distances,
-                        compactness(model).tolist())
+                        compactness(model).tolist(), synthetic=model.info.get("synthetic_variation"), fits=fits)
     if evaluate and len(surfaces) > MIN_SHAPES:
         report(0.95, f"{level}: leave-one-out generalisation")
-        build.generalisation = generalisation_to_surfaces(fits, template[1], surfaces)
+        if augment is not None:
+            build.real_generalisation = generalisation_to_surfaces(fits, template[1], surfaces)
+            build.real_specificity = specificity(real_model, fits, k=real_model.n_modes, samples=100)
+        build.generalisation = generalisation_to_surfaces(fits, template[1], surfaces, augment=augment,
+                                                          ks=range(1, model.n_modes + 1) if augment else None)
+        build.free_form_generalisation = generalisation_to_surfaces(
+            fits, template[1], surfaces, augment=augment, ks=[model.n_modes], fit=free_form_fit)[0]
         build.specificity = specificity(model, fits, k=model.n_modes, samples=100)
     report(1.0, f"{level}: done")
     return model, build
+
+
+def free_form_fit(model: ShapeModel, aligned: np.ndarray, k: int) -> np.ndarray:
+    """The posterior-mean reconstruction with k modes plus the default free-form term."""
+    return map_fit(model, aligned, SmoothDeformation.on_points(model.mean), k, FREE_FORM_NOISE_MM)[2]
 
 
 def _in_frame(model: ShapeModel, origin, axes, landmarks: List[Landmark]) -> ShapeModel:
@@ -131,10 +231,12 @@ def _in_frame(model: ShapeModel, origin, axes, landmarks: List[Landmark]) -> Sha
     return ShapeModel(model.name, mean, model.triangles, modes, model.variances, landmarks, dict(model.info))
 
 
-def generalisation_to_surfaces(fits: np.ndarray, triangles: np.ndarray, surfaces: Sequence[Surface]) -> List[float]:
-    """Leave-one-out: for k = 1..M-2 modes, the mean over left-out surfaces of the symmetric mean surface
-    distance between the surface and the model's best reconstruction of its fit."""
+def generalisation_to_surfaces(fits: np.ndarray, triangles: np.ndarray, surfaces: Sequence[Surface],
+                               ks: Optional[Sequence[int]] = None, augment=None, fit=None) -> List[float]:
+    """Leave-one-out: for k modes (default 1..M-2), the mean over left-out surfaces of the symmetric mean
+    surface distance between the surface and the model's best reconstruction of its fit."""
     def error(i, placed):
         return surface_distance(placed, triangles, surfaces[i].points, surfaces[i].triangles)
 
-    return generalisation(fits, triangles, range(1, len(fits) - 1), error=error).tolist()
+    ks = range(1, len(fits) - 1) if ks is None else ks
+    return generalisation(fits, triangles, ks, error=error, augment=augment, fit=fit).tolist()

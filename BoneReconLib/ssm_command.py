@@ -6,9 +6,14 @@ maps gets a model, or only ``--levels``). Label maps are turned into surfaces by
 and smoothed with the same windowed-sinc filter as the meshes (voxel stair-steps removed the
 same way for every input).
 
-Output folder: ``<level>.ssm.npz`` (the model), ``<level>_mean.vtk`` and
-``<level>_landmarks.json`` (to look at), ``manifest.json`` (file hashes, sources, quality
-figures) and ``report.txt``. All or nothing.
+Levels with fewer than ``synthetic_below`` surfaces get synthetic variation: regional fields and,
+except for the lending level itself, the real-shape modes of the level with the most surfaces if
+that one has at least ``DONOR_MIN_SHAPES`` (:mod:`.synthetic_variation`); the manifest and report
+say exactly what was added.
+
+Output folder: ``<level>.ssm.npz`` (the model), ``<level>_mean.vtk``, ``<level>_landmarks.json``
+and ``<level>_landmarks.mrk.json`` (Slicer markups), ``manifest.json`` (file hashes, sources,
+synthetic variation, quality figures) and ``report.txt``. All or nothing.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import numpy as np
 
 from .errors import InputError
 from .progress import ProgressCallback, as_progress
-from .ssm_builder import Surface, build_level_model
+from .ssm_builder import Donor, Surface, build_level_model
 from .staged_output import StagedOutput
 
 MANIFEST = "manifest.json"
@@ -60,7 +65,7 @@ def surfaces_from_label_maps(paths: Sequence, table: Dict[int, str],
                 continue
             points, triangles = label_surface(labels, matrix, value)
             surface = prepare_surface(polydata_from_arrays(points, triangles), what=f"{level} of {Path(path).name}")
-            found.setdefault(level, []).append(Surface(f"{Path(path).name}:{level}", *surface))
+            found.setdefault(level, []).append(Surface(f"{Path(path).name}:{level}", *surface, subject=str(path)))
     if wanted is not None:
         missing = sorted(wanted - set(found))
         if missing:
@@ -70,26 +75,45 @@ def surfaces_from_label_maps(paths: Sequence, table: Dict[int, str],
     return found
 
 
+SYNTHETIC_BELOW = 10
+DONOR_MIN_SHAPES = 10
+
+
 def run_ssm_build(out_dir, surfaces_by_level: Dict[str, List[Surface]], template_triangles: int = 8000,
-                  evaluate: bool = True, progress: Optional[ProgressCallback] = None) -> Dict[str, dict]:
+                  evaluate: bool = True, synthetic_below: int = SYNTHETIC_BELOW,
+                  progress: Optional[ProgressCallback] = None) -> Dict[str, dict]:
     """Build and write every level's model; returns the manifest's per-level entries."""
     from .mesh_io import write_surface
+    from .shape_model_nodes import write_landmark_markups
+    from .shape_refinement import DEFAULT_AMPLITUDE_MM, DEFAULT_SIGMA_MM
+    from .ssm_builder import FREE_FORM_NOISE_MM
 
     report = as_progress(progress)
     too_few = {level: len(s) for level, s in surfaces_by_level.items() if len(s) < 3}
     if too_few:
         raise InputError("A shape model needs at least 3 surfaces per level; got "
                          + ", ".join(f"{n} for {level}" for level, n in too_few.items()) + ".")
+    counts = {level: len(s) for level, s in surfaces_by_level.items()}
+    donor_level = max(counts, key=counts.get)
+    if counts[donor_level] < DONOR_MIN_SHAPES:
+        donor_level = None
+    # The donor first: the others borrow its modes.
+    levels = sorted(surfaces_by_level, key=lambda level: level != donor_level)
     entries: Dict[str, dict] = {}
-    lines: List[str] = []
+    reports: Dict[str, List[str]] = {}
+    donor = None
     with StagedOutput(out_dir) as out:
-        levels = list(surfaces_by_level)
         for n, level in enumerate(levels):
             def sub(fraction, message, n=n):
                 report((n + fraction) / len(levels), message)
 
+            synthetic = 0 < counts[level] < synthetic_below
             model, build = build_level_model(level, surfaces_by_level[level], template_triangles=template_triangles,
-                                             evaluate=evaluate, progress=sub)
+                                             evaluate=evaluate, synthetic=synthetic,
+                                             donor=donor if synthetic and level != donor_level else None,
+                                             progress=sub)
+            if level == donor_level:
+                donor = Donor(model, build.fits, [s.person for s in surfaces_by_level[level]])
             file_name = f"{level}.ssm.npz"
             digest = model.save(out.path(file_name))
             write_surface(model.mean, model.triangles, out.path(f"{level}_mean.vtk"))
@@ -97,15 +121,31 @@ def run_ssm_build(out_dir, surfaces_by_level: Dict[str, List[Surface]], template
                                                                        lm.position(model.mean)])
                          for lm in model.landmarks]
             out.path(f"{level}_landmarks.json").write_text(json.dumps(landmarks, indent=1))
-            entries[level] = dict(file=file_name, sha256=digest, n_shapes=len(build.sources), sources=build.sources,
-                                  template=build.template, modes=model.n_modes, vertices=len(model.mean),
-                                  fit_distance_mm=[round(d, 4) for d in build.fit_distance],
-                                  compactness=[round(c, 4) for c in build.compactness],
-                                  generalisation_mm=[round(g, 4) for g in build.generalisation],
-                                  specificity_mm=None if build.specificity is None else round(build.specificity, 4))
-            lines += build.lines()
+            write_landmark_markups(model, out.path(f"{level}_landmarks.mrk.json"))
+            entries[level] = dict(
+                file=file_name, sha256=digest, n_shapes=len(build.sources), sources=build.sources,
+                template=build.template, modes=model.n_modes, vertices=len(model.mean),
+                synthetic_variation=build.synthetic,
+                fit_distance_mm=_rounded(build.fit_distance), compactness=_rounded(build.compactness),
+                generalisation_mm=_rounded(build.generalisation), specificity_mm=_rounded(build.specificity),
+                real_only_generalisation_mm=_rounded(build.real_generalisation) or None,
+                real_only_specificity_mm=_rounded(build.real_specificity),
+                free_form_generalisation_mm=_rounded(build.free_form_generalisation),
+                free_form=dict(sigma_mm=DEFAULT_SIGMA_MM, amplitude_mm=DEFAULT_AMPLITUDE_MM,
+                               noise_mm=FREE_FORM_NOISE_MM))
+            reports[level] = build.lines()
+        entries = {level: entries[level] for level in surfaces_by_level}  # the caller's order
+        lines = [line for level in surfaces_by_level for line in reports[level]]
         manifest = dict(format=MANIFEST_FORMAT, models=entries)
         out.path(MANIFEST).write_text(json.dumps(manifest, indent=1))
         out.path("report.txt").write_text("\n".join(lines) + "\n")
         report(1.0, "Done")
     return entries
+
+
+def _rounded(value):
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        return [round(float(v), 4) for v in value]
+    return round(float(value), 4)

@@ -56,6 +56,18 @@ def test_logic_instance_updates_model_and_landmark_nodes(model_folder, context):
                    folder=model_folder)
     np.testing.assert_allclose(slicer.util.arrayFromModelPoints(surface), model.instances([[0.0, 0.0, 2.0]])[0],
                                atol=1e-6)
+    # With the free-form term: the field of these weights is added in the model's frame, before the pose.
+    free_form = logic.freeForm("L2", model_folder)
+    weights = np.zeros((free_form.n_functions, 3))
+    weights[0] = [2.0, 0.0, -1.0]
+    logic.instance("L2", coefficients=[1.0], pose=pose, modelNode=surface, landmarksNode=landmarks,
+                   folder=model_folder, freeFormWeights=weights)
+    field = free_form.displacements(weights[None]).numpy()[0]
+    assert np.abs(field).max() > 0.1
+    expected = (model.instances([[1.0]]).numpy()[0] + field) @ pose[:3, :3].T + pose[:3, 3]
+    np.testing.assert_allclose(slicer.util.arrayFromModelPoints(surface), expected, atol=1e-6)
+    np.testing.assert_allclose(landmarks.GetNthControlPointPosition(0), model.landmarks[0].position(expected),
+                               atol=1e-6)
     before = context.scene.GetNumberOfNodes()
     with pytest.raises(ValueError, match="No shape model for L5"):
         logic.instance("L5", folder=model_folder)

@@ -5,7 +5,7 @@ import pytest
 from BoneReconLib.errors import InputError
 from BoneReconLib.label_surface import label_surface
 from BoneReconLib.mesh_io import polydata_from_arrays, prepare_surface
-from BoneReconLib.ssm_builder import Surface, build_level_model
+from BoneReconLib.ssm_builder import Donor, Surface, build_level_model
 from test_vertebra_landmarks import BOXES
 
 VOXEL = 1.0
@@ -63,6 +63,32 @@ def test_model_lives_in_the_anatomical_frame_with_its_landmarks(built):
     for b in (-2.0, 2.0):
         points = model.instances(np.array([[b]])).numpy()[0]
         assert np.ptp(points[:, 0]) > 40
+
+
+def test_synthetic_variation_borrows_from_a_donor_without_the_left_out_person(built):
+    (donor_model, donor_report), surfaces = built
+    donor = Donor(donor_model, donor_report.fits, [s.person for s in surfaces])
+    whole = donor.lender("somebody else")  # nobody left out: the donor's own model
+    assert np.allclose(whole.mean, donor_model.mean, atol=1e-6)
+    assert np.allclose(whole.variances, donor_model.variances) and whole.info["n_shapes"] == 5
+    assert np.allclose(np.abs((whole.modes * donor_model.modes).sum(axis=(1, 2))), 1.0, atol=1e-6)
+    lender = donor.lender("v2")
+    assert lender.info["n_shapes"] == 4 and lender.n_modes == 3 and lender.landmark_names == donor_model.landmark_names
+    assert np.linalg.norm(lender.mean - donor_model.mean, axis=1).mean() < 1.0  # same vertices, same frame
+    # Another level of the same four persons (moved), built with synthetic variation borrowed from the donor.
+    others = [Surface(f"{s.name} L4", s.points + [0.0, 5.0, -40.0], s.triangles, subject=s.name) for s in surfaces[:4]]
+    model, report = build_level_model("L4", others, template_triangles=1500, synthetic=True, donor=donor)
+    synthetic = model.info["synthetic_variation"]
+    assert synthetic["transferred"]["donor"] == "L3" and synthetic["transferred"]["donor_shapes"] == 5
+    assert synthetic["real_covariance_weight"] == pytest.approx(3 / 7)  # pooled: (4 - 1) / (4 + 5 - 2)
+    assert model.n_modes == 3 + 9 + 4  # real, regional, transferred
+    assert len(report.real_generalisation) == 2 and len(report.generalisation) == model.n_modes
+    # More (plausible) variation: new shapes are represented better, random instances stray further.
+    assert report.generalisation[-1] < report.real_generalisation[-1]
+    assert report.specificity > report.real_specificity
+    assert 0 < report.free_form_generalisation < report.real_generalisation[-1]
+    lines = "\n".join(report.lines())
+    assert "4 modes of L3 (5 shapes) transferred" in lines and "real shapes only" in lines
 
 
 def test_builder_refuses_too_few_surfaces():

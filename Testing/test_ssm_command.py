@@ -37,23 +37,49 @@ def label_maps(tmp_path_factory):
 
 
 def test_ssm_build_from_label_maps(label_maps, tmp_path):
+    import slicer
+    from BoneReconLib.app_context import get_context
     from BoneReconLib.shape_model import load_shape_model
 
     out = tmp_path / "ssm"
     result = run_cli("-q", "ssm", "build", "--out", out, "--labels", *label_maps, "--template-triangles", "1500",
                      "--no-evaluation")
     assert result.returncode == 0, result.stderr
-    assert "L1: 3 shapes, 2 modes" in result.stdout
-    assert sorted(p.name for p in out.iterdir()) == ["L1.ssm.npz", "L1_landmarks.json", "L1_mean.vtk",
-                                                     "manifest.json", "report.txt"]
+    # 3 shapes < 10: the 2 real modes + the 9 regional fields (no level with more shapes to lend its modes).
+    assert "L1: 3 shapes, 11 modes (with synthetic variation)" in result.stdout
+    assert sorted(p.name for p in out.iterdir()) == ["L1.ssm.npz", "L1_landmarks.json", "L1_landmarks.mrk.json",
+                                                     "L1_mean.vtk", "manifest.json", "report.txt"]
     manifest = json.loads((out / "manifest.json").read_text())
     entry = manifest["models"]["L1"]
     model = load_shape_model(out / entry["file"], sha256=entry["sha256"])
-    assert model.n_modes == 2 and entry["sources"] == [f"v{n}.nii.gz:L1" for n in range(3)]
+    assert model.n_modes == 11 and entry["sources"] == [f"v{n}.nii.gz:L1" for n in range(3)]
+    assert sorted(entry["synthetic_variation"]) == ["real_covariance_weight", "regional"]
+    assert model.info["synthetic_variation"]["regional"]["pedicle length"] == {"unit": "mm", "sd": 1.5}
     assert max(entry["fit_distance_mm"]) < 0.5
     landmarks = json.loads((out / "L1_landmarks.json").read_text())
     assert len(landmarks) == 19 and {lm["region"] for lm in landmarks} >= {"body", "pedicle", "spinous process"}
-    assert "L1: 3 shapes" in (out / "report.txt").read_text()
+    report = (out / "report.txt").read_text()
+    assert "L1: 3 shapes" in report and "pedicle length 1.5 mm" in report
+    # The Slicer markups file holds the same landmarks (names, regions in the descriptions, positions).
+    scene = get_context().scene
+    points = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode")
+    storage = scene.AddNode(slicer.vtkMRMLMarkupsJsonStorageNode())
+    storage.SetFileName(str(out / "L1_landmarks.mrk.json"))
+    assert storage.ReadData(points)
+    assert points.GetNumberOfControlPoints() == 19
+    for n, landmark in enumerate(landmarks):
+        assert points.GetNthControlPointLabel(n) == landmark["name"]
+        assert points.GetNthControlPointDescription(n) == landmark["region"]
+        assert np.allclose(points.GetNthControlPointPosition(n), landmark["position"], atol=1e-3)
+    scene.RemoveNode(points)
+    scene.RemoveNode(storage)
+
+    plain = tmp_path / "plain"
+    result = run_cli("-q", "ssm", "build", "--out", plain, "--labels", *label_maps, "--template-triangles", "1500",
+                     "--no-evaluation", "--synthetic-below", "0")
+    assert result.returncode == 0, result.stderr
+    assert "L1: 3 shapes, 2 modes ->" in result.stdout
+    assert json.loads((plain / "manifest.json").read_text())["models"]["L1"]["synthetic_variation"] is None
 
 
 def test_ssm_build_refuses_bad_input(label_maps, tmp_path):
@@ -64,6 +90,7 @@ def test_ssm_build_refuses_bad_input(label_maps, tmp_path):
     holed = write_surface(points, triangles[:-3], tmp_path / "holed.stl")
     cases = [
         (["--labels", *label_maps[:2]], "at least 3 surfaces per level; got 2 for L1"),
+        (["--labels", *label_maps, "--synthetic-below", "-1"], "--synthetic-below must be"),
         (["--labels", *label_maps, "--levels", "L9"], "no level(s) L9"),
         (["--labels", *label_maps, "--levels", "L2"], "No label map holds level(s) L2"),
         (["--labels", *label_maps, "--label-table", "totalsegmentator"], "holds a level of the label table"),

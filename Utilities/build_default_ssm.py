@@ -4,7 +4,9 @@
 
 Every real L1-L5 surface available offline that shows a whole vertebra (see ../shared/data/README.md),
 all in RAS mm. Left out: the Visible Human set (shrink-wrapped: its concavities, the spinal canal
-included, are filled) and the 87-patient L2-L5 mean (a mean, not a person). No synthetic shapes.
+included, are filled) and the 87-patient L2-L5 mean (a mean, not a person). No synthetic shapes;
+every level gets synthetic variation in its covariance (BoneReconLib/synthetic_variation.py):
+the regional fields, and L2-L5 also L1's real-shape modes (L1 has 16 people, the others 4-5).
 """
 
 import argparse
@@ -64,7 +66,8 @@ def main():
     surfaces = collect(Path(args.data))
     for level, items in surfaces.items():
         print(f"{level}: {len(items)} surfaces: " + ", ".join(s.name for s in items), flush=True)
-    entries = run_ssm_build(args.out, surfaces, progress=lambda f, m: print(f"[{100 * f:3.0f}%] {m}", flush=True))
+    entries = run_ssm_build(args.out, surfaces, synthetic_below=max(len(s) for s in surfaces.values()) + 1,
+                            progress=lambda f, m: print(f"[{100 * f:3.0f}%] {m}", flush=True))
     print((Path(args.out) / "report.txt").read_text())
     for level, entry in entries.items():
         print(level, entry["file"], entry["sha256"])

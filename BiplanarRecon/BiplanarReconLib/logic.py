@@ -67,16 +67,33 @@ class BiplanarReconLogic(ModuleLogic):
         return cache[key]
 
     def instance(self, level: str, coefficients: Optional[Sequence[float]] = None, pose=None, scale: float = 1.0,
-                 modelNode=None, landmarksNode=None, folder=None) -> Tuple[object, object]:
-        """Show a shape-model instance of ``level`` (coefficients in standard deviations, 4x4 pose, scale)
-        in a model node and a landmark point list; new nodes unless given. Returns (model, landmarks)."""
-        models = self.shapeModels(folder)
-        if level not in models:
-            raise ValueError(f"No shape model for {level} (available: {', '.join(models)}).")
-        model = models[level]
+                 modelNode=None, landmarksNode=None, folder=None, freeFormWeights=None) -> Tuple[object, object]:
+        """Show a shape-model instance of ``level`` (coefficients in standard deviations, 4x4 pose, scale,
+        optionally free-form weights (R, 3) of ``freeForm(level)``) in a model node and a landmark point
+        list; new nodes unless given. Returns (model, landmarks)."""
+        model = self._shapeModel(level, folder)
+        displacements = None
+        if freeFormWeights is not None:
+            displacements = self.freeForm(level, folder).displacements(freeFormWeights).numpy()[0]
         with rollback_on_error(self.scene):
             if modelNode is None:
                 modelNode, created = show_shape_model(self.scene, model)
                 landmarksNode = landmarksNode or created
-            update_instance(model, modelNode, landmarksNode, coefficients, pose, scale)
+            update_instance(model, modelNode, landmarksNode, coefficients, pose, scale, displacements)
         return modelNode, landmarksNode
+
+    def freeForm(self, level: str, folder=None):
+        """The free-form refinement term (SmoothDeformation, default kernel) on ``level``'s mean; cached."""
+        from BoneReconLib.shape_refinement import SmoothDeformation
+
+        cache = self.__dict__.setdefault("_freeForm", {})
+        key = (level, str(folder))
+        if key not in cache:
+            cache[key] = SmoothDeformation.on_points(self._shapeModel(level, folder).mean)
+        return cache[key]
+
+    def _shapeModel(self, level: str, folder=None):
+        models = self.shapeModels(folder)
+        if level not in models:
+            raise ValueError(f"No shape model for {level} (available: {', '.join(models)}).")
+        return models[level]
