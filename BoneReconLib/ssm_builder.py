@@ -31,7 +31,7 @@ from .shape_model import Landmark, ShapeModel
 from .shape_refinement import SmoothDeformation, map_fit
 from .shape_statistics import (MIN_SHAPES, apply, build_shape_model, compactness, generalisation, rigid_align,
                                specificity)
-from .synthetic_variation import Transfer, pooled_weights, regional_variation
+from .synthetic_variation import Transfer, describe_synthetic, pooled_weights, regional_variation
 from .vertebra_landmarks import vertebra_landmarks
 
 FREE_FORM_NOISE_MM = 0.3  # residual noise assumed when the free-form term is fitted (posterior mean)
@@ -107,22 +107,6 @@ class BuildReport:
         if self.specificity is not None:
             out.append(f"  specificity (mm): {self.specificity:.3f}")
         return out
-
-
-def describe_synthetic(synthetic: dict) -> str:
-    """One line saying what a model's synthetic variation is."""
-    parts = []
-    if "regional" in synthetic:
-        parts.append("regional fields (1 s.d.): " + ", ".join(
-            f"{name} {100 * v['sd']:g}%" if v["unit"] == "fraction" else f"{name} {v['sd']:g} {v['unit']}"
-            for name, v in synthetic["regional"].items()))
-    if "transferred" in synthetic:
-        t = synthetic["transferred"]
-        parts.append(f"{t['modes']} modes of {t['donor']} ({t['donor_shapes']} shapes) transferred, "
-                     f"covariance weight {t['weight']:.3f}")
-    if "real_covariance_weight" in synthetic:
-        parts.append(f"real covariance weight {synthetic['real_covariance_weight']:.3f}")
-    return "; ".join(parts)
 
 
 def template_index(surfaces: Sequence[Surface]) -> int:

@@ -26,7 +26,7 @@ import numpy as np
 
 from .errors import InputError
 from .progress import ProgressCallback, as_progress
-from .ssm_builder import Donor, Surface, build_level_model
+from .ssm_builder import FREE_FORM_NOISE_MM, Donor, Surface, build_level_model
 from .staged_output import StagedOutput
 
 MANIFEST = "manifest.json"
@@ -86,7 +86,6 @@ def run_ssm_build(out_dir, surfaces_by_level: Dict[str, List[Surface]], template
     from .mesh_io import write_surface
     from .shape_model_nodes import write_landmark_markups
     from .shape_refinement import DEFAULT_AMPLITUDE_MM, DEFAULT_SIGMA_MM
-    from .ssm_builder import FREE_FORM_NOISE_MM
 
     report = as_progress(progress)
     too_few = {level: len(s) for level, s in surfaces_by_level.items() if len(s) < 3}

@@ -199,3 +199,18 @@ def pooled_weights(n_level: int, n_donor: int):
     total = n_level + n_donor - 2
     return (n_level - 1) / total, (n_donor - 1) / total
 
+
+def describe_synthetic(synthetic: dict) -> str:
+    """One line saying what a model's synthetic variation is."""
+    parts = []
+    if "regional" in synthetic:
+        parts.append("regional fields (1 s.d.): " + ", ".join(
+            f"{name} {100 * v['sd']:g}%" if v["unit"] == "fraction" else f"{name} {v['sd']:g} {v['unit']}"
+            for name, v in synthetic["regional"].items()))
+    if "transferred" in synthetic:
+        t = synthetic["transferred"]
+        parts.append(f"{t['modes']} modes of {t['donor']} ({t['donor_shapes']} shapes) transferred, "
+                     f"covariance weight {t['weight']:.3f}")
+    if "real_covariance_weight" in synthetic:
+        parts.append(f"real covariance weight {synthetic['real_covariance_weight']:.3f}")
+    return "; ".join(parts)
