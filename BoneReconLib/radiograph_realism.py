@@ -2,17 +2,21 @@
 
 The chain follows the physics, per detector pixel, in the intensity domain:
 
-1. primary = I0 x heel(position) x exp(-line integral): ``photons`` per pixel without attenuation
-   (the exposure), the anode heel effect as a linear intensity ramp across the image
+1. primary = I0 x heel(position) x exp(-line integral). The exposure I0 is set as automatic
+   exposure control does: the median pixel of the image receives ``photons`` quanta, whatever
+   the patient's thickness. The anode heel effect as a linear intensity ramp across the image
    (``heel`` = relative change from one edge to the other, along rows or columns);
 2. + scatter: a smooth, low-frequency copy of the primary (Gaussian, ``scatter_sigma_mm``)
    scaled to ``scatter_fraction`` of it (scatter-to-primary ratio), the haze that lowers contrast;
 3. quantum noise: Poisson counts;
 4. detector blur: Gaussian spread of ``blur_mm`` (scintillator light), which also correlates
    the noise as in real detectors;
-5. log processing against the unattenuated exposure, collimation (outside the exposed field the
-   processed image is white, as radiographs are shown with bone bright), display window from
-   percentiles of the exposed field, and ``gamma``.
+5. log processing against the unattenuated exposure, local contrast enhancement as clinical
+   image processing does (unsharp masking: ``enhancement`` times the log image minus its
+   Gaussian blur of ``enhancement_sigma_mm`` is added back, so bone edges stand out of the
+   soft-tissue background), collimation (outside the exposed field the processed image is white,
+   as radiographs are shown with bone bright), display window from percentiles of the exposed
+   field, and ``gamma``.
 
 ``sample_realism`` draws settings over ranges seen in clinical radiographs. Images are torch
 tensors (..., nv, nu), batched, on any device; random draws use a torch.Generator, so a seed
@@ -34,12 +38,14 @@ from .errors import InputError
 
 @dataclass(frozen=True)
 class Realism:
-    photons: Optional[float] = 20000.0  # detected photons per pixel without attenuation; None = no noise
+    photons: Optional[float] = 5000.0  # detected quanta at the median pixel (exposure control); None = no noise
     heel: float = 0.0  # relative intensity change across the image (0.2: +-10 %)
     heel_along_rows: bool = True  # the ramp runs down the rows (anode-cathode axis along the image's v)
     scatter_fraction: float = 0.0  # scatter-to-primary ratio
     scatter_sigma_mm: float = 40.0
     blur_mm: float = 0.0  # detector blur, Gaussian s.d.
+    enhancement: float = 0.0  # unsharp-mask gain of the log image
+    enhancement_sigma_mm: float = 10.0
     collimation: Tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)  # fraction cut: left, right, top, bottom
     window_percentiles: Tuple[float, float] = (0.5, 99.5)  # of the exposed field -> black, white
     gamma: float = 1.0
@@ -48,7 +54,8 @@ class Realism:
         if self.photons is not None and not self.photons > 0:
             raise InputError("The photon count must be positive.")
         if not (0.0 <= self.heel < 1.0 and 0.0 <= self.scatter_fraction and self.scatter_sigma_mm > 0
-                and self.blur_mm >= 0.0 and self.gamma > 0):
+                and self.blur_mm >= 0.0 and self.gamma > 0 and self.enhancement >= 0.0
+                and self.enhancement_sigma_mm > 0):
             raise InputError("Realism settings out of range (heel 0..1, scatter >= 0, sigmas and gamma > 0).")
         left, right, top, bottom = self.collimation
         if min(self.collimation) < 0 or left + right >= 0.9 or top + bottom >= 0.9:
@@ -62,14 +69,16 @@ class Realism:
 
 
 def sample_realism(rng: np.random.Generator) -> Realism:
-    """Random settings: exposure 3000-50000 photons, heel 0-25 %, scatter-to-primary 0-0.8 (20-60 mm
-    haze), blur 0.1-0.6 mm, collimation on some edges in half of the images, gamma 0.7-1.4."""
+    """Random settings: 1000-30000 quanta at the median pixel, heel 0-25 %, scatter-to-primary 0-0.8 (20-60 mm
+    haze), blur 0.1-0.6 mm, unsharp-mask gain 0-3 (5-20 mm), collimation on some edges in half of
+    the images, gamma 0.7-1.4."""
     collimation = tuple(float(rng.uniform(0.0, 0.15)) if rng.random() < 0.5 else 0.0 for _ in range(4))
     low = float(rng.uniform(0.0, 2.0))
-    return Realism(photons=float(np.exp(rng.uniform(np.log(3000.0), np.log(50000.0)))),
+    return Realism(photons=float(np.exp(rng.uniform(np.log(1000.0), np.log(30000.0)))),
                    heel=float(rng.uniform(0.0, 0.25)), heel_along_rows=bool(rng.random() < 0.7),
                    scatter_fraction=float(rng.uniform(0.0, 0.8)), scatter_sigma_mm=float(rng.uniform(20.0, 60.0)),
-                   blur_mm=float(rng.uniform(0.1, 0.6)), collimation=collimation,
+                   blur_mm=float(rng.uniform(0.1, 0.6)), enhancement=float(rng.uniform(0.0, 3.0)),
+                   enhancement_sigma_mm=float(rng.uniform(5.0, 20.0)), collimation=collimation,
                    window_percentiles=(low, float(rng.uniform(98.0, 100.0))), gamma=float(rng.uniform(0.7, 1.4)))
 
 
@@ -110,7 +119,7 @@ def exposed_field(shape, collimation, device=None) -> torch.Tensor:
 
 def detected_log_image(attenuation: torch.Tensor, realism: Realism, pixel_spacing_mm: Tuple[float, float],
                        generator: Optional[torch.Generator] = None) -> torch.Tensor:
-    """-log(detected signal / exposure) (..., nv, nu): steps 1-4 and the log of step 5, no window."""
+    """-log(detected signal / exposure), enhanced (..., nv, nu): steps 1-5 before collimation and window."""
     attenuation = torch.as_tensor(attenuation)
     if attenuation.ndim < 2 or not attenuation.is_floating_point():
         raise InputError("Line integrals must be a float tensor (..., nv, nu).")
@@ -121,13 +130,18 @@ def detected_log_image(attenuation: torch.Tensor, realism: Realism, pixel_spacin
     along = torch.linspace(-0.5, 0.5, nv if realism.heel_along_rows else nu, dtype=attenuation.dtype,
                            device=attenuation.device)
     heel = 1.0 + realism.heel * (along[:, None] if realism.heel_along_rows else along[None, :])
-    photons = realism.photons if realism.photons is not None else 1.0
+    median = attenuation.flatten(-2).median(dim=-1).values[..., None, None]
+    photons = (realism.photons if realism.photons is not None else 1.0) * torch.exp(median)  # I0 per image
     primary = photons * heel * torch.exp(-attenuation)
     signal = primary + realism.scatter_fraction * gaussian_blur(primary, realism.scatter_sigma_mm / spacing)
     if realism.photons is not None:
         signal = torch.poisson(signal, generator=generator)
     signal = gaussian_blur(signal, realism.blur_mm / spacing)
-    return -torch.log(signal.clamp(min=0.5 if realism.photons is not None else 1e-30) / photons)
+    log_image = -torch.log(signal.clamp(min=0.5 if realism.photons is not None else 1e-30) / photons)
+    if realism.enhancement > 0.0:
+        log_image = log_image + realism.enhancement * (
+            log_image - gaussian_blur(log_image, realism.enhancement_sigma_mm / spacing))
+    return log_image
 
 
 def realistic_radiograph(attenuation: torch.Tensor, realism: Realism, pixel_spacing_mm: Tuple[float, float],

@@ -29,9 +29,12 @@ def test_quantum_noise_has_poisson_variance_and_a_seed_reproduces_it():
     attenuation = torch.full((1, 200, 200), a, dtype=torch.float64)
     realism = Realism(photons=photons)
     values = detected_log_image(attenuation, realism, SPACING, torch.Generator().manual_seed(0))
-    # The log of Poisson counts with mean m has variance ~1/m (delta method); here m = photons e^-a.
+    # Exposure control gives the median pixel `photons` quanta; the log of Poisson counts with mean m
+    # has variance ~1/m (delta method).
     assert float(values.mean()) == pytest.approx(a, abs=0.002)
-    assert float(values.std()) == pytest.approx(math.sqrt(1.0 / (photons * math.exp(-a))), rel=0.05)
+    assert float(values.std()) == pytest.approx(math.sqrt(1.0 / photons), rel=0.05)
+    thick = detected_log_image(attenuation + 2.0, realism, SPACING, torch.Generator().manual_seed(0))
+    assert float(thick.std()) == pytest.approx(float(values.std()), rel=0.05)  # same dose behind a thicker patient
     again = detected_log_image(attenuation, realism, SPACING, torch.Generator().manual_seed(0))
     other = detected_log_image(attenuation, realism, SPACING, torch.Generator().manual_seed(1))
     assert torch.equal(values, again) and not torch.equal(values, other)
@@ -81,6 +84,19 @@ def test_scatter_lowers_contrast_as_the_scatter_to_primary_ratio_says():
     assert float(hazy[0, 128, 128] - hazy[0, 10, 128]) == pytest.approx(expected, rel=0.03)
 
 
+def test_enhancement_sharpens_edges_and_leaves_flat_fields():
+    step = torch.zeros(1, 128, 128, dtype=torch.float64)
+    step[..., 64:] = 1.0
+    plain = detected_log_image(step, Realism(photons=None), SPACING)
+    sharp = detected_log_image(step, Realism(photons=None, enhancement=1.0, enhancement_sigma_mm=5.0), SPACING)
+    assert torch.allclose(plain, step)
+    row = sharp[0, 60].numpy()
+    assert row[:40] == pytest.approx(0.0, abs=1e-6) and row[90:] == pytest.approx(1.0, abs=1e-6)  # flat: unchanged
+    # Unsharp masking: undershoot before the edge, overshoot after it, by gain x (1 - blurred step).
+    expected_peak = 1.0 + (1.0 - float(gaussian_blur(step, 5.0)[0, 60, 64]))
+    assert row.max() == pytest.approx(expected_peak, abs=1e-6) and row.min() < -0.3
+
+
 def test_collimation_whites_out_the_unexposed_border():
     rng = np.random.default_rng(1)
     attenuation = torch.as_tensor(rng.uniform(0.5, 2.0, (2, 60, 80)))
@@ -98,7 +114,7 @@ def test_sampled_settings_are_valid_and_reproducible():
     assert sample_realism(np.random.default_rng(5)) == sample_realism(np.random.default_rng(5))
     for seed in range(30):
         realism = sample_realism(np.random.default_rng(seed))
-        assert 3000 <= realism.photons <= 50000 and 0 <= realism.heel <= 0.25 and 0.1 <= realism.blur_mm <= 0.6
+        assert 1000 <= realism.photons <= 30000 and 0 <= realism.heel <= 0.25 and 0.1 <= realism.blur_mm <= 0.6
     with pytest.raises(InputError, match="photon"):
         Realism(photons=0.0)
     with pytest.raises(InputError, match="10 %"):
