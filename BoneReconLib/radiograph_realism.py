@@ -38,7 +38,7 @@ from .errors import InputError
 
 @dataclass(frozen=True)
 class Realism:
-    photons: Optional[float] = 5000.0  # detected quanta at the median pixel (exposure control); None = no noise
+    photons: Optional[float] = 5000.0  # quanta at the median pixel (exposure control); None = no noise
     heel: float = 0.0  # relative intensity change across the image (0.2: +-10 %)
     heel_along_rows: bool = True  # the ramp runs down the rows (anode-cathode axis along the image's v)
     scatter_fraction: float = 0.0  # scatter-to-primary ratio
@@ -69,9 +69,9 @@ class Realism:
 
 
 def sample_realism(rng: np.random.Generator) -> Realism:
-    """Random settings: 1000-30000 quanta at the median pixel, heel 0-25 %, scatter-to-primary 0-0.8 (20-60 mm
-    haze), blur 0.1-0.6 mm, unsharp-mask gain 0-3 (5-20 mm), collimation on some edges in half of
-    the images, gamma 0.7-1.4."""
+    """Random settings: 1000-30000 quanta at the median pixel, heel 0-25 %, scatter-to-primary 0-0.8
+    (20-60 mm haze), blur 0.1-0.6 mm, unsharp-mask gain 0-3 (5-20 mm), collimation on some edges in
+    half of the images, gamma 0.7-1.4."""
     collimation = tuple(float(rng.uniform(0.0, 0.15)) if rng.random() < 0.5 else 0.0 for _ in range(4))
     low = float(rng.uniform(0.0, 2.0))
     return Realism(photons=float(np.exp(rng.uniform(np.log(1000.0), np.log(30000.0)))),
