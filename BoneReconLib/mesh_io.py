@@ -173,3 +173,30 @@ def write_surface(points, triangles, path) -> Path:
     if not writer.Write():
         raise OSError(f"Could not write {path}.")
     return path
+
+
+def surface_mask(points, triangles, spacing: float, margin: float = 2.0, low=None, size=None):
+    """(inside mask [z, y, x] of the closed surface on an axis-aligned grid of ``spacing`` mm, grid
+    origin (x, y, z)). The grid spans the points plus ``margin``, unless ``low`` and ``size``
+    (x, y, z voxels) give it."""
+    import vtk
+    from vtk.util.numpy_support import vtk_to_numpy
+
+    points = np.asarray(points, dtype=np.float64)
+    if low is None:
+        low = np.floor((points.min(axis=0) - margin) / spacing) * spacing
+        size = np.ceil((points.max(axis=0) + margin - low) / spacing).astype(int) + 1
+    size = np.asarray(size, dtype=int)
+    stencil = vtk.vtkPolyDataToImageStencil()
+    stencil.SetInputData(polydata_from_arrays(points, triangles))
+    stencil.SetOutputOrigin(*low)
+    stencil.SetOutputSpacing(spacing, spacing, spacing)
+    stencil.SetOutputWholeExtent(0, size[0] - 1, 0, size[1] - 1, 0, size[2] - 1)
+    to_image = vtk.vtkImageStencilToImage()
+    to_image.SetInputConnection(stencil.GetOutputPort())
+    to_image.SetInsideValue(1)
+    to_image.SetOutsideValue(0)
+    to_image.SetOutputScalarTypeToUnsignedChar()
+    to_image.Update()
+    mask = vtk_to_numpy(to_image.GetOutput().GetPointData().GetScalars()).reshape(size[2], size[1], size[0])
+    return mask.astype(bool), np.asarray(low, dtype=np.float64)

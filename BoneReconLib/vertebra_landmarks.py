@@ -91,27 +91,9 @@ def symmetry_plane(points: np.ndarray, triangles: np.ndarray, frame: VertebraFra
 
 def voxelise(points: np.ndarray, triangles: np.ndarray, frame: VertebraFrame, margin: float = 2.0):
     """Inside mask [z, y, x] of the closed surface on a VOXEL grid in the frame, and the grid's origin (x, y, z)."""
-    import vtk
-    from vtk.util.numpy_support import vtk_to_numpy
+    from .mesh_io import surface_mask
 
-    from .mesh_io import polydata_from_arrays
-
-    local = frame.to_frame(points)
-    low = np.floor((local.min(axis=0) - margin) / VOXEL) * VOXEL
-    size = np.ceil((local.max(axis=0) + margin - low) / VOXEL).astype(int) + 1
-    stencil = vtk.vtkPolyDataToImageStencil()
-    stencil.SetInputData(polydata_from_arrays(local, triangles))
-    stencil.SetOutputOrigin(*low)
-    stencil.SetOutputSpacing(VOXEL, VOXEL, VOXEL)
-    stencil.SetOutputWholeExtent(0, size[0] - 1, 0, size[1] - 1, 0, size[2] - 1)
-    to_image = vtk.vtkImageStencilToImage()
-    to_image.SetInputConnection(stencil.GetOutputPort())
-    to_image.SetInsideValue(1)
-    to_image.SetOutsideValue(0)
-    to_image.SetOutputScalarTypeToUnsignedChar()
-    to_image.Update()
-    mask = vtk_to_numpy(to_image.GetOutput().GetPointData().GetScalars()).reshape(size[2], size[1], size[0])
-    return mask.astype(bool), low
+    return surface_mask(frame.to_frame(points), triangles, VOXEL, margin)
 
 
 def _components(mask2d: np.ndarray) -> np.ndarray:
