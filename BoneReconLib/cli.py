@@ -88,6 +88,42 @@ def _cmd_ssm_build(args) -> int:
     return EXIT_OK
 
 
+def _cmd_dataset_limb(args) -> int:
+    from pathlib import Path
+
+    from .limb_dataset import generate_limb_dataset
+    from .limb_radiograph import Bone
+    from .mesh_io import prepare_surface, read_surface
+
+    subjects = {}
+    for entry in args.subject:
+        if len(entry) < 2:
+            raise InputError(f"--subject {entry[0]}: give the subject's name, then its bone surface files.")
+        name, paths = entry[0], entry[1:]
+        if name in subjects:
+            raise InputError(f"Subject '{name}' is given twice.")
+        subjects[name] = [Bone(Path(p).stem, *prepare_surface(read_surface(p, units=args.units, lps=args.lps),
+                                                              smoothing_iterations=0, max_triangles=20000,
+                                                              what=f"surface {Path(p).name}"))
+                          for p in paths]
+    if args.cases < 1 or args.size < 16:
+        raise InputError("--cases must be at least 1 and --size at least 16 pixels.")
+    try:
+        manifest = generate_limb_dataset(args.out, subjects, args.cases, seed=args.seed, size=(args.size, args.size),
+                                         envelope_mm=args.envelope_mm,
+                                         progress=None if args.quiet else _print_progress)
+    except (KeyboardInterrupt, Cancelled):
+        print(f"bonerecon: interrupted; the cases written so far are kept in {args.out} (no manifest yet): "
+              "run the same command again to finish.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    splits = {}
+    for case in manifest["cases"]:
+        splits[case["split"]] = splits.get(case["split"], 0) + 1
+    print(f"Wrote {len(manifest['cases'])} cases of {len(subjects)} subjects to {args.out} "
+          f"({', '.join(f'{k} {v}' for k, v in splits.items())}; {manifest['cases_per_minute']:.1f} cases/min)")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bonerecon",
@@ -161,6 +197,28 @@ def build_parser() -> argparse.ArgumentParser:
                        "(default 10)")
     build.add_argument("--no-evaluation", action="store_true", help="skip leave-one-out and specificity")
     build.set_defaults(func=_cmd_ssm_build)
+
+    dataset = commands.add_parser("dataset", help="training data: simulated radiographs with exact ground truth",
+                                  description="Generate training data (a dataset folder with a manifest).")
+    dataset_commands = dataset.add_subparsers(dest="dataset_command", metavar="DATASET_COMMAND")
+    dataset_commands.required = True
+    limb = dataset_commands.add_parser(
+        "limb", help="bone surfaces -> single-view radiographs, bone masks and depth maps (DepthRecon)",
+        description="Put each subject's bones in a soft-tissue envelope and render --cases random views of them "
+        "(rotated about the limb's long axis, tilted, shifted, magnified) through a random radiograph "
+        "realism chain. Each case holds the image, line integrals, bone mask, bone ids and every bone's "
+        "front/back depth and thickness (mm). The split into train/validation/test is by subject. An "
+        "interrupted run keeps its cases; the same command finishes it.")
+    limb.add_argument("--out", required=True, help="dataset folder (new, or an unfinished one to resume)")
+    limb.add_argument("--subject", nargs="+", action="append", required=True, metavar="NAME_OR_MESH",
+                      help="a subject's name followed by its bone surface files; repeat for every subject")
+    limb.add_argument("--units", choices=["mm", "cm", "m"], help="units of the surfaces (default mm)")
+    limb.add_argument("--lps", action="store_true", help="the surfaces are in LPS coordinates")
+    limb.add_argument("--cases", type=int, default=100, help="cases per subject (default 100)")
+    limb.add_argument("--size", type=int, default=256, help="image size in pixels (default 256)")
+    limb.add_argument("--envelope-mm", type=float, default=8.0, help="soft tissue around the bones (default 8)")
+    limb.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    limb.set_defaults(func=_cmd_dataset_limb)
     return parser
 
 

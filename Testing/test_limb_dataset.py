@@ -76,3 +76,31 @@ def test_cancelled_generation_resumes_to_the_same_cases(tmp_path):
         assert x["meta"]["case"] == y["meta"]["case"] and torch.equal(x["image"], y["image"])
     with pytest.raises(InputError, match="at least one subject"):
         generate_limb_dataset(tmp_path / "e", {}, 2)
+
+
+def test_dataset_limb_command(tmp_path):
+    from BoneReconLib.mesh_io import write_surface
+    from test_cli import run_cli
+
+    files = {}
+    for k in range(2):
+        files[k] = [write_surface(b.points, b.triangles, tmp_path / f"s{k}_{b.name}.stl") for b in leg(k)]
+    out = tmp_path / "data"
+    result = run_cli("-q", "dataset", "limb", "--out", out, "--subject", "knee0", *files[0],
+                     "--subject", "knee1", *files[1], "--cases", "2", "--size", "32", "--seed", "7")
+    assert result.returncode == 0, result.stderr
+    assert "Wrote 4 cases of 2 subjects" in result.stdout
+    manifest = read_manifest(out)
+    assert sorted({c["subject"] for c in manifest["cases"]}) == ["knee0", "knee1"]
+    assert CaseDataset(out, None, verify=True)[0]["meta"]["bones"] == ["s0_femur", "s0_tibia"]
+    metres = write_surface(leg(0)[0].points / 1000.0, leg(0)[0].triangles, tmp_path / "metres.stl")
+    cases = [(["--subject", "a", metres], "looks like metres"),
+             (["--subject", "a"], "give the subject's name, then"),
+             (["--subject", "a", tmp_path / "missing.stl"], "missing.stl"),
+             (["--subject", "a", files[0][0], "--subject", "a", files[0][1]], "given twice")]
+    for extra, message in cases:
+        result = run_cli("dataset", "limb", "--out", tmp_path / "bad", *extra)
+        assert result.returncode == 2 and message in result.stderr, (extra, result.stderr)
+        assert not (tmp_path / "bad").exists()
+    again = run_cli("dataset", "limb", "--out", out, "--subject", "knee0", *files[0])
+    assert again.returncode == 2 and "already holds a finished dataset" in again.stderr
