@@ -89,11 +89,8 @@ def _cmd_ssm_build(args) -> int:
 
 
 def _cmd_dataset_limb(args) -> int:
-    from pathlib import Path
-
     from .limb_dataset import generate_limb_dataset
     from .limb_radiograph import Bone
-    from .mesh_io import prepare_surface, read_surface
 
     subjects = {}
     for entry in args.subject:
@@ -102,10 +99,7 @@ def _cmd_dataset_limb(args) -> int:
         name, paths = entry[0], entry[1:]
         if name in subjects:
             raise InputError(f"Subject '{name}' is given twice.")
-        subjects[name] = [Bone(Path(p).stem, *prepare_surface(read_surface(p, units=args.units, lps=args.lps),
-                                                              smoothing_iterations=0, max_triangles=20000,
-                                                              what=f"surface {Path(p).name}"))
-                          for p in paths]
+        subjects[name] = [Bone.from_file(p, units=args.units, lps=args.lps) for p in paths]
     if args.cases < 1 or args.size < 16:
         raise InputError("--cases must be at least 1 and --size at least 16 pixels.")
     try:
@@ -122,6 +116,14 @@ def _cmd_dataset_limb(args) -> int:
     print(f"Wrote {len(manifest['cases'])} cases of {len(subjects)} subjects to {args.out} "
           f"({', '.join(f'{k} {v}' for k, v in splits.items())}; {manifest['cases_per_minute']:.1f} cases/min)")
     return EXIT_OK
+
+
+def _command_group(commands, name: str, help: str, description: str):
+    """A command with sub-commands (``bonerecon NAME SUB ...``); returns the sub-command parsers."""
+    group = commands.add_parser(name, help=help, description=description)
+    sub_commands = group.add_subparsers(dest=f"{name}_command", metavar=f"{name.upper()}_COMMAND")
+    sub_commands.required = True
+    return sub_commands
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -172,10 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     drr.add_argument("--no-scene", action="store_true", help="skip writing scene.mrb")
     drr.set_defaults(func=_cmd_drr)
 
-    ssm = commands.add_parser("ssm", help="statistical shape models of vertebrae",
-                              description="Statistical shape models (SSM) of vertebrae.")
-    ssm_commands = ssm.add_subparsers(dest="ssm_command", metavar="SSM_COMMAND")
-    ssm_commands.required = True
+    ssm_commands = _command_group(commands, "ssm", "statistical shape models of vertebrae",
+                                  "Statistical shape models (SSM) of vertebrae.")
     build = ssm_commands.add_parser(
         "build", help="surfaces or label maps -> one shape model per level",
         description="Build a shape model per vertebra level: template fitting for correspondence, "
@@ -198,10 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--no-evaluation", action="store_true", help="skip leave-one-out and specificity")
     build.set_defaults(func=_cmd_ssm_build)
 
-    dataset = commands.add_parser("dataset", help="training data: simulated radiographs with exact ground truth",
-                                  description="Generate training data (a dataset folder with a manifest).")
-    dataset_commands = dataset.add_subparsers(dest="dataset_command", metavar="DATASET_COMMAND")
-    dataset_commands.required = True
+    dataset_commands = _command_group(commands, "dataset", "training data: simulated radiographs with exact ground "
+                                      "truth", "Generate training data (a dataset folder with a manifest).")
     limb = dataset_commands.add_parser(
         "limb", help="bone surfaces -> single-view radiographs, bone masks and depth maps (DepthRecon)",
         description="Put each subject's bones in a soft-tissue envelope and render --cases random views of them "

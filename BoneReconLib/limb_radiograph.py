@@ -50,6 +50,18 @@ class Bone:
             raise InputError(f"Bone '{self.name}' is only {extent:.3g} units across: it looks like metres; "
                              "give bones in millimetres.")
 
+    @classmethod
+    def from_file(cls, path, units=None, lps: bool = False, max_triangles: int = 20000) -> "Bone":
+        """A bone from a surface file (named by the file), reduced to ``max_triangles``, not smoothed;
+        ``units`` as in :func:`.mesh_io.read_surface` (metres must be declared)."""
+        from pathlib import Path
+
+        from .mesh_io import prepare_surface, read_surface
+
+        path = Path(path)
+        return cls(path.stem, *prepare_surface(read_surface(path, units=units, lps=lps), smoothing_iterations=0,
+                                               max_triangles=max_triangles, what=f"surface {path.name}"))
+
     def moved(self, pose: np.ndarray) -> "Bone":
         pose = np.asarray(pose, dtype=np.float64)
         return Bone(self.name, self.points @ pose[:3, :3].T + pose[:3, 3], self.triangles)

@@ -189,11 +189,6 @@ class Transfer:
                                   self.scale * modes @ self.rotation.T, description)
 
 
-def transferred_variation(donor: ShapeModel, target: ShapeModel, weight: float = 1.0) -> SyntheticVariation:
-    """The donor's modes (one s.d. each, times sqrt(weight)) carried onto the target's mean vertices."""
-    return Transfer.between(donor, target).variation(donor, target, weight)
-
-
 def pooled_weights(n_level: int, n_donor: int):
     """(weight of the level's own covariance, weight of the donor's) pooled by degrees of freedom."""
     total = n_level + n_donor - 2

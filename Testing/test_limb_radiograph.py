@@ -109,14 +109,10 @@ def test_bad_input():
 
 def test_real_knee_and_hand_bones(shared_data):
     """Real femur + tibia (mm) and a hand model's bones (metres, must be declared) make cases."""
-    from BoneReconLib.mesh_io import prepare_surface, read_surface
-
-    def bone(path, units=None):
-        return Bone(path.stem, *prepare_surface(read_surface(path, units=units), smoothing_iterations=0,
-                                                max_triangles=20000, what=path.name))
+    from BoneReconLib.mesh_io import read_surface
 
     leg = shared_data / "meshes" / "leg_staple"
-    knee = [bone(leg / "LHDL_CT__femur_r.stl"), bone(leg / "LHDL_CT__tibia_r.stl")]
+    knee = [Bone.from_file(leg / "LHDL_CT__femur_r.stl"), Bone.from_file(leg / "LHDL_CT__tibia_r.stl")]
     centre = np.mean([b.points.mean(axis=0) for b in knee], axis=0)
     view = ap_view(size=(128, 256), pixel_spacing=(2.0, 2.0), isocenter=centre)
     images = render_limb(knee, soft_tissue_envelope(knee, thickness_mm=25.0, voxel_mm=3.0), [view])
@@ -125,5 +121,5 @@ def test_real_knee_and_hand_bones(shared_data):
     hand = shared_data / "meshes" / "myosim"
     with pytest.raises(InputError, match="metres"):
         read_surface(hand / "capitate.stl")
-    capitate = bone(hand / "capitate.stl", units="m")
+    capitate = Bone.from_file(hand / "capitate.stl", units="m")
     assert 10.0 < np.ptp(capitate.points, axis=0).max() < 40.0  # a carpal bone, in mm

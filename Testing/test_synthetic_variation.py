@@ -10,8 +10,8 @@ from BoneReconLib.geometry import rotation_about
 from BoneReconLib.shape_correspondence import flipped
 from BoneReconLib.shape_model import ShapeModel
 from BoneReconLib.shape_model_library import load_models
-from BoneReconLib.synthetic_variation import (REGIONAL_SD, SyntheticVariation, pooled_weights, regional_variation,
-                                              transferred_variation)
+from BoneReconLib.synthetic_variation import (REGIONAL_SD, SyntheticVariation, Transfer, pooled_weights,
+                                              regional_variation)
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +111,7 @@ def test_transferred_modes_are_the_donors_modes():
     # The target: the donor's own mean, turned a little and 10 % larger; modes must come back turned and scaled.
     turn = rotation_about([1.0, 0.0, 0.2], 0.1)
     target = ShapeModel("T", 1.1 * donor.mean @ turn.T, donor.triangles, donor.modes[:1], donor.variances[:1])
-    variation = transferred_variation(donor, target, weight=0.5)
+    variation = Transfer.between(donor, target).variation(donor, target, weight=0.5)
     expected = 1.1 * np.sqrt(0.5 * donor.variances)[:, None, None] * donor.modes @ turn.T
     assert variation.fields.shape == expected.shape
     for got, want in zip(variation.fields, expected):

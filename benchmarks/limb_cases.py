@@ -23,14 +23,8 @@ sys.path.insert(0, str(REPO))
 
 from BoneReconLib.limb_dataset import generate_limb_dataset  # noqa: E402
 from BoneReconLib.limb_radiograph import Bone  # noqa: E402
-from BoneReconLib.mesh_io import prepare_surface, read_surface  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "meshes"
-
-
-def bone(path, units=None):
-    return Bone(path.stem, *prepare_surface(read_surface(path, units=units), smoothing_iterations=0,
-                                            max_triangles=20000, what=path.name))
 
 
 def main():
@@ -44,7 +38,7 @@ def main():
     leg = DATA / "leg_staple"
     sets = {
         "knee (5 subjects, femur + tibia)": {
-            name: [bone(leg / f"{name}__femur_r.stl"), bone(leg / f"{name}__tibia_r.stl")]
+            name: [Bone.from_file(leg / f"{name}__femur_r.stl"), Bone.from_file(leg / f"{name}__tibia_r.stl")]
             for name in ("ICL_MRI", "JIA_MRI", "LHDL_CT", "MC22", "TLEM2_MRI")},
     }
     print(f"device: cpu ({torch.get_num_threads()} threads), {args.size} x {args.size}, {args.cases} cases per subject")
