@@ -1,0 +1,103 @@
+"""Spine alignment: disc transforms measured back exactly, lordosis capped by the disc, overlap depth
+of two spheres, sampled alignments within their ranges and reproducible."""
+
+import math
+
+import numpy as np
+import pytest
+from meshes import ellipsoid
+
+from BoneReconLib.errors import InputError
+from BoneReconLib.shape_model_library import load_models
+from BoneReconLib.spine_alignment import (
+    LEVELS,
+    MIN_POSTERIOR_DISC_MM,
+    SEGMENTS,
+    SpineAlignment,
+    disc_transform,
+    endplate_frame,
+    landmarks_of,
+    measured_alignment,
+    overlap_mm,
+    place_spine,
+    sample_alignment,
+)
+
+
+@pytest.fixture(scope="module")
+def models():
+    return load_models()
+
+
+def means(models):
+    return {level: models[level].mean for level in LEVELS}
+
+
+def test_placed_means_have_the_asked_disc_angles_heights_and_stack_upward(models):
+    alignment = SpineAlignment(lordosis_deg=dict(zip(SEGMENTS, (2.0, 4.0, 6.0, 9.0))),
+                               coronal_deg=dict(zip(SEGMENTS, (3.0, -2.0, 1.5, 0.0))),
+                               disc_height_mm=dict(zip(SEGMENTS, (8.0, 9.0, 10.0, 11.0))),
+                               slip_mm={s: 0.0 for s in SEGMENTS}, axial_deg=dict(zip(SEGMENTS, (1.0, 0, 0, -2.0))))
+    placed = place_spine(models, means(models), alignment)
+    measured = measured_alignment(models, placed.points, placed.poses)
+    for segment in SEGMENTS:
+        assert measured[segment]["lordosis_deg"] == pytest.approx(alignment.lordosis_deg[segment], abs=1e-6)
+        assert measured[segment]["coronal_deg"] == pytest.approx(alignment.coronal_deg[segment], abs=1e-6)
+        # The turn is about the disc's centre, h/2 above the lower endplate: the endplate centres
+        # are h cos(tilt / 2) apart, tilt being the angle between the two endplates' normals.
+        turn = disc_transform(alignment.lordosis_deg[segment], alignment.coronal_deg[segment],
+                              alignment.axial_deg[segment], 1.0, 0.0)[:3, :3]
+        half_angle = math.acos(turn[2, 2]) / 2
+        expected = alignment.disc_height_mm[segment] * math.cos(half_angle)
+        assert measured[segment]["height_mm"] == pytest.approx(expected, abs=1e-6)
+    heights = [placed.world(level).mean(axis=0)[2] for level in LEVELS]
+    assert np.all(np.diff(heights) < -20.0)  # L1 on top, each vertebra well above the next
+    assert placed.poses["L5"] == pytest.approx(np.eye(4))
+
+
+def test_a_slip_moves_the_upper_vertebra_forward_along_the_lower_endplate(models):
+    base = SpineAlignment.neutral(lordosis=(0.0, 0.0, 0.0, 0.0))
+    slipped = SpineAlignment.neutral(lordosis=(0.0, 0.0, 0.0, 0.0))
+    slipped.slip_mm["L4-L5"] = 8.0
+    a = place_spine(models, means(models), base)
+    b = place_spine(models, means(models), slipped)
+    forward = endplate_frame(landmarks_of(models["L5"], a.world("L5")), "superior")[:3, 1]
+    shift = b.world("L4").mean(axis=0) - a.world("L4").mean(axis=0)
+    assert shift == pytest.approx(8.0 * forward, abs=1e-6)
+    assert b.world("L5") == pytest.approx(a.world("L5"))
+
+
+def test_lordosis_is_capped_so_the_disc_keeps_its_posterior_height(models):
+    alignment = SpineAlignment.neutral(disc_height_mm=6.0, lordosis=(40.0, 40.0, 40.0, 40.0))
+    placed = place_spine(models, means(models), alignment)
+    marks = landmarks_of(models["L5"], models["L5"].mean)
+    depth = np.linalg.norm(marks["body anterior superior"] - marks["body posterior superior"])
+    cap = math.degrees(math.atan2(6.0 - MIN_POSTERIOR_DISC_MM, depth / 2))
+    assert placed.alignment.lordosis_deg["L4-L5"] == pytest.approx(cap)
+    measured = measured_alignment(models, placed.points, placed.poses)
+    assert measured["L4-L5"]["lordosis_deg"] == pytest.approx(cap, abs=1e-6)
+    assert cap < 15.0
+
+
+def test_overlap_depth_of_two_spheres():
+    radius = 10.0
+    a = ellipsoid(theta=60, phi=60, radii=(radius,) * 3)
+    for gap in (-4.0, -2.0, 1.0):  # centre distance 2r + gap
+        b = ellipsoid(theta=60, phi=60, radii=(radius,) * 3, centre=(2 * radius + gap, 0.0, 0.0))
+        depth = overlap_mm(a[0], b[0], a[1], b[1])
+        # Deepest vertex of either sphere inside the other: the cap's tip, -gap deep (to the vertex spacing).
+        assert depth == pytest.approx(max(-gap, 0.0), abs=0.3)
+
+
+def test_sampled_alignments_stay_in_range_and_repeat_from_the_seed():
+    draws = [sample_alignment(np.random.default_rng([5, k])) for k in range(200)]
+    assert sample_alignment(np.random.default_rng([5, 0])).to_dict() == draws[0].to_dict()
+    lordosis = np.array([[d.lordosis_deg[s] for s in SEGMENTS] for d in draws])
+    assert lordosis.min() >= -5.0 and lordosis.max() <= 20.0
+    assert lordosis.mean(axis=0) == pytest.approx([3.0, 5.0, 7.0, 10.0], abs=1.0)  # lordosis grows downward
+    cobb = np.abs([sum(d.coronal_deg.values()) for d in draws])
+    assert 0.3 < np.mean(cobb > 5.0) < 0.7 and cobb.max() < 40.0  # about half scoliotic
+    slips = np.array([max(d.slip_mm.values()) for d in draws])
+    assert 0.1 < np.mean(slips > 2.0) < 0.35 and slips.max() <= 12.0 + 2.0
+    with pytest.raises(InputError, match="disc L1-L2"):
+        SpineAlignment.neutral(disc_height_mm=30.0)
