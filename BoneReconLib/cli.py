@@ -100,12 +100,39 @@ def _cmd_dataset_limb(args) -> int:
         if name in subjects:
             raise InputError(f"Subject '{name}' is given twice.")
         subjects[name] = [Bone.from_file(p, units=args.units, lps=args.lps) for p in paths]
+    _check_case_counts(args)
+    return _run_dataset(args, lambda progress: generate_limb_dataset(
+        args.out, subjects, args.cases, seed=args.seed, size=(args.size, args.size), envelope_mm=args.envelope_mm,
+        progress=progress), f"{len(subjects)} subjects")
+
+
+def _cmd_dataset_lumbar(args) -> int:
+    from .lumbar_dataset import generate_lumbar_dataset
+    from .lumbar_radiograph import SpineCT
+    from .shape_model_library import load_models, read_manifest
+
+    _check_case_counts(args)
+    backgrounds = [SpineCT.from_files(ct, labels, args.label_table) for ct, labels in args.background]
+    names = [b.name for b in backgrounds]
+    if len(set(names)) != len(names):
+        raise InputError("Two background CTs have the same file name; rename one.")
+    models = load_models(args.models, levels=["L1", "L2", "L3", "L4", "L5"])
+    hashes = {level: entry["sha256"] for level, entry in read_manifest(args.models)["models"].items()
+              if level in models}
+    return _run_dataset(args, lambda progress: generate_lumbar_dataset(
+        args.out, backgrounds, models, args.cases, seed=args.seed, size=(args.size, args.size), model_hashes=hashes,
+        progress=progress), f"{len(backgrounds)} background CT(s)")
+
+
+def _check_case_counts(args) -> None:
     if args.cases < 1 or args.size < 16:
         raise InputError("--cases must be at least 1 and --size at least 16 pixels.")
+
+
+def _run_dataset(args, generate, what: str) -> int:
+    """Run a dataset generation with progress; an interrupted run keeps its cases and says how to resume."""
     try:
-        manifest = generate_limb_dataset(args.out, subjects, args.cases, seed=args.seed, size=(args.size, args.size),
-                                         envelope_mm=args.envelope_mm,
-                                         progress=None if args.quiet else _print_progress)
+        manifest = generate(None if args.quiet else _print_progress)
     except (KeyboardInterrupt, Cancelled):
         print(f"bonerecon: interrupted; the cases written so far are kept in {args.out} (no manifest yet): "
               "run the same command again to finish.", file=sys.stderr)
@@ -113,7 +140,7 @@ def _cmd_dataset_limb(args) -> int:
     splits = {}
     for case in manifest["cases"]:
         splits[case["split"]] = splits.get(case["split"], 0) + 1
-    print(f"Wrote {len(manifest['cases'])} cases of {len(subjects)} subjects to {args.out} "
+    print(f"Wrote {len(manifest['cases'])} cases of {what} to {args.out} "
           f"({', '.join(f'{k} {v}' for k, v in splits.items())}; {manifest['cases_per_minute']:.1f} cases/min)")
     return EXIT_OK
 
@@ -217,6 +244,25 @@ def build_parser() -> argparse.ArgumentParser:
     limb.add_argument("--envelope-mm", type=float, default=8.0, help="soft tissue around the bones (default 8)")
     limb.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     limb.set_defaults(func=_cmd_dataset_limb)
+    lumbar = dataset_commands.add_parser(
+        "lumbar", help="shape models + background CTs -> biplanar lumbar radiographs, per-vertebra images, "
+        "landmarks (BiplanarRecon)",
+        description="Write biplanar (AP + lateral) lumbar cases: fresh L1-L5 shapes from the shape models in a "
+        "random spine alignment, in place of each background CT's own lumbar vertebrae, rendered exactly "
+        "(cortical shell, cancellous interior) through a random rig and radiograph realism; per case the "
+        "radiographs, per-vertebra images L1-L5, 2D/3D landmarks with visibility, meshes, poses and geometry. "
+        "Resumable: run the same command again after an interruption.")
+    lumbar.add_argument("--out", required=True, help="dataset folder (new, or an unfinished one to resume)")
+    lumbar.add_argument("--background", nargs=2, action="append", required=True, metavar=("CT", "LABELS"),
+                        help="a CT in HU and its vertebra label map on the same grid, with L1-L5 labelled "
+                        "(repeat for more CTs; cases take them in turn)")
+    lumbar.add_argument("--label-table", default="totalsegmentator",
+                        help="label ids: 'totalsegmentator' (default), 'verse', or a CSV/JSON file of value,name")
+    lumbar.add_argument("--models", help="shape model folder (default: the bundled L1-L5 models)")
+    lumbar.add_argument("--cases", type=int, default=1000, help="number of cases (default 1000)")
+    lumbar.add_argument("--size", type=int, default=256, help="image size in pixels per view (default 256)")
+    lumbar.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    lumbar.set_defaults(func=_cmd_dataset_lumbar)
     return parser
 
 

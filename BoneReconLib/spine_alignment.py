@@ -10,14 +10,17 @@ anterior/posterior and left/right corners), so a wedged vertebral body keeps its
 Independently drawn shapes do not always fit at their facet joints: the upper vertebra's
 inferior articular processes can run into the lower one's superior articular processes and
 laminae. Stacking the bundled models' means already overlaps by 1-3 mm at L2-L3 and L3-L4 at any
-lordosis (their levels were built from different people), random instances by up to about 10
-mm. Making drawn neighbours congruent (jointly drawn shapes, or a contact deformation) is future
-work; here the overlap is measured and recorded per segment with every case (``overlap_mm``:
-the deepest vertex of either mesh inside the other, by the distance to the nearest vertex of the
-other mesh when it lies behind that vertex's normal; approximate at the models' vertex spacing of
-about 1.5 mm). The radiographs count bone twice where facets overlap; the per-vertebra images,
-landmarks and meshes are unaffected. The lordosis of a disc is capped so that its posterior
-height stays at least ``MIN_POSTERIOR_DISC_MM`` (the bodies never overlap).
+lordosis (their levels were built from different people); single random instances by up to 10
+mm (median 4 mm). So each level above L5 may be offered several candidate shapes, and the one
+whose facets overlap least with the vertebra below is taken: a rejection sampler of neighbours
+that fit (with 8 candidates the overlap falls to a median of about 2.4 mm, at most about 5 mm).
+The overlap left is recorded per segment with every case (``overlap_mm``: the deepest vertex
+of either mesh inside the other, by the distance to the nearest vertex of the other mesh when it
+lies behind that vertex's normal; approximate at the models' vertex spacing of about 1.5 mm, and
+blind beyond 10 mm). The radiographs count bone twice where facets overlap; the per-vertebra
+images, landmarks and meshes are unaffected. Truly congruent joints (jointly modelled
+neighbours) are future work. The lordosis of a disc is capped so that its posterior height
+stays at least ``MIN_POSTERIOR_DISC_MM`` (the bodies never overlap).
 
 Ranges (``sample_alignment``): disc wedges L1-L2 .. L4-L5 3, 5, 7, 10 deg +- 3 deg (segmental
 disc angles of standing lumbar spines; Roussouly 2005, Been 2010 report 40-60 deg L1-S1
@@ -139,7 +142,7 @@ def overlap_mm(lower: np.ndarray, upper: np.ndarray, triangles_lower: np.ndarray
                lower_part=None, upper_part=None) -> float:
     """Deepest overlap (mm) of two placed meshes (world vertices): either one's vertices inside the
     other, probing only the given vertex indices (default all; normals come from the whole meshes)."""
-    lower_t, upper_t = torch.as_tensor(lower), torch.as_tensor(upper)
+    lower_t, upper_t = torch.as_tensor(lower, dtype=torch.float32), torch.as_tensor(upper, dtype=torch.float32)
     normals_l = _vertex_normals(lower_t, torch.as_tensor(np.asarray(triangles_lower)))
     normals_u = _vertex_normals(upper_t, torch.as_tensor(np.asarray(triangles_upper)))
     lower_part = torch.arange(len(lower)) if lower_part is None else torch.as_tensor(lower_part)
@@ -169,13 +172,15 @@ def _depth_inside(probe: torch.Tensor, surface: torch.Tensor, normals: torch.Ten
 
 @dataclass
 class PlacedSpine:
-    """Per level: vertices in the model frame and pose (model frame -> world, 4x4); the alignment
-    as placed (lordosis capped); per segment the facet overlap (mm, see the module notes)."""
+    """Per level: vertices in the model frame, pose (model frame -> world, 4x4) and which candidate
+    shape was taken; the alignment as placed (lordosis capped); per segment the facet overlap (mm,
+    see the module notes)."""
 
     points: Dict[str, np.ndarray]
     poses: Dict[str, np.ndarray]
     alignment: SpineAlignment
     overlap_mm: Dict[str, float]
+    chosen: Dict[str, int]
 
     def world(self, level: str) -> np.ndarray:
         pose = self.poses[level]
@@ -184,30 +189,44 @@ class PlacedSpine:
 
 def place_spine(models: Mapping[str, ShapeModel], points: Mapping[str, np.ndarray], alignment: SpineAlignment,
                 base_pose: Optional[np.ndarray] = None) -> PlacedSpine:
-    """Stack L1-L5 instances (model-frame vertices per level) from L5 (at ``base_pose``) upward."""
+    """Stack L1-L5 instances (model-frame vertices per level) from L5 (at ``base_pose``) upward.
+
+    A level may offer several candidate shapes (C, P, 3): the one whose facets overlap least with
+    the vertebra already placed below it is taken (``PlacedSpine.chosen``), which draws neighbours
+    that fit together (a rejection sampler of congruent facet joints)."""
     missing = [level for level in LEVELS if level not in models or level not in points]
     if missing:
         raise InputError(f"Placing a spine needs L1-L5; missing {', '.join(missing)}.")
+    offered = {level: np.asarray(points[level], dtype=np.float64) for level in LEVELS}
+    offered = {level: shapes if shapes.ndim == 3 else shapes[None] for level, shapes in offered.items()}
+    chosen = {"L5": 0}
+    chosen_points = {"L5": offered["L5"][0]}
     poses = {"L5": np.eye(4) if base_pose is None else np.asarray(base_pose, dtype=np.float64)}
-    points = {level: np.asarray(points[level], dtype=np.float64) for level in LEVELS}
     placed = {field: dict(values) for field, values in asdict(alignment).items()}
     overlaps = {}
     for upper, lower in zip(LEVELS[-2::-1], LEVELS[:0:-1]):
         segment = f"{upper}-{lower}"
-        marks_lower = landmarks_of(models[lower], points[lower])
-        marks_upper = landmarks_of(models[upper], points[upper])
+        marks_lower = landmarks_of(models[lower], chosen_points[lower])
+        lower_world = chosen_points[lower] @ poses[lower][:3, :3].T + poses[lower][:3, 3]
         depth = np.linalg.norm(marks_lower["body anterior superior"] - marks_lower["body posterior superior"])
         height = placed["disc_height_mm"][segment]
         cap = math.degrees(math.atan2(height - MIN_POSTERIOR_DISC_MM, depth / 2))
         placed["lordosis_deg"][segment] = min(placed["lordosis_deg"][segment], cap)
-        poses[upper] = poses[lower] @ endplate_frame(marks_lower, "superior") @ disc_transform(
+        disc = endplate_frame(marks_lower, "superior") @ disc_transform(
             placed["lordosis_deg"][segment], placed["coronal_deg"][segment], placed["axial_deg"][segment],
-            height, placed["slip_mm"][segment]) @ np.linalg.inv(endplate_frame(marks_upper, "inferior"))
-        top, bottom = _facing_parts(points[lower], points[upper], marks_lower, marks_upper)
-        world = {level: points[level] @ poses[level][:3, :3].T + poses[level][:3, 3] for level in (lower, upper)}
-        overlaps[segment] = overlap_mm(world[lower], world[upper], models[lower].triangles, models[upper].triangles,
-                                       top, bottom)
-    return PlacedSpine(points, poses, SpineAlignment(**placed), overlaps)
+            height, placed["slip_mm"][segment])
+        best = None
+        for index, candidate in enumerate(offered[upper]):
+            marks_upper = landmarks_of(models[upper], candidate)
+            pose = poses[lower] @ disc @ np.linalg.inv(endplate_frame(marks_upper, "inferior"))
+            top, bottom = _facing_parts(chosen_points[lower], candidate, marks_lower, marks_upper)
+            overlap = overlap_mm(lower_world, candidate @ pose[:3, :3].T + pose[:3, 3], models[lower].triangles,
+                                 models[upper].triangles, top, bottom)
+            if best is None or overlap < best[0]:
+                best = (overlap, index, pose)
+        overlaps[segment], chosen[upper], poses[upper] = best
+        chosen_points[upper] = offered[upper][chosen[upper]]
+    return PlacedSpine(chosen_points, poses, SpineAlignment(**placed), overlaps, chosen)
 
 
 def measured_alignment(models: Mapping[str, ShapeModel], points: Mapping[str, np.ndarray],

@@ -101,3 +101,20 @@ def test_sampled_alignments_stay_in_range_and_repeat_from_the_seed():
     assert 0.1 < np.mean(slips > 2.0) < 0.35 and slips.max() <= 12.0 + 2.0
     with pytest.raises(InputError, match="disc L1-L2"):
         SpineAlignment.neutral(disc_height_mm=30.0)
+
+
+def test_of_several_candidate_shapes_the_one_that_fits_the_vertebra_below_is_taken(models):
+    rng = np.random.default_rng(3)
+    shapes = {level: models[level].instances(rng.standard_normal((3, models[level].n_modes))).numpy()
+              for level in LEVELS}
+    alignment = sample_alignment(np.random.default_rng(0))
+    both = place_spine(models, shapes, alignment)
+    lower_chain = {level: shapes[level][both.chosen[level]] for level in LEVELS}
+    for segment, upper in (("L4-L5", "L4"), ("L1-L2", "L1")):
+        alone = []
+        for k in range(3):  # each candidate of this level alone, the rest as chosen
+            one = dict(lower_chain, **{upper: shapes[upper][k]})
+            alone.append(place_spine(models, one, alignment).overlap_mm[segment])
+        assert both.chosen[upper] == int(np.argmin(alone))
+        assert both.overlap_mm[segment] == pytest.approx(min(alone))
+    assert both.points["L3"] == pytest.approx(shapes["L3"][both.chosen["L3"]])

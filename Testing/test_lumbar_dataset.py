@@ -1,0 +1,89 @@
+"""Lumbar dataset folders: the same cases from the same seed, readable through the torch Dataset, a
+cancelled generation that resumes, and the command line with its bad input."""
+
+
+import numpy as np
+import pytest
+
+from BoneReconLib.cli import main
+from BoneReconLib.dataset_store import CaseDataset, read_manifest
+from BoneReconLib.lumbar_dataset import generate_lumbar_dataset
+from BoneReconLib.lumbar_radiograph import SpineCT
+from BoneReconLib.progress import Cancelled
+from BoneReconLib.sample_data import SAMPLE_CT, SAMPLE_VERTEBRA_LABELS
+from BoneReconLib.shape_model_library import load_models
+
+
+@pytest.fixture(scope="module")
+def background():
+    return SpineCT.from_files(SAMPLE_CT, SAMPLE_VERTEBRA_LABELS)
+
+
+@pytest.fixture(scope="module")
+def models():
+    return load_models()
+
+
+def arrays_of(folder, case):
+    with np.load(folder / "cases" / f"{case}.npz") as data:
+        return {key: data[key] for key in data.files}
+
+
+def test_same_seed_same_cases_and_a_cancelled_run_resumes(tmp_path, background, models):
+    manifest = generate_lumbar_dataset(tmp_path / "a", [background], models, 4, seed=7, size=(48, 48))
+    assert [c["id"] for c in manifest["cases"]] == [f"case-{n:05d}" for n in range(4)]
+    assert {c["subject"] for c in manifest["cases"]} == {c["id"] for c in manifest["cases"]}  # a shape per case
+
+    calls = []
+
+    def cancel_after_two(fraction, message):
+        calls.append(message)
+        if len(calls) == 2:
+            raise Cancelled()
+
+    with pytest.raises(Cancelled):
+        generate_lumbar_dataset(tmp_path / "b", [background], models, 4, seed=7, size=(48, 48),
+                                progress=cancel_after_two)
+    assert len(list((tmp_path / "b" / "cases").glob("*.npz"))) == 2
+    generate_lumbar_dataset(tmp_path / "b", [background], models, 4, seed=7, size=(48, 48))
+    for n in range(4):
+        first, second = arrays_of(tmp_path / "a", f"case-{n:05d}"), arrays_of(tmp_path / "b", f"case-{n:05d}")
+        assert sorted(first) == sorted(second)
+        for key in first:
+            assert np.array_equal(first[key], second[key]), key
+    other = arrays_of(tmp_path / "a", "case-00001")
+    assert not np.array_equal(other["landmarks"], arrays_of(tmp_path / "a", "case-00000")["landmarks"])
+
+    dataset = CaseDataset(tmp_path / "a", split=None)
+    item = dataset[0]
+    assert tuple(item["image"].shape) == (2, 48, 48)
+    assert tuple(item["decomposition"].shape) == (5, 2, 48, 48)
+    assert tuple(item["landmarks_ij"].shape) == (2, 5, 19, 2)
+    meta = item["meta"]
+    assert [v["name"] for v in meta["geometry"]["views"]] == ["AP", "LAT"]
+    assert set(meta["facet_overlap_mm"]) == {"L1-L2", "L2-L3", "L3-L4", "L4-L5"}
+    assert len(meta["landmark_names"]) == 19
+
+
+def test_command_line_writes_a_dataset_and_refuses_bad_input(tmp_path, capsys):
+    out = tmp_path / "lumbar"
+    code = main(["--quiet", "dataset", "lumbar", "--out", str(out), "--background", str(SAMPLE_CT),
+                 str(SAMPLE_VERTEBRA_LABELS), "--cases", "2", "--size", "32", "--seed", "3"])
+    assert code == 0
+    manifest = read_manifest(out)
+    assert manifest["kind"] == "lumbar-biplanar" and len(manifest["cases"]) == 2
+    assert set(manifest["description"]["shape_models"]) == {"L1", "L2", "L3", "L4", "L5"}
+    assert "cases/min" in capsys.readouterr().out
+
+    bad = tmp_path / "bad"
+    code = main(["--quiet", "dataset", "lumbar", "--out", str(bad), "--background", str(SAMPLE_CT),
+                 str(SAMPLE_VERTEBRA_LABELS), "--label-table", "verse", "--cases", "2"])
+    assert code == 2 and not bad.exists()
+    assert "label table" in capsys.readouterr().err
+    code = main(["--quiet", "dataset", "lumbar", "--out", str(bad), "--background", str(SAMPLE_CT),
+                 str(SAMPLE_VERTEBRA_LABELS), "--background", str(SAMPLE_CT), str(SAMPLE_VERTEBRA_LABELS)])
+    assert code == 2 and not bad.exists()
+    assert "same file name" in capsys.readouterr().err
+    code = main(["--quiet", "dataset", "lumbar", "--out", str(out), "--background", str(SAMPLE_CT),
+                 str(SAMPLE_VERTEBRA_LABELS), "--cases", "2", "--size", "32"])
+    assert code == 2 and "already holds a finished dataset" in capsys.readouterr().err
