@@ -90,20 +90,32 @@ def _cmd_ssm_build(args) -> int:
 
 def _cmd_dataset_limb(args) -> int:
     from .limb_dataset import generate_limb_dataset
+    from .limb_posing import finger_from_file, finger_joints, wrist_joints
     from .limb_radiograph import Bone
 
-    subjects = {}
+    subjects, articulations = {}, {}
     for entry in args.subject:
         if len(entry) < 2:
             raise InputError(f"--subject {entry[0]}: give the subject's name, then its bone surface files.")
         name, paths = entry[0], entry[1:]
         if name in subjects:
             raise InputError(f"Subject '{name}' is given twice.")
-        subjects[name] = [Bone.from_file(p, units=args.units, lps=args.lps) for p in paths]
+        if args.pose == "finger" and len(paths) == 1:
+            subjects[name] = finger_from_file(paths[0])
+        else:
+            subjects[name] = [Bone.from_file(p, units=args.units, lps=args.lps, fill_holes=args.fill_holes)
+                              for p in paths]
+        if args.pose == "finger":
+            if len(subjects[name]) != 3:
+                raise InputError(f"--pose finger: subject '{name}' needs one file of three phalanges or three "
+                                 "files (proximal, middle, distal).")
+            articulations[name] = finger_joints(subjects[name])
+        elif args.pose == "wrist":
+            articulations[name] = wrist_joints(subjects[name])
     _check_case_counts(args)
     return _run_dataset(args, lambda progress: generate_limb_dataset(
         args.out, subjects, args.cases, seed=args.seed, size=(args.size, args.size), envelope_mm=args.envelope_mm,
-        progress=progress), f"{len(subjects)} subjects")
+        articulations=articulations, rotation_deg=args.rotation_deg, progress=progress), f"{len(subjects)} subjects")
 
 
 def _cmd_dataset_lumbar(args) -> int:
@@ -242,6 +254,14 @@ def build_parser() -> argparse.ArgumentParser:
     limb.add_argument("--cases", type=int, default=100, help="cases per subject (default 100)")
     limb.add_argument("--size", type=int, default=256, help="image size in pixels (default 256)")
     limb.add_argument("--envelope-mm", type=float, default=8.0, help="soft tissue around the bones (default 8)")
+    limb.add_argument("--pose", choices=["none", "finger", "wrist"], default="none",
+                      help="pose every case: 'finger' (PIP/DIP flexion; one file of three phalanges or three files "
+                      "proximal to distal), 'wrist' (carpus flexion and deviation about the capitate; bones named "
+                      "radius, ulna, capitate ...); default none")
+    limb.add_argument("--rotation-deg", type=float, default=30.0,
+                      help="largest turn of the view about the limb's long axis from the front (default 30)")
+    limb.add_argument("--fill-holes", action="store_true",
+                      help="cap open surfaces (bones cut by the edge of the scan, e.g. a radius shaft)")
     limb.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     limb.set_defaults(func=_cmd_dataset_limb)
     lumbar = dataset_commands.add_parser(

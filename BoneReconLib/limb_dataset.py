@@ -1,7 +1,8 @@
 """Generate single-view DepthRecon training cases from subjects' bone meshes into a dataset folder.
 
-Each case: one subject's bones in their soft-tissue envelope, seen by a view drawn at random
-around the limb: the beam turned about the limb's long axis (the leg's or hand's rotation
+Each case: one subject's bones in their soft-tissue envelope, posed at random when the subject
+has an articulation (:mod:`.limb_posing`: finger flexion, wrist flexion and deviation), seen by a
+view drawn at random around the limb: the beam turned about the limb's long axis (the leg's or hand's rotation
 relative to the beam, +-``rotation_deg`` from the front), tilted a little (+-``tilt_deg``), the
 limb shifted in the field and the magnification varied. The line integrals go through a random
 ``sample_realism`` chain. Stored per case (:mod:`.dataset_store`): ``image`` (the radiograph,
@@ -14,14 +15,16 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Dict, Optional, Sequence
+from typing import Dict, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
 
+from .bone_density import sample_density
 from .dataset_store import DatasetWriter
 from .errors import InputError
 from .geometry import View, rotation_about
+from .limb_posing import Articulation, pose_bones, sample_pose
 from .limb_radiograph import Bone, render_limb, soft_tissue_envelope
 from .progress import ProgressCallback, as_progress
 from .radiograph_realism import realistic_radiograph, sample_realism
@@ -36,14 +39,18 @@ def long_axis(points: np.ndarray) -> np.ndarray:
 
 
 def sample_view(bones: Sequence[Bone], rng: np.random.Generator, size=(256, 256), rotation_deg: float = 30.0,
-                tilt_deg: float = 5.0, source_to_detector: float = 1100.0) -> View:
-    """A view of the limb: beam perpendicular to its long axis, turned about that axis from the
-    front (anterior) by up to ``rotation_deg``, tilted by up to ``tilt_deg``; the field fits the limb."""
+                tilt_deg: float = 5.0, source_to_detector: float = 1100.0, front=(0.0, 1.0, 0.0),
+                axis=None) -> View:
+    """A view of the limb: beam perpendicular to its long axis (``axis``, default the bones'
+    principal axis), turned about that axis from the ``front`` (default the patient's anterior, +y)
+    by up to ``rotation_deg``, tilted by up to ``tilt_deg``; the field fits the limb."""
     points = np.concatenate([b.points for b in bones])
-    axis = long_axis(points)
-    if abs(axis[1]) > 0.9:
+    axis = long_axis(points) if axis is None else np.asarray(axis, dtype=np.float64) / np.linalg.norm(axis)
+    front = np.asarray(front, dtype=np.float64)
+    front = front / np.linalg.norm(front)
+    if abs(axis @ front) > 0.9:
         raise InputError("The limb's long axis runs front to back; no frontal view is defined.")
-    front = np.array([0.0, 1.0, 0.0]) - axis[1] * axis  # the patient's anterior, across the limb
+    front = front - (axis @ front) * axis  # the front, across the limb
     front /= np.linalg.norm(front)
     turn = rotation_about(axis, math.radians(rng.uniform(-rotation_deg, rotation_deg)))
     across = np.cross(axis, front)
@@ -63,28 +70,50 @@ def sample_view(bones: Sequence[Bone], rng: np.random.Generator, size=(256, 256)
 
 def generate_limb_dataset(out_dir, subjects: Dict[str, Sequence[Bone]], cases_per_subject: int, seed: int = 0,
                           size=(256, 256), envelope_mm: float = 8.0, fractions=(0.8, 0.1, 0.1),
+                          articulations: Optional[Mapping[str, Articulation]] = None, rotation_deg: float = 30.0,
                           progress: Optional[ProgressCallback] = None) -> dict:
-    """Write ``cases_per_subject`` cases of every subject; returns the manifest (with the rate)."""
+    """Write ``cases_per_subject`` cases of every subject; returns the manifest (with the rate).
+
+    A subject with an articulation is posed anew for every case (each joint uniform over its
+    range; the envelope is grown around the posed bones) and viewed from its anatomical front."""
     report = as_progress(progress)
     if not subjects or cases_per_subject < 1:
         raise InputError("Give at least one subject and one case per subject.")
+    articulations = dict(articulations or {})
+    unknown = set(articulations) - set(subjects)
+    if unknown:
+        raise InputError(f"Articulations for unknown subjects: {', '.join(sorted(unknown))}.")
     description = dict(seed=seed, size=list(size), envelope_mm=envelope_mm, cases_per_subject=cases_per_subject,
-                       subjects={name: [b.name for b in bones] for name, bones in subjects.items()})
+                       rotation_deg=rotation_deg, subjects={name: [b.name for b in bones]
+                                                            for name, bones in subjects.items()},
+                       articulations={name: a.to_dict() for name, a in articulations.items()})
     writer = DatasetWriter(out_dir, KIND, description)
     total, done, start = len(subjects) * cases_per_subject, 0, time.perf_counter()
     for s, (subject, bones) in enumerate(sorted(subjects.items())):
-        envelope = soft_tissue_envelope(bones, thickness_mm=envelope_mm)
+        articulation = articulations.get(subject)
+        unposed_axis = long_axis(np.concatenate([b.points for b in bones]))  # posed views keep the rest axis
+        envelope = None if articulation is not None else soft_tissue_envelope(bones, thickness_mm=envelope_mm)
         for n in range(cases_per_subject):
             case_id = f"{subject}-{n:04d}"
             rng = np.random.default_rng([seed, s, n])  # each case reproducible on its own (resume)
             if not writer.has(case_id):
-                view = sample_view(bones, rng, size)
-                images = render_limb(bones, envelope, [view])
+                meta = {}
+                posed, skin = bones, envelope
+                if articulation is not None:
+                    angles = sample_pose(articulation.joints, rng)
+                    posed = pose_bones(bones, articulation.joints, angles)
+                    skin = soft_tissue_envelope(posed, thickness_mm=envelope_mm)
+                    meta["pose_deg"] = {name: round(angle, 4) for name, angle in angles.items()}
+                front = articulation.front if articulation is not None else (0.0, 1.0, 0.0)
+                view = sample_view(posed, rng, size, rotation_deg=rotation_deg, front=front, axis=unposed_axis)
+                density = sample_density(rng)
+                images = render_limb(posed, skin, [view], density=density)
+                meta["density"] = density.to_dict()
                 realism = sample_realism(rng)
                 generator = torch.Generator().manual_seed(int(rng.integers(2 ** 62)))
                 image = realistic_radiograph(images.attenuation.double(), realism, view.pixel_spacing, generator)
                 arrays = dict(images.arrays(), image=image.float().numpy())
-                writer.add(case_id, subject, arrays, dict(geometry={"views": [view.to_dict()]},
+                writer.add(case_id, subject, arrays, dict(meta, geometry={"views": [view.to_dict()]},
                                                           realism=realism.to_dict(), bones=images.bones))
             done += 1
             report(done / total, f"{subject}: case {n + 1} of {cases_per_subject}")

@@ -9,8 +9,9 @@ rasteriser (:mod:`.mesh_depth`), and the line integral through the limb is
 i.e. the bones replace soft tissue inside a soft-tissue envelope. The envelope is the bones'
 union grown by ``thickness_mm`` (voxelised at ``voxel_mm``, grown by a distance map, meshed and
 smoothed), which gives hands, wrists and knees a plausible skin outline. Densities come from
-Hounsfield units at the effective energy (:func:`.drr.hu_to_mu`): soft tissue 40 HU, bone 700 HU
-(a whole-bone average of cortex and marrow; a cortical shell is future work).
+Hounsfield units at the effective energy (:func:`.drr.hu_to_mu`): soft tissue 40 HU; bone either a
+uniform 700 HU (a whole-bone average of cortex and marrow) or, given a :class:`.bone_density.BoneDensity`,
+a cortical shell around a cancellous interior (the dataset draws one per case).
 
 Per view the case holds the line integrals, the bone mask (any bone on the ray), the bone id of
 the nearest bone on the ray (1-based, 0 = none; overlaps are kept in the per-bone maps) and each
@@ -21,16 +22,16 @@ bone's front/back depth and thickness maps (mm from the source, 0 where it misse
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
+from .bone_density import SOFT_TISSUE_HU, BoneDensity, bone_line_integrals
 from .depth import DepthMaps
 from .errors import InputError
 from .geometry import View
 
-SOFT_TISSUE_HU = 40.0
 BONE_HU = 700.0
 
 
@@ -51,16 +52,19 @@ class Bone:
                              "give bones in millimetres.")
 
     @classmethod
-    def from_file(cls, path, units=None, lps: bool = False, max_triangles: int = 20000) -> "Bone":
-        """A bone from a surface file (named by the file), reduced to ``max_triangles``, not smoothed;
-        ``units`` as in :func:`.mesh_io.read_surface` (metres must be declared)."""
+    def from_file(cls, path, units=None, lps: bool = False, max_triangles: int = 20000, fill_holes: bool = False,
+                  name: Optional[str] = None) -> "Bone":
+        """A bone from a surface file (named ``name`` or by the file), reduced to ``max_triangles``,
+        not smoothed; ``units`` as in :func:`.mesh_io.read_surface` (metres must be declared);
+        ``fill_holes`` caps open ends (a shaft cut by the scan's field)."""
         from pathlib import Path
 
         from .mesh_io import prepare_surface, read_surface
 
         path = Path(path)
-        return cls(path.stem, *prepare_surface(read_surface(path, units=units, lps=lps), smoothing_iterations=0,
-                                               max_triangles=max_triangles, what=f"surface {path.name}"))
+        return cls(name or path.stem, *prepare_surface(read_surface(path, units=units, lps=lps), smoothing_iterations=0,
+                                                       max_triangles=max_triangles, what=f"surface {path.name}",
+                                                       fill_holes=fill_holes))
 
     def moved(self, pose: np.ndarray) -> "Bone":
         pose = np.asarray(pose, dtype=np.float64)
@@ -117,8 +121,9 @@ class LimbImages:
 
 
 def render_limb(bones: Sequence[Bone], envelope: Tuple[np.ndarray, np.ndarray], views: Sequence[View],
-                energy_kev: float = 60.0) -> LimbImages:
-    """Line integrals, mask, ids and per-bone depth maps of bones inside the envelope, in every view."""
+                energy_kev: float = 60.0, density: Optional[BoneDensity] = None) -> LimbImages:
+    """Line integrals, mask, ids and per-bone depth maps of bones inside the envelope, in every view;
+    bone of uniform ``BONE_HU``, or cortical shell and interior when a ``density`` is given."""
     from .drr import hu_to_mu
     from .mesh_depth import mesh_depth
 
@@ -128,8 +133,14 @@ def render_limb(bones: Sequence[Bone], envelope: Tuple[np.ndarray, np.ndarray], 
         raise InputError("At most 255 bones per case (ids are stored in 8 bits).")
     mu_soft, mu_bone = (float(hu_to_mu(np.float64(hu), energy_kev)) for hu in (SOFT_TISSUE_HU, BONE_HU))
     skin = mesh_depth(envelope[0], envelope[1], views)[0]
-    depth = DepthMaps.stack(mesh_depth(b.points, b.triangles, views)[0] for b in bones)  # (B, V, nv, nu)
-    attenuation = mu_soft * skin.thickness + (mu_bone - mu_soft) * depth.thickness.sum(dim=0)
+    if density is None:
+        depth = DepthMaps.stack(mesh_depth(b.points, b.triangles, views)[0] for b in bones)  # (B, V, nv, nu)
+        bone = mu_bone * depth.thickness.sum(dim=0)
+    else:
+        rendered = [bone_line_integrals(b.points, b.triangles, views, density, energy_kev) for b in bones]
+        depth = DepthMaps.stack(maps for _, maps in rendered)
+        bone = torch.stack([integral for integral, _ in rendered]).sum(dim=0)
+    attenuation = mu_soft * skin.thickness + bone - mu_soft * depth.thickness.sum(dim=0)
     mask = depth.hit.any(dim=0)
     nearest = torch.where(depth.hit, depth.front, torch.full_like(depth.front, float("inf"))).argmin(dim=0)
     bone_id = torch.where(mask, nearest + 1, torch.zeros_like(nearest))

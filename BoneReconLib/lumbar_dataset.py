@@ -37,7 +37,8 @@ import torch
 from .dataset_store import DatasetWriter
 from .errors import InputError
 from .geometry import View, ap_view, rotation_about
-from .lumbar_radiograph import SpineCT, axis_frame, render_lumbar, sample_density
+from .bone_density import sample_density
+from .lumbar_radiograph import SpineCT, axis_frame, render_lumbar
 from .progress import ProgressCallback, as_progress
 from .radiograph_realism import exposed_field, realistic_radiograph, sample_realism
 from .shape_model import ShapeModel

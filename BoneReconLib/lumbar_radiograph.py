@@ -3,18 +3,9 @@
 The background is a real CT whose own lumbar vertebrae (from its label map) are replaced by soft
 tissue; the rest of its anatomy (ribs, T12 and above, sacrum, pelvis, organs) stays. The new
 vertebrae are meshes (shape-model instances placed by :mod:`.spine_alignment`) rendered exactly,
-without voxelising: each vertebra's path length along every ray comes from the watertight mesh
-rasteriser (:mod:`.mesh_depth`), once for its outer surface and once for its inner surface
-(the outer one moved inward along the vertex normals by the cortical thickness). Along a ray the
-vertebra then contributes
-
-    mu_cancellous x (inner path) + mu_cortical x (outer path - inner path)
-
-in place of soft tissue: a cortical shell brighter than the cancellous interior, which makes the
-endplates and the walls stand out as they do in radiographs. The edges are the exact continuous
-shape (no partial-volume staircase) and get their spread from the detector blur of the realism
-chain. Where the inner surface of a thin process folds over itself, the inner path is clipped to
-[0, outer path], i.e. the process is solid cortex.
+without voxelising, with a cortical shell brighter than the cancellous interior
+(:mod:`.bone_density`), in place of soft tissue. The edges are the exact continuous shape (no
+partial-volume staircase) and get their spread from the detector blur of the realism chain.
 
 The per-vertebra ("decomposition") image of a level is its own line integral alone,
 ``mu_cancellous x inner + mu_cortical x shell`` (no soft tissue, no neighbours), in 1/mm x mm.
@@ -27,44 +18,18 @@ Core module (numpy/torch), no MRML.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
 
+from .bone_density import SOFT_TISSUE_HU, BoneDensity, bone_line_integrals
 from .drr import Volume, hu_to_mu, render_attenuation
 from .errors import InputError
 from .geometry import View
 from .spine_alignment import LEVELS
-
-SOFT_TISSUE_HU = 40.0
-
-
-@dataclass(frozen=True)
-class BoneDensity:
-    """Hounsfield units of cancellous and cortical bone and the cortical thickness (mm)."""
-
-    cancellous_hu: float = 220.0
-    cortical_hu: float = 1300.0
-    cortical_mm: float = 0.8
-
-    def __post_init__(self):
-        if not SOFT_TISSUE_HU < self.cancellous_hu < self.cortical_hu:
-            raise InputError("Bone density: soft tissue < cancellous < cortical bone is required.")
-        if not 0.0 < self.cortical_mm < 5.0:
-            raise InputError("Bone density: the cortical thickness must be between 0 and 5 mm.")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def sample_density(rng: np.random.Generator) -> BoneDensity:
-    """Adult lumbar bone: cancellous 120-300 HU (osteoporotic to young), cortex 900-1600 HU, 0.5-1.2 mm."""
-    return BoneDensity(float(rng.uniform(120.0, 300.0)), float(rng.uniform(900.0, 1600.0)),
-                       float(rng.uniform(0.5, 1.2)))
-
 
 @dataclass
 class SpineCT:
@@ -131,18 +96,6 @@ def axis_frame(low: np.ndarray, high: np.ndarray, forward: np.ndarray) -> np.nda
     return frame
 
 
-def inner_surface(points: torch.Tensor, triangles: torch.Tensor, depth_mm: float) -> torch.Tensor:
-    """The surface moved inward by ``depth_mm`` along the area-weighted vertex normals (N, P, 3)."""
-    a, b, c = (points[..., triangles[:, k], :] for k in range(3))
-    face = torch.linalg.cross(b - a, c - a)
-    normals = torch.zeros_like(points)
-    for k in range(3):
-        normals.index_add_(-2, triangles[:, k], face)
-    normals = normals / normals.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    volume = (a * torch.linalg.cross(b, c)).sum(dim=(-1, -2))  # > 0 when the normals point outward
-    return points - depth_mm * torch.sign(volume)[..., None, None] * normals
-
-
 @dataclass
 class LumbarImages:
     """One case in V views: line integrals (V, nv, nu), per-vertebra line integrals (5, V, nv, nu),
@@ -165,24 +118,16 @@ def render_lumbar(background: Optional[Volume], vertebrae: Mapping[str, np.ndarr
 
     ``landmarks`` per level (L, 3) world mm; ``background_pose`` moves the background volume.
     """
-    from .mesh_depth import mesh_depth
-
     levels = [level for level in LEVELS if level in vertebrae]
     if not levels:
         raise InputError("No vertebrae to render.")
     views = list(views)
-    mu_soft, mu_cancellous, mu_cortical = (float(hu_to_mu(np.float64(hu), energy_kev)) for hu in
-                                           (SOFT_TISSUE_HU, density.cancellous_hu, density.cortical_hu))
+    mu_soft = float(hu_to_mu(np.float64(SOFT_TISSUE_HU), energy_kev))
     decomposition, bone_paths = [], []
     for level in levels:
-        outer = torch.as_tensor(np.asarray(vertebrae[level], dtype=np.float64))
-        tri = torch.as_tensor(np.asarray(triangles[level], dtype=np.int64))
-        both = torch.stack([outer, inner_surface(outer, tri, density.cortical_mm)])
-        depth = mesh_depth(both, triangles[level], views)  # (2, V, nv, nu)
-        whole = depth.thickness[0]
-        interior = torch.minimum(depth.thickness[1].clamp_min(0.0), whole)
-        decomposition.append(mu_cancellous * interior + mu_cortical * (whole - interior))
-        bone_paths.append(whole)
+        integral, depth = bone_line_integrals(vertebrae[level], triangles[level], views, density, energy_kev)
+        decomposition.append(integral)
+        bone_paths.append(depth.thickness)
     decomposition = torch.stack(decomposition)  # (5, V, nv, nu)
     attenuation = decomposition.sum(dim=0) - mu_soft * torch.stack(bone_paths).sum(dim=0)
     if background is not None:

@@ -70,15 +70,23 @@ def transform_polydata(polydata, matrix):
 
 
 def prepare_surface(polydata, smoothing_iterations: int = 20, pass_band: float = 0.05,
-                    max_triangles: Optional[int] = None, what: str = "surface") -> Tuple[np.ndarray, np.ndarray]:
+                    max_triangles: Optional[int] = None, what: str = "surface",
+                    fill_holes: bool = False) -> Tuple[np.ndarray, np.ndarray]:
     """(points, triangles) of the largest closed piece, smoothed and optionally decimated, outward-oriented.
 
-    Raises InputError for a surface with holes (open or non-manifold edges).
+    Raises InputError for a surface with holes (open or non-manifold edges), unless ``fill_holes``
+    caps every hole first (right for a bone cut by the edge of a scan: a shaft's open end).
     """
     import vtk
 
     from .mesh_depth import check_closed_surface, mesh_from_polydata
 
+    if fill_holes:
+        filler = vtk.vtkFillHolesFilter()
+        filler.SetInputData(polydata)
+        filler.SetHoleSize(1e9)
+        filler.Update()
+        polydata = filler.GetOutput()
     triangles = vtk.vtkTriangleFilter()
     triangles.SetInputData(polydata)
     clean = vtk.vtkCleanPolyData()
@@ -139,6 +147,31 @@ def _decimate(polydata, max_triangles: int):
         pro.BoundaryVertexDeletionOff()
         pro.Update()
         return pro.GetOutput()
+
+
+def surface_pieces(polydata, min_triangles: int = 50, what: str = "surface") -> list:
+    """[(points, triangles)] of every closed connected piece with at least ``min_triangles``
+    (loose specks dropped), each outward-oriented, not smoothed."""
+    import vtk
+
+    triangles = vtk.vtkTriangleFilter()
+    triangles.SetInputData(polydata)
+    clean = vtk.vtkCleanPolyData()
+    clean.SetInputConnection(triangles.GetOutputPort())
+    regions = vtk.vtkPolyDataConnectivityFilter()
+    regions.SetInputConnection(clean.GetOutputPort())
+    regions.SetExtractionModeToAllRegions()
+    regions.Update()
+    pieces = []
+    for region in range(regions.GetNumberOfExtractedRegions()):
+        one = vtk.vtkPolyDataConnectivityFilter()
+        one.SetInputConnection(clean.GetOutputPort())
+        one.SetExtractionModeToSpecifiedRegions()
+        one.AddSpecifiedRegion(region)
+        one.Update()
+        if one.GetOutput().GetNumberOfPolys() >= min_triangles:
+            pieces.append(prepare_surface(one.GetOutput(), smoothing_iterations=0, what=f"{what}, piece {region + 1}"))
+    return pieces
 
 
 def polydata_from_arrays(points, triangles):

@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from BoneReconLib.bone_density import BoneDensity
 from BoneReconLib.dataset_store import CaseDataset, read_manifest
 from BoneReconLib.errors import InputError
 from BoneReconLib.geometry import View
@@ -55,7 +56,8 @@ def test_dataset_cases_are_consistent_and_reproducible(tmp_path):
     # The stored view reproduces the stored line integrals.
     view = View.from_dict(case["meta"]["geometry"]["views"][0])
     bones = SUBJECTS[case["meta"]["subject"]]
-    redone = render_limb(bones, soft_tissue_envelope(bones, thickness_mm=8.0), [view])
+    redone = render_limb(bones, soft_tissue_envelope(bones, thickness_mm=8.0), [view],
+                         density=BoneDensity(**case["meta"]["density"]))
     assert torch.allclose(redone.attenuation.float(), case["attenuation"], atol=1e-5)
     assert case["meta"]["bones"] == ["femur", "tibia"] and "photons" in case["meta"]["realism"]
     assert again["cases"] == read_manifest(tmp_path / "b")["cases"]

@@ -7,7 +7,8 @@ import torch
 from BoneReconLib.drr import hu_to_mu
 from BoneReconLib.errors import InputError
 from BoneReconLib.geometry import ap_view
-from BoneReconLib.limb_radiograph import BONE_HU, SOFT_TISSUE_HU, Bone, render_limb, soft_tissue_envelope
+from BoneReconLib.bone_density import SOFT_TISSUE_HU
+from BoneReconLib.limb_radiograph import BONE_HU, Bone, render_limb, soft_tissue_envelope
 from meshes import ellipsoid
 
 MU_SOFT, MU_BONE = (float(hu_to_mu(np.float64(hu), 60.0)) for hu in (SOFT_TISSUE_HU, BONE_HU))

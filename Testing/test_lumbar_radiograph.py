@@ -5,14 +5,14 @@ refused."""
 import numpy as np
 import pytest
 import SimpleITK as sitk
-import torch
 from meshes import ellipsoid
 
 from BoneReconLib.drr import hu_to_mu
 from BoneReconLib.errors import InputError
 from BoneReconLib.geometry import View, ap_view, biplanar_rig
 from BoneReconLib.lumbar_dataset import draw_case
-from BoneReconLib.lumbar_radiograph import SOFT_TISSUE_HU, BoneDensity, SpineCT, inner_surface, render_lumbar
+from BoneReconLib.bone_density import SOFT_TISSUE_HU, BoneDensity
+from BoneReconLib.lumbar_radiograph import SpineCT, render_lumbar
 from BoneReconLib.sample_data import SAMPLE_CT, SAMPLE_VERTEBRA_LABELS
 from BoneReconLib.shape_model_library import load_models
 from BoneReconLib.spine_alignment import LEVELS
@@ -48,14 +48,6 @@ def test_cortical_shell_and_interior_of_a_sphere_match_the_analytic_chords():
         assert float(images.attenuation[0, 30, 30 + offset_px]) == pytest.approx(expected - mu_soft * outer, rel=0.01)
     # The shell makes the rim brighter than a uniform ball of the same mean would be.
     assert float(images.decomposition[0, 0, 30, 57]) / 2 > mu_c * np.sqrt(radius ** 2 - (27 * 0.5 * scale) ** 2)
-
-
-def test_inner_surface_is_the_sphere_shrunk_by_the_thickness():
-    points, triangles = ellipsoid(theta=80, phi=80, radii=(10.0,) * 3)
-    inner = inner_surface(torch.as_tensor(points), torch.as_tensor(triangles), 1.5).numpy()
-    assert np.linalg.norm(inner, axis=1) == pytest.approx(8.5, abs=1e-3)
-    flipped = inner_surface(torch.as_tensor(points), torch.as_tensor(triangles[:, ::-1].copy()), 1.5).numpy()
-    assert flipped == pytest.approx(inner)  # the orientation of the triangles does not matter
 
 
 def test_every_landmark_projects_onto_its_own_vertebra_image(background, models):
