@@ -136,6 +136,25 @@ def _cmd_dataset_lumbar(args) -> int:
         progress=progress), f"{len(backgrounds)} background CT(s)")
 
 
+def _cmd_train_biplanar(args) -> int:
+    from .biplanar_training import train_biplanar
+
+    try:
+        history = train_biplanar(args.data, args.out, steps=args.steps, batch_size=args.batch,
+                                 learning_rate=args.lr, seed=args.seed, device=args.device,
+                                 validate_every=args.validate_every,
+                                 progress=None if args.quiet else _print_progress)
+    except (KeyboardInterrupt, Cancelled):
+        print(f"bonerecon: interrupted; {args.out}/checkpoint.pt holds the last checkpoint: run the same command "
+              "again to resume.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    last = history["validation"][-1] if history["validation"] else {}
+    print(f"Trained {args.steps} steps into {args.out}: validation landmark error AP "
+          f"{last.get('landmark_mm_AP', float('nan')):.2f} mm, LAT {last.get('landmark_mm_LAT', float('nan')):.2f} mm "
+          f"(best weights: {args.out}/best.pt)")
+    return EXIT_OK
+
+
 def _check_case_counts(args) -> None:
     if args.cases < 1 or args.size < 16:
         raise InputError("--cases must be at least 1 and --size at least 16 pixels.")
@@ -283,6 +302,23 @@ def build_parser() -> argparse.ArgumentParser:
     lumbar.add_argument("--size", type=int, default=256, help="image size in pixels per view (default 256)")
     lumbar.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     lumbar.set_defaults(func=_cmd_dataset_lumbar)
+
+    train_commands = _command_group(commands, "train", "train the networks on dataset folders",
+                                    "Train the networks on dataset folders made by 'bonerecon dataset'.")
+    biplanar = train_commands.add_parser(
+        "biplanar", help="lumbar dataset -> the BiplanarRecon network (decomposition + landmarks)",
+        description="Train the multi-task network (per-vertebra decomposition and landmark heatmaps, both views) on "
+        "a 'bonerecon dataset lumbar' folder. Writes OUT/checkpoint.pt (resumable: run the same command again), "
+        "OUT/best.pt (best validation landmark error) and OUT/history.json. Deterministic for a seed.")
+    biplanar.add_argument("--data", required=True, help="a finished lumbar dataset folder")
+    biplanar.add_argument("--out", required=True, help="training folder (new, or an unfinished run to resume)")
+    biplanar.add_argument("--steps", type=int, default=20000, help="optimiser steps (default 20000)")
+    biplanar.add_argument("--batch", type=int, default=8, help="samples (case views) per step (default 8)")
+    biplanar.add_argument("--lr", type=float, default=1e-3, help="initial learning rate (default 1e-3)")
+    biplanar.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    biplanar.add_argument("--validate-every", type=int, default=500, help="steps between validations (default 500)")
+    biplanar.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="torch device")
+    biplanar.set_defaults(func=_cmd_train_biplanar)
     return parser
 
 

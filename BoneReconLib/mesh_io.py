@@ -87,12 +87,8 @@ def prepare_surface(polydata, smoothing_iterations: int = 20, pass_band: float =
         filler.SetHoleSize(1e9)
         filler.Update()
         polydata = filler.GetOutput()
-    triangles = vtk.vtkTriangleFilter()
-    triangles.SetInputData(polydata)
-    clean = vtk.vtkCleanPolyData()
-    clean.SetInputConnection(triangles.GetOutputPort())
     largest = vtk.vtkPolyDataConnectivityFilter()
-    largest.SetInputConnection(clean.GetOutputPort())
+    largest.SetInputData(_triangulated(polydata))
     largest.SetExtractionModeToLargestRegion()
     last = largest
     if smoothing_iterations > 0:
@@ -149,23 +145,32 @@ def _decimate(polydata, max_triangles: int):
         return pro.GetOutput()
 
 
-def surface_pieces(polydata, min_triangles: int = 50, what: str = "surface") -> list:
-    """[(points, triangles)] of every closed connected piece with at least ``min_triangles``
-    (loose specks dropped), each outward-oriented, not smoothed."""
+def _triangulated(polydata):
+    """The surface as triangles with duplicate points merged (a new vtkPolyData)."""
     import vtk
 
     triangles = vtk.vtkTriangleFilter()
     triangles.SetInputData(polydata)
     clean = vtk.vtkCleanPolyData()
     clean.SetInputConnection(triangles.GetOutputPort())
+    clean.Update()
+    return clean.GetOutput()
+
+
+def surface_pieces(polydata, min_triangles: int = 50, what: str = "surface") -> list:
+    """[(points, triangles)] of every closed connected piece with at least ``min_triangles``
+    (loose specks dropped), each outward-oriented, not smoothed."""
+    import vtk
+
+    clean = _triangulated(polydata)
     regions = vtk.vtkPolyDataConnectivityFilter()
-    regions.SetInputConnection(clean.GetOutputPort())
+    regions.SetInputData(clean)
     regions.SetExtractionModeToAllRegions()
     regions.Update()
     pieces = []
     for region in range(regions.GetNumberOfExtractedRegions()):
         one = vtk.vtkPolyDataConnectivityFilter()
-        one.SetInputConnection(clean.GetOutputPort())
+        one.SetInputData(clean)
         one.SetExtractionModeToSpecifiedRegions()
         one.AddSpecifiedRegion(region)
         one.Update()

@@ -30,3 +30,20 @@ def shared_data():
     if not SHARED_DATA.is_dir():
         pytest.skip(f"needs the shared anatomy data at {SHARED_DATA} (present on CI, not in a user's clone)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def spine_background():
+    """The sample CT as a lumbar background (its L1-L5 labelled)."""
+    from BoneReconLib.lumbar_radiograph import SpineCT
+    from BoneReconLib.sample_data import SAMPLE_CT, SAMPLE_VERTEBRA_LABELS
+
+    return SpineCT.from_files(SAMPLE_CT, SAMPLE_VERTEBRA_LABELS)
+
+
+@pytest.fixture(scope="session")
+def bundled_models():
+    """The bundled L1-L5 shape models."""
+    from BoneReconLib.shape_model_library import load_models
+
+    return load_models()

@@ -8,20 +8,10 @@ import pytest
 from BoneReconLib.cli import main
 from BoneReconLib.dataset_store import CaseDataset, read_manifest
 from BoneReconLib.lumbar_dataset import generate_lumbar_dataset
-from BoneReconLib.lumbar_radiograph import SpineCT
 from BoneReconLib.progress import Cancelled
 from BoneReconLib.sample_data import SAMPLE_CT, SAMPLE_VERTEBRA_LABELS
-from BoneReconLib.shape_model_library import load_models
 
 
-@pytest.fixture(scope="module")
-def background():
-    return SpineCT.from_files(SAMPLE_CT, SAMPLE_VERTEBRA_LABELS)
-
-
-@pytest.fixture(scope="module")
-def models():
-    return load_models()
 
 
 def arrays_of(folder, case):
@@ -29,8 +19,8 @@ def arrays_of(folder, case):
         return {key: data[key] for key in data.files}
 
 
-def test_same_seed_same_cases_and_a_cancelled_run_resumes(tmp_path, background, models):
-    manifest = generate_lumbar_dataset(tmp_path / "a", [background], models, 4, seed=7, size=(48, 48))
+def test_same_seed_same_cases_and_a_cancelled_run_resumes(tmp_path, spine_background, bundled_models):
+    manifest = generate_lumbar_dataset(tmp_path / "a", [spine_background], bundled_models, 4, seed=7, size=(48, 48))
     assert [c["id"] for c in manifest["cases"]] == [f"case-{n:05d}" for n in range(4)]
     assert {c["subject"] for c in manifest["cases"]} == {c["id"] for c in manifest["cases"]}  # a shape per case
 
@@ -42,10 +32,10 @@ def test_same_seed_same_cases_and_a_cancelled_run_resumes(tmp_path, background, 
             raise Cancelled()
 
     with pytest.raises(Cancelled):
-        generate_lumbar_dataset(tmp_path / "b", [background], models, 4, seed=7, size=(48, 48),
+        generate_lumbar_dataset(tmp_path / "b", [spine_background], bundled_models, 4, seed=7, size=(48, 48),
                                 progress=cancel_after_two)
     assert len(list((tmp_path / "b" / "cases").glob("*.npz"))) == 2
-    generate_lumbar_dataset(tmp_path / "b", [background], models, 4, seed=7, size=(48, 48))
+    generate_lumbar_dataset(tmp_path / "b", [spine_background], bundled_models, 4, seed=7, size=(48, 48))
     for n in range(4):
         first, second = arrays_of(tmp_path / "a", f"case-{n:05d}"), arrays_of(tmp_path / "b", f"case-{n:05d}")
         assert sorted(first) == sorted(second)

@@ -14,18 +14,9 @@ from BoneReconLib.lumbar_dataset import draw_case
 from BoneReconLib.bone_density import SOFT_TISSUE_HU, BoneDensity
 from BoneReconLib.lumbar_radiograph import SpineCT, render_lumbar
 from BoneReconLib.sample_data import SAMPLE_CT, SAMPLE_VERTEBRA_LABELS
-from BoneReconLib.shape_model_library import load_models
 from BoneReconLib.spine_alignment import LEVELS
 
 
-@pytest.fixture(scope="module")
-def background():
-    return SpineCT.from_files(SAMPLE_CT, SAMPLE_VERTEBRA_LABELS)
-
-
-@pytest.fixture(scope="module")
-def models():
-    return load_models()
 
 
 def test_cortical_shell_and_interior_of_a_sphere_match_the_analytic_chords():
@@ -50,9 +41,9 @@ def test_cortical_shell_and_interior_of_a_sphere_match_the_analytic_chords():
     assert float(images.decomposition[0, 0, 30, 57]) / 2 > mu_c * np.sqrt(radius ** 2 - (27 * 0.5 * scale) ** 2)
 
 
-def test_every_landmark_projects_onto_its_own_vertebra_image(background, models):
+def test_every_landmark_projects_onto_its_own_vertebra_image(spine_background, bundled_models):
     for seed in range(3):
-        arrays, meta = draw_case(models, background, np.random.default_rng([11, seed]), size=(128, 128))
+        arrays, meta = draw_case(bundled_models, spine_background, np.random.default_rng([11, seed]), size=(128, 128))
         decomposition = arrays["decomposition"].astype(np.float32)  # (5, V, nv, nu)
         ij = arrays["landmarks_ij"]  # (V, 5, L, 2)
         for v in range(2):
@@ -73,27 +64,27 @@ def test_every_landmark_projects_onto_its_own_vertebra_image(background, models)
         assert np.all(arrays["image"] >= 0) and np.all(arrays["image"] <= 1)
 
 
-def test_lateral_and_ap_views_are_perpendicular_and_see_the_spine_from_the_front_and_side(background, models):
-    arrays, meta = draw_case(models, background, np.random.default_rng(4), size=(64, 64))
+def test_ap_and_lateral_views_are_perpendicular_and_look_from_the_front_and_side(spine_background, bundled_models):
+    arrays, meta = draw_case(bundled_models, spine_background, np.random.default_rng(4), size=(64, 64))
     ap, lat = (View.from_dict(v) for v in meta["geometry"]["views"])
     assert abs(ap.normal @ lat.normal) < np.sin(np.radians(3.5))
     assert ap.normal[1] < -0.98  # AP: beam from the front to the back (up to 5 + 3 deg off)
     assert abs(lat.normal[0]) > 0.98
 
 
-def test_background_loses_its_lumbar_vertebrae_only(background):
-    mu = background.volume().data.numpy()
+def test_background_loses_its_lumbar_vertebrae_only(spine_background):
+    mu = spine_background.volume().data.numpy()
     soft = float(hu_to_mu(np.float64(SOFT_TISSUE_HU)))
-    assert mu[background.lumbar] == pytest.approx(soft)
-    outside = ~background.lumbar
-    assert mu[outside] == pytest.approx(hu_to_mu(background.hu[outside]).astype(np.float32), rel=1e-5)
-    assert background.centroids["L1"][2] > background.centroids["L5"][2] + 100  # L1 well above L5
-    frame = background.spine_frame()
+    assert mu[spine_background.lumbar] == pytest.approx(soft)
+    outside = ~spine_background.lumbar
+    assert mu[outside] == pytest.approx(hu_to_mu(spine_background.hu[outside]).astype(np.float32), rel=1e-5)
+    assert spine_background.centroids["L1"][2] > spine_background.centroids["L5"][2] + 100  # L1 well above L5
+    frame = spine_background.spine_frame()
     assert frame[:3, :3] @ frame[:3, :3].T == pytest.approx(np.eye(3))
     assert frame[1, 1] > 0.9  # y toward the patient's front
 
 
-def test_bad_backgrounds_are_refused(tmp_path, background):
+def test_bad_backgrounds_are_refused(tmp_path, spine_background):
     with pytest.raises(InputError, match="choose the matching label table"):
         SpineCT.from_files(SAMPLE_CT, SAMPLE_VERTEBRA_LABELS, label_table="verse")
     labels = sitk.ReadImage(str(SAMPLE_VERTEBRA_LABELS))
@@ -112,4 +103,4 @@ def test_bad_backgrounds_are_refused(tmp_path, background):
         SpineCT.from_files(tmp_path / "missing.nii.gz", SAMPLE_VERTEBRA_LABELS)
     views = biplanar_rig(size=(16, 16))
     with pytest.raises(InputError, match="No vertebrae"):
-        render_lumbar(background.volume(), {}, {}, {}, views)
+        render_lumbar(spine_background.volume(), {}, {}, {}, views)

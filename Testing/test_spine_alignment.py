@@ -8,7 +8,6 @@ import pytest
 from meshes import ellipsoid
 
 from BoneReconLib.errors import InputError
-from BoneReconLib.shape_model_library import load_models
 from BoneReconLib.spine_alignment import (
     LEVELS,
     MIN_POSTERIOR_DISC_MM,
@@ -24,22 +23,18 @@ from BoneReconLib.spine_alignment import (
 )
 
 
-@pytest.fixture(scope="module")
-def models():
-    return load_models()
+
+def means(bundled_models):
+    return {level: bundled_models[level].mean for level in LEVELS}
 
 
-def means(models):
-    return {level: models[level].mean for level in LEVELS}
-
-
-def test_placed_means_have_the_asked_disc_angles_heights_and_stack_upward(models):
+def test_placed_means_have_the_asked_disc_angles_heights_and_stack_upward(bundled_models):
     alignment = SpineAlignment(lordosis_deg=dict(zip(SEGMENTS, (2.0, 4.0, 6.0, 9.0))),
                                coronal_deg=dict(zip(SEGMENTS, (3.0, -2.0, 1.5, 0.0))),
                                disc_height_mm=dict(zip(SEGMENTS, (8.0, 9.0, 10.0, 11.0))),
                                slip_mm={s: 0.0 for s in SEGMENTS}, axial_deg=dict(zip(SEGMENTS, (1.0, 0, 0, -2.0))))
-    placed = place_spine(models, means(models), alignment)
-    measured = measured_alignment(models, placed.points, placed.poses)
+    placed = place_spine(bundled_models, means(bundled_models), alignment)
+    measured = measured_alignment(bundled_models, placed.points, placed.poses)
     for segment in SEGMENTS:
         assert measured[segment]["lordosis_deg"] == pytest.approx(alignment.lordosis_deg[segment], abs=1e-6)
         assert measured[segment]["coronal_deg"] == pytest.approx(alignment.coronal_deg[segment], abs=1e-6)
@@ -55,26 +50,26 @@ def test_placed_means_have_the_asked_disc_angles_heights_and_stack_upward(models
     assert placed.poses["L5"] == pytest.approx(np.eye(4))
 
 
-def test_a_slip_moves_the_upper_vertebra_forward_along_the_lower_endplate(models):
+def test_a_slip_moves_the_upper_vertebra_forward_along_the_lower_endplate(bundled_models):
     base = SpineAlignment.neutral(lordosis=(0.0, 0.0, 0.0, 0.0))
     slipped = SpineAlignment.neutral(lordosis=(0.0, 0.0, 0.0, 0.0))
     slipped.slip_mm["L4-L5"] = 8.0
-    a = place_spine(models, means(models), base)
-    b = place_spine(models, means(models), slipped)
-    forward = endplate_frame(landmarks_of(models["L5"], a.world("L5")), "superior")[:3, 1]
+    a = place_spine(bundled_models, means(bundled_models), base)
+    b = place_spine(bundled_models, means(bundled_models), slipped)
+    forward = endplate_frame(landmarks_of(bundled_models["L5"], a.world("L5")), "superior")[:3, 1]
     shift = b.world("L4").mean(axis=0) - a.world("L4").mean(axis=0)
     assert shift == pytest.approx(8.0 * forward, abs=1e-6)
     assert b.world("L5") == pytest.approx(a.world("L5"))
 
 
-def test_lordosis_is_capped_so_the_disc_keeps_its_posterior_height(models):
+def test_lordosis_is_capped_so_the_disc_keeps_its_posterior_height(bundled_models):
     alignment = SpineAlignment.neutral(disc_height_mm=6.0, lordosis=(40.0, 40.0, 40.0, 40.0))
-    placed = place_spine(models, means(models), alignment)
-    marks = landmarks_of(models["L5"], models["L5"].mean)
+    placed = place_spine(bundled_models, means(bundled_models), alignment)
+    marks = landmarks_of(bundled_models["L5"], bundled_models["L5"].mean)
     depth = np.linalg.norm(marks["body anterior superior"] - marks["body posterior superior"])
     cap = math.degrees(math.atan2(6.0 - MIN_POSTERIOR_DISC_MM, depth / 2))
     assert placed.alignment.lordosis_deg["L4-L5"] == pytest.approx(cap)
-    measured = measured_alignment(models, placed.points, placed.poses)
+    measured = measured_alignment(bundled_models, placed.points, placed.poses)
     assert measured["L4-L5"]["lordosis_deg"] == pytest.approx(cap, abs=1e-6)
     assert cap < 15.0
 
@@ -103,18 +98,18 @@ def test_sampled_alignments_stay_in_range_and_repeat_from_the_seed():
         SpineAlignment.neutral(disc_height_mm=30.0)
 
 
-def test_of_several_candidate_shapes_the_one_that_fits_the_vertebra_below_is_taken(models):
+def test_of_several_candidate_shapes_the_one_that_fits_the_vertebra_below_is_taken(bundled_models):
     rng = np.random.default_rng(3)
-    shapes = {level: models[level].instances(rng.standard_normal((3, models[level].n_modes))).numpy()
+    shapes = {level: bundled_models[level].instances(rng.standard_normal((3, bundled_models[level].n_modes))).numpy()
               for level in LEVELS}
     alignment = sample_alignment(np.random.default_rng(0))
-    both = place_spine(models, shapes, alignment)
+    both = place_spine(bundled_models, shapes, alignment)
     lower_chain = {level: shapes[level][both.chosen[level]] for level in LEVELS}
     for segment, upper in (("L4-L5", "L4"), ("L1-L2", "L1")):
         alone = []
         for k in range(3):  # each candidate of this level alone, the rest as chosen
             one = dict(lower_chain, **{upper: shapes[upper][k]})
-            alone.append(place_spine(models, one, alignment).overlap_mm[segment])
+            alone.append(place_spine(bundled_models, one, alignment).overlap_mm[segment])
         assert both.chosen[upper] == int(np.argmin(alone))
         assert both.overlap_mm[segment] == pytest.approx(min(alone))
     assert both.points["L3"] == pytest.approx(shapes["L3"][both.chosen["L3"]])

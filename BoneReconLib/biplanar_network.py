@@ -1,0 +1,95 @@
+"""The BiplanarRecon network: one multi-task model for lumbar decomposition and landmark heatmaps.
+
+Input: a radiograph resampled to ``INPUT_SIZE`` x ``INPUT_SIZE`` pixels of ``INPUT_SPACING_MM``
+on the detector (384 mm: a lumbar spine with its surroundings at clinical magnification),
+normalised to zero mean and unit spread, plus which view it is (AP = 0, lateral = 1), given to
+the network as a second input channel. A shared U-Net-style encoder/decoder feeds two heads:
+
+- decomposition: one image per vertebra L1-L5 (that vertebra's own line integral, scaled by
+  ``DECOMPOSITION_SCALE`` so that values are of order 1);
+- landmarks: one heatmap per landmark of every vertebra (5 x 19), at full resolution, decoded to
+  sub-pixel positions by a soft-argmax over the heatmap's softmax (``decode_landmarks``), with a
+  confidence (the softmax mass within 2 pixels of the decoded position: near 1 for a single
+  sharp peak, low for a flat or split one).
+
+The heads are fused: the landmark head sees the decomposition head's features (a vertebra's
+landmarks lie on its own decomposition image). Small enough for CPU inference. Core module
+(torch), no MRML.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+INPUT_SIZE = 256
+INPUT_SPACING_MM = 1.5
+DECOMPOSITION_SCALE = 0.5  # decomposition target = line integral x this
+VIEWS = ("AP", "LAT")
+
+
+def _block(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.GroupNorm(min(8, c_out), c_out),
+                         nn.ReLU(inplace=True), nn.Conv2d(c_out, c_out, 3, padding=1, bias=False),
+                         nn.GroupNorm(min(8, c_out), c_out), nn.ReLU(inplace=True))
+
+
+class BiplanarNet(nn.Module):
+    """Shared encoder-decoder, decomposition head, landmark head fused with it."""
+
+    def __init__(self, levels: int = 5, landmarks_per_level: int = 19, widths: Sequence[int] = (16, 32, 64, 96, 128)):
+        super().__init__()
+        self.config = dict(levels=levels, landmarks_per_level=landmarks_per_level, widths=list(widths))
+        self.levels, self.landmarks_per_level = levels, landmarks_per_level
+        self.down = nn.ModuleList()
+        c_in = 2
+        for width in widths:
+            self.down.append(_block(c_in, width))
+            c_in = width
+        self.up = nn.ModuleList()
+        for skip, width in zip(reversed(widths[:-1]), reversed(widths[1:])):
+            self.up.append(_block(width + skip, skip))
+        top = widths[0]
+        self.decomposition_features = _block(top, top)
+        self.decomposition_out = nn.Conv2d(top, levels, 1)
+        self.landmark_features = _block(2 * top, 2 * top)
+        self.landmark_out = nn.Conv2d(2 * top, levels * landmarks_per_level, 1)
+
+    def forward(self, image: torch.Tensor, view: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """``image`` (B, 1, H, W) normalised, ``view`` (B,) 0 = AP, 1 = lateral; H, W multiples of 16."""
+        plane = view.to(image.dtype).reshape(-1, 1, 1, 1).expand_as(image)
+        x = torch.cat([image, plane], dim=1)
+        skips = []
+        for k, block in enumerate(self.down):
+            x = block(x if k == 0 else F.max_pool2d(x, 2))
+            skips.append(x)
+        for block, skip in zip(self.up, reversed(skips[:-1])):
+            x = block(torch.cat([F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False),
+                                 skip], dim=1))
+        decomposition_features = self.decomposition_features(x)
+        landmark_features = self.landmark_features(torch.cat([x, decomposition_features], dim=1))
+        return dict(decomposition=self.decomposition_out(decomposition_features),
+                    heatmaps=self.landmark_out(landmark_features))
+
+
+def decode_landmarks(heatmaps: torch.Tensor, radius_px: float = 2.0) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Sub-pixel positions (..., K, 2) as (i = column, j = row) and confidences (..., K) of heatmap
+    logits (..., K, H, W): soft-argmax of each map's softmax, and the probability mass within
+    ``radius_px`` of that position."""
+    *lead, height, width = heatmaps.shape
+    probabilities = torch.softmax(heatmaps.reshape(*lead, height * width).float(), dim=-1).reshape(*lead, height,
+                                                                                                    width)
+    rows = torch.arange(height, dtype=probabilities.dtype, device=heatmaps.device)
+    cols = torch.arange(width, dtype=probabilities.dtype, device=heatmaps.device)
+    i = (probabilities.sum(dim=-2) * cols).sum(dim=-1)
+    j = (probabilities.sum(dim=-1) * rows).sum(dim=-1)
+    near = ((cols - i[..., None, None]) ** 2 + (rows[:, None] - j[..., None, None]) ** 2) <= radius_px ** 2
+    confidence = (probabilities * near).sum(dim=(-2, -1))
+    return torch.stack([i, j], dim=-1), confidence
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

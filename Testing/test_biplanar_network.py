@@ -1,0 +1,124 @@
+"""BiplanarRecon network: sub-pixel decoding of known heatmaps, resampling that keeps landmarks on
+their vertebrae, training that resumes to the same weights as an uninterrupted run."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from BoneReconLib.biplanar_network import BiplanarNet, decode_landmarks
+from BoneReconLib.biplanar_samples import (
+    BiplanarSamples,
+    from_network_pixels,
+    network_transform,
+    resample,
+    to_network_pixels,
+)
+from BoneReconLib.biplanar_training import train_biplanar
+from BoneReconLib.errors import InputError
+from BoneReconLib.lumbar_dataset import generate_lumbar_dataset
+from BoneReconLib.progress import Cancelled
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory, spine_background, bundled_models):
+    folder = tmp_path_factory.mktemp("tiny") / "lumbar"
+    generate_lumbar_dataset(folder, [spine_background], bundled_models, 10, seed=2, size=(96, 96))
+    return folder
+
+
+def test_soft_argmax_finds_sub_pixel_peaks_and_confidence_separates_sharp_from_flat():
+    h, w = 40, 50
+    rows, cols = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64),
+                                indexing="ij")
+    truth = torch.tensor([[12.3, 20.7], [30.55, 8.25], [25.0, 33.9]])
+    logits = torch.stack([-((cols - i) ** 2 + (rows - j) ** 2) / (2 * 1.5 ** 2) for i, j in truth])
+    decoded, confidence = decode_landmarks(logits)
+    assert decoded.double() == pytest.approx(truth, abs=1e-3)
+    assert torch.all(confidence > 0.5)
+    flat, low = decode_landmarks(torch.zeros(1, h, w))
+    assert flat[0] == pytest.approx([(w - 1) / 2, (h - 1) / 2]) and float(low[0]) < 0.01
+
+
+def test_network_shapes_and_view_input():
+    model = BiplanarNet().eval()
+    image = torch.randn(2, 1, 64, 64)
+    with torch.no_grad():
+        out = model(image, torch.tensor([0.0, 1.0]))
+        same_view = model(image, torch.tensor([0.0, 0.0]))
+    assert tuple(out["decomposition"].shape) == (2, 5, 64, 64)
+    assert tuple(out["heatmaps"].shape) == (2, 95, 64, 64)
+    assert torch.equal(out["heatmaps"][0], same_view["heatmaps"][0])
+    assert not torch.allclose(out["heatmaps"][1], same_view["heatmaps"][1])  # the view changes the answer
+
+
+def test_resampling_maps_image_points_to_network_points():
+    image = torch.zeros(1, 120, 100)
+    image[0, 28:33, 68:73] = 1.0  # a 5 x 5 spot centred on row 30, column 70
+    transform = network_transform(image.shape, (0.75, 0.75), size=64, turn_deg=20.0, zoom=1.1, shift_px=(3, -2))
+    spot = to_network_pixels(np.array([70.0, 30.0]), transform)
+    assert from_network_pixels(spot, transform) == pytest.approx([70.0, 30.0])
+    dot = resample(image, transform, size=64)[0]
+    rows, cols = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+    centre = np.array([float((dot * cols).sum() / dot.sum()), float((dot * rows).sum() / dot.sum())])
+    assert centre == pytest.approx(spot, abs=0.3)
+    # Equal spacing, no augmentation: the centre maps to the centre and distances are kept.
+    same = network_transform((1, 64, 64), (1.5, 1.5), size=64)
+    assert same == pytest.approx(np.eye(3))
+    with pytest.raises(InputError, match="spacing must be positive"):
+        network_transform((1, 8, 8), (0.0, 1.0))
+
+
+def test_samples_keep_every_landmark_on_its_vertebra(tiny):
+    samples = BiplanarSamples(tiny, None, augment=True, seed=1, size=96)
+    assert len(samples) == 20
+    for index in range(len(samples)):
+        item = samples[index]
+        assert abs(float(item["image"].mean())) < 0.2  # normalised
+        for k, (i, j) in enumerate(item["landmarks"].numpy()):
+            if item["weight"][k] == 0:
+                continue
+            level = k // 19
+            r, c = int(round(j)), int(round(i))
+            patch = item["decomposition"][level, max(r - 2, 0):r + 3, max(c - 2, 0):c + 3]
+            assert float(patch.max()) > 0, (index, k)
+    again = BiplanarSamples(tiny, None, augment=True, seed=1, size=96)[5]
+    assert torch.equal(again["image"], samples[5]["image"])
+
+
+def test_training_resumes_to_the_same_weights_and_refuses_other_settings(tiny, tmp_path):
+    common = dict(batch_size=2, validate_every=2, checkpoint_every=1, size=32, seed=4)
+    straight = train_biplanar(tiny, tmp_path / "straight", steps=4, **common)
+    calls = []
+
+    def stop_at_two(fraction, message):
+        calls.append(message)
+        if len(calls) == 2:
+            raise Cancelled()
+
+    with pytest.raises(Cancelled):
+        train_biplanar(tiny, tmp_path / "resumed", steps=4, progress=stop_at_two, **common)
+    resumed = train_biplanar(tiny, tmp_path / "resumed", steps=4, **common)
+    a = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=False)["model"]
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert [t["total"] for t in straight["train"]] == [t["total"] for t in resumed["train"]]
+    assert len(straight["validation"]) == 2 and (tmp_path / "straight" / "best.pt").exists()
+    assert json.loads((tmp_path / "straight" / "history.json").read_text())["settings"]["steps"] == 4
+    with pytest.raises(InputError, match="other settings"):
+        train_biplanar(tiny, tmp_path / "straight", steps=5, **common)
+    with pytest.raises(InputError, match="multiple of 16"):
+        train_biplanar(tiny, tmp_path / "bad", steps=1, size=40)
+
+
+def test_train_command(tiny, tmp_path):
+    from BoneReconLib.cli import main
+
+    code = main(["--quiet", "train", "biplanar", "--data", str(tiny), "--out", str(tmp_path / "run"),
+                 "--steps", "1", "--batch", "1", "--validate-every", "1", "--device", "cpu"])
+    assert code == 0 and (tmp_path / "run" / "best.pt").exists()
+    code = main(["--quiet", "train", "biplanar", "--data", str(tmp_path / "nothing"), "--out", str(tmp_path / "r2"),
+                 "--steps", "1"])
+    assert code == 2
