@@ -56,11 +56,12 @@ def losses(output: dict, batch: dict) -> dict:
     target = batch["landmarks"]
     gauss_i = torch.exp(-(cols - target[..., 0:1]) ** 2 / (2 * HEATMAP_SIGMA_PX ** 2))  # (B, K, W)
     gauss_j = torch.exp(-(rows - target[..., 1:2]) ** 2 / (2 * HEATMAP_SIGMA_PX ** 2))  # (B, K, H)
-    wanted = (gauss_j[..., :, None] * gauss_i[..., None, :]).reshape(b, k, h * w)
-    wanted = wanted / wanted.sum(dim=-1, keepdim=True).clamp_min(1e-12)
+    # The target is separable (rows x columns), so its cross-entropy needs no (B, K, H, W) target map.
+    mass = (gauss_j.sum(dim=-1) * gauss_i.sum(dim=-1)).clamp_min(1e-12)
+    expected_log_p = torch.einsum("bkr,bkrc,bkc->bk", gauss_j, log_p.reshape(b, k, h, w), gauss_i) / mass
     weight = batch["weight"]
     count = weight.sum().clamp_min(1.0)
-    cross_entropy = (-(wanted * log_p).sum(dim=-1) * weight).sum() / count
+    cross_entropy = (-expected_log_p * weight).sum() / count
     decoded, _ = decode_landmarks(heatmaps)
     position = ((decoded - target).norm(dim=-1) * weight).sum() / count
     total = DECOMPOSITION_WEIGHT * decomposition + cross_entropy + POSITION_WEIGHT * position

@@ -53,13 +53,11 @@ def sample_density(rng: np.random.Generator) -> BoneDensity:
 
 def inner_surface(points: torch.Tensor, triangles: torch.Tensor, depth_mm: float) -> torch.Tensor:
     """The surface moved inward by ``depth_mm`` along the area-weighted vertex normals (..., P, 3)."""
+    from .mesh_depth import vertex_normals
+
     a, b, c = (points[..., triangles[:, k], :] for k in range(3))
-    face = torch.linalg.cross(b - a, c - a)
-    normals = torch.zeros_like(points)
-    for k in range(3):
-        normals.index_add_(-2, triangles[:, k], face)
-    normals = normals / normals.norm(dim=-1, keepdim=True).clamp_min(1e-12)
     volume = (a * torch.linalg.cross(b, c)).sum(dim=(-1, -2))  # > 0 when the normals point outward
+    normals = vertex_normals(points, triangles)
     return points - depth_mm * torch.sign(volume)[..., None, None] * normals
 
 

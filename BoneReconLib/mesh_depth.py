@@ -58,6 +58,17 @@ def check_closed_surface(triangles: np.ndarray, n_points: int, what: str = "mesh
                          "or flipped edges).")
 
 
+def vertex_normals(points: torch.Tensor, triangles: torch.Tensor) -> torch.Tensor:
+    """Unit area-weighted vertex normals (..., P, 3) of meshes (..., P, 3) sharing ``triangles``
+    (T, 3); they point the way the triangles wind (outward for an outward-oriented mesh)."""
+    a, b, c = (points[..., triangles[:, k], :] for k in range(3))
+    face = torch.linalg.cross(b - a, c - a)
+    normals = torch.zeros_like(points)
+    for k in range(3):
+        normals.index_add_(-2, triangles[:, k], face)
+    return normals / normals.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
 def mesh_from_polydata(polydata) -> Tuple[np.ndarray, np.ndarray]:
     """(points, triangles) of a closed vtk surface, with every component's normals turned outward."""
     import vtk

@@ -81,16 +81,6 @@ def nearest(queries: torch.Tensor, points: torch.Tensor, chunk: int = 4096) -> T
     return torch.cat(indices), torch.cat(distances)
 
 
-def vertex_normals(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
-    """Area-weighted unit vertex normals of an outward-oriented mesh."""
-    a, b, c = (points[triangles[:, k]] for k in range(3))
-    face = np.cross(b - a, c - a)
-    normals = np.zeros_like(points)
-    for k in range(3):
-        np.add.at(normals, triangles[:, k], face)
-    return normals / np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
-
-
 def graph_laplacian(n_points: int, triangles: np.ndarray) -> torch.Tensor:
     """Sparse uniform graph Laplacian (degree - adjacency) of the mesh's edges, float64."""
     edges = np.concatenate([triangles[:, [0, 1]], triangles[:, [1, 2]], triangles[:, [2, 0]]])

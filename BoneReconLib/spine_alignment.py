@@ -42,6 +42,7 @@ import torch
 
 from .errors import InputError
 from .geometry import rotation_about
+from .mesh_depth import vertex_normals
 from .shape_model import ShapeModel
 
 LEVELS = ("L1", "L2", "L3", "L4", "L5")
@@ -129,22 +130,13 @@ def disc_transform(lordosis_deg: float, coronal_deg: float, axial_deg: float, he
     return transform
 
 
-def _vertex_normals(points: torch.Tensor, triangles: torch.Tensor) -> torch.Tensor:
-    a, b, c = (points[..., triangles[:, k], :] for k in range(3))
-    face = torch.linalg.cross(b - a, c - a)
-    normals = torch.zeros_like(points)
-    for k in range(3):
-        normals.index_add_(-2, triangles[:, k], face)
-    return normals / normals.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-
-
 def overlap_mm(lower: np.ndarray, upper: np.ndarray, triangles_lower: np.ndarray, triangles_upper: np.ndarray,
                lower_part=None, upper_part=None) -> float:
     """Deepest overlap (mm) of two placed meshes (world vertices): either one's vertices inside the
     other, probing only the given vertex indices (default all; normals come from the whole meshes)."""
     lower_t, upper_t = torch.as_tensor(lower, dtype=torch.float32), torch.as_tensor(upper, dtype=torch.float32)
-    normals_l = _vertex_normals(lower_t, torch.as_tensor(np.asarray(triangles_lower)))
-    normals_u = _vertex_normals(upper_t, torch.as_tensor(np.asarray(triangles_upper)))
+    normals_l = vertex_normals(lower_t, torch.as_tensor(np.asarray(triangles_lower)))
+    normals_u = vertex_normals(upper_t, torch.as_tensor(np.asarray(triangles_upper)))
     lower_part = torch.arange(len(lower)) if lower_part is None else torch.as_tensor(lower_part)
     upper_part = torch.arange(len(upper)) if upper_part is None else torch.as_tensor(upper_part)
     if len(lower_part) == 0 or len(upper_part) == 0:

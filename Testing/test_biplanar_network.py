@@ -122,3 +122,24 @@ def test_train_command(tiny, tmp_path):
     code = main(["--quiet", "train", "biplanar", "--data", str(tmp_path / "nothing"), "--out", str(tmp_path / "r2"),
                  "--steps", "1"])
     assert code == 2
+
+
+def test_heatmap_cross_entropy_equals_the_explicit_gaussian_target():
+    from BoneReconLib.biplanar_training import HEATMAP_SIGMA_PX, losses
+
+    generator = torch.Generator().manual_seed(0)
+    heatmaps = torch.randn(2, 3, 20, 24, generator=generator)
+    target = torch.tensor([[[3.2, 4.7], [20.0, 10.5], [12.1, 18.9]], [[0.0, 0.0], [23.0, 19.0], [7.7, 7.3]]])
+    weight = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]])
+    batch = dict(decomposition=torch.zeros(2, 5, 20, 24), landmarks=target, weight=weight)
+    terms = losses(dict(decomposition=torch.zeros(2, 5, 20, 24), heatmaps=heatmaps), batch)
+    rows, cols = torch.meshgrid(torch.arange(20.0), torch.arange(24.0), indexing="ij")
+    explicit = []
+    for b in range(2):
+        for k in range(3):
+            squared = (cols - target[b, k, 0]) ** 2 + (rows - target[b, k, 1]) ** 2
+            wanted = torch.exp(-squared / (2 * HEATMAP_SIGMA_PX ** 2))
+            wanted = wanted / wanted.sum()
+            log_p = torch.log_softmax(heatmaps[b, k].reshape(-1), dim=0).reshape(20, 24)
+            explicit.append(float(-(wanted * log_p).sum()) * float(weight[b, k]))
+    assert float(terms["cross_entropy"]) == pytest.approx(sum(explicit) / 5.0, rel=1e-5)
