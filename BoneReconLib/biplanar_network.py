@@ -93,3 +93,21 @@ def decode_landmarks(heatmaps: torch.Tensor, radius_px: float = 2.0) -> Tuple[to
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def load_network(path, device="cpu") -> BiplanarNet:
+    """A network from a training folder's ``best.pt`` / ``checkpoint.pt`` (weights and configuration)."""
+    from pathlib import Path
+
+    from .errors import InputError
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"No network weights at {path}.")
+    state = torch.load(path, map_location=device, weights_only=False)
+    config = state.get("config") or state.get("history", {}).get("settings", {}).get("config")
+    if config is None or "model" not in state:
+        raise InputError(f"{path} holds no BiplanarRecon network (weights and configuration).")
+    model = BiplanarNet(**config).to(device)
+    model.load_state_dict(state["model"])
+    return model.eval()

@@ -143,3 +143,20 @@ def test_heatmap_cross_entropy_equals_the_explicit_gaussian_target():
             log_p = torch.log_softmax(heatmaps[b, k].reshape(-1), dim=0).reshape(20, 24)
             explicit.append(float(-(wanted * log_p).sum()) * float(weight[b, k]))
     assert float(terms["cross_entropy"]) == pytest.approx(sum(explicit) / 5.0, rel=1e-5)
+
+
+def test_trained_weights_load_back(tiny, tmp_path):
+    from BoneReconLib.biplanar_network import load_network
+
+    train_biplanar(tiny, tmp_path / "run", steps=1, batch_size=1, validate_every=1, size=32)
+    state = torch.load(tmp_path / "run" / "best.pt", weights_only=False)
+    for path in (tmp_path / "run" / "best.pt", tmp_path / "run" / "checkpoint.pt"):
+        model = load_network(path)
+        assert not model.training
+        for key, value in model.state_dict().items():
+            assert torch.equal(value, state["model"][key]), key
+    torch.save({"something": 1}, tmp_path / "other.pt")
+    with pytest.raises(InputError, match="holds no BiplanarRecon network"):
+        load_network(tmp_path / "other.pt")
+    with pytest.raises(InputError, match="No network weights"):
+        load_network(tmp_path / "missing.pt")

@@ -1,0 +1,99 @@
+"""BiplanarRecon network on held-out synthetic cases: landmark error (mm at the detector) and
+decomposition quality, side by side with the published multi-task network's figures.
+
+    python benchmarks/biplanar_network.py --data DATASET --weights RUN/best.pt [--split test] [--max-cases N]
+
+DATASET is a `bonerecon dataset lumbar` folder; its test split holds shapes never seen in training
+(each case its own shapes). Every (case, view) is resampled to the network grid without
+augmentation. Printed per view: mean, median and 90th percentile landmark error over the landmarks
+inside the network's field, the share within 2 and 4 mm, the error per anatomical region, and per
+vertebra the decomposition MAE, PSNR and SSIM (on the network grid, line integrals x 0.5, data
+range = the truth's maximum), plus the inference time for both views of a case.
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from BoneReconLib.biplanar_network import decode_landmarks, load_network  # noqa: E402
+from BoneReconLib.biplanar_samples import BiplanarSamples  # noqa: E402
+from BoneReconLib.image_metrics import mae, psnr, ssim  # noqa: E402
+from BoneReconLib.shape_model_library import load_models  # noqa: E402
+from BoneReconLib.spine_alignment import LEVELS  # noqa: E402
+
+PUBLISHED_MM = {"AP": 2.3, "LAT": 4.0}  # mean 2D landmark error of the published multi-task network
+GOAL_MM = 1.5
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--weights", required=True)
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--max-cases", type=int, default=0, help="evaluate at most this many cases (0 = all)")
+    args = parser.parse_args()
+    torch.set_grad_enabled(False)
+    model = load_network(args.weights)
+    samples = BiplanarSamples(args.data, args.split, augment=False)
+    count = len(samples) if args.max_cases <= 0 else min(len(samples), 2 * args.max_cases)
+    regions = [lm.region for lm in load_models(levels=["L1"])["L1"].landmarks] * len(LEVELS)
+    errors = {0: [], 1: []}
+    by_region = {0: {}, 1: {}}
+    decomposition = {0: {level: [] for level in LEVELS}, 1: {level: [] for level in LEVELS}}
+    seconds = []
+    for start in range(0, count, 2):  # both views of one case together, as at inference
+        items = [samples[i] for i in range(start, min(start + 2, count))]
+        images = torch.stack([item["image"] for item in items])
+        views = torch.stack([item["view"] for item in items])
+        tick = time.perf_counter()
+        output = model(images, views)
+        positions, _ = decode_landmarks(output["heatmaps"])
+        seconds.append(time.perf_counter() - tick)
+        for item, predicted, found in zip(items, output["decomposition"], positions):
+            v = int(item["view"])
+            error = ((found - item["landmarks"]).norm(dim=-1) * item["spacing_mm"]).numpy()
+            for k in np.nonzero(item["weight"].numpy() > 0)[0]:
+                errors[v].append(error[k])
+                by_region[v].setdefault(regions[k], []).append(error[k])
+            for n, level in enumerate(LEVELS):
+                truth = item["decomposition"][n]
+                peak = float(truth.max())
+                if peak > 0:
+                    decomposition[v][level].append((mae(predicted[n], truth), psnr(predicted[n], truth, peak),
+                                                    ssim(predicted[n], truth, peak)))
+    print(f"{args.weights}: {count // 2} {args.split} cases, both views, "
+          f"device cpu ({torch.get_num_threads()} threads)")
+    print(f"\n{'view':6s}{'landmarks':>10s}{'mean mm':>9s}{'median':>8s}{'p90':>7s}{'<=2 mm':>8s}{'<=4 mm':>8s}"
+          f"{'published':>11s}{'ratio':>7s}{'goal':>6s}")
+    for v, name in enumerate(("AP", "LAT")):
+        e = np.asarray(errors[v])
+        if len(e) == 0:
+            continue
+        ratio = e.mean() / PUBLISHED_MM[name]
+        print(f"{name:6s}{len(e):10d}{e.mean():9.2f}{np.median(e):8.2f}{np.percentile(e, 90):7.2f}"
+              f"{np.mean(e <= 2):8.0%}{np.mean(e <= 4):8.0%}{PUBLISHED_MM[name]:11.1f}{ratio:7.2f}{GOAL_MM:6.1f}")
+    print(f"\nMean landmark error per region (mm): {'AP':>8s}{'LAT':>8s}")
+    for region in dict.fromkeys(regions):
+        row = [np.mean(by_region[v].get(region, [np.nan])) for v in (0, 1)]
+        print(f"  {region:33s}{row[0]:8.2f}{row[1]:8.2f}")
+    print(f"\nDecomposition per vertebra: {'MAE':>8s}{'PSNR dB':>9s}{'SSIM':>7s}  (AP | LAT)")
+    for level in LEVELS:
+        cells = []
+        for v in (0, 1):
+            values = np.asarray(decomposition[v][level])
+            cells.append(f"{values[:, 0].mean():8.4f}{values[:, 1].mean():9.1f}{values[:, 2].mean():7.3f}"
+                         if len(values) else f"{'-':>24s}")
+        print(f"  {level:25s}{cells[0]}  |{cells[1]}")
+    print(f"\nInference, both views of a case (network + decoding, CPU): median {np.median(seconds):.3f} s "
+          "(target < 2 s)")
+
+
+if __name__ == "__main__":
+    main()
