@@ -40,10 +40,12 @@ def network_transform(image_shape: Sequence[int], pixel_spacing_mm: Sequence[flo
     return to_image @ turn @ to_mm @ centre_net
 
 
-def resample(images: torch.Tensor, transform: np.ndarray, size: int = INPUT_SIZE) -> torch.Tensor:
-    """Images (C, H, W) sampled at ``transform`` (network pixel -> image pixel) onto (C, size, size)."""
+def resample(images: torch.Tensor, transform: np.ndarray, size=INPUT_SIZE) -> torch.Tensor:
+    """Images (C, H, W) sampled at ``transform`` (output pixel -> input pixel) onto (C, size, size),
+    or (C, rows, columns) for ``size`` = (rows, columns)."""
     channels, rows, cols = images.shape
-    j, i = torch.meshgrid(torch.arange(size, dtype=torch.float64), torch.arange(size, dtype=torch.float64),
+    out_rows, out_cols = (size, size) if np.isscalar(size) else size
+    j, i = torch.meshgrid(torch.arange(out_rows, dtype=torch.float64), torch.arange(out_cols, dtype=torch.float64),
                           indexing="ij")
     m = torch.as_tensor(transform, dtype=torch.float64)
     x = m[0, 0] * i + m[0, 1] * j + m[0, 2]

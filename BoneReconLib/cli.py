@@ -155,6 +155,27 @@ def _cmd_train_biplanar(args) -> int:
     return EXIT_OK
 
 
+def _cmd_landmarks(args) -> int:
+    from .biplanar_inference import detect, write_detection
+    from .biplanar_network import load_network
+    from .radiograph_file import read_radiograph
+    from .shape_model_library import load_models
+
+    if args.weights is None:
+        raise InputError("No trained BiplanarRecon weights are bundled yet: give --weights RUN/best.pt "
+                         "(made by 'bonerecon train biplanar').")
+    model = load_network(args.weights)
+    radiograph = read_radiograph(args.image, args.pixel_spacing)
+    names = load_models(levels=["L1"])["L1"].landmark_names
+    detection = detect(model, radiograph.pixels, radiograph.spacing_mm, args.view, names)
+    out = write_detection(detection, args.out, dict(image=str(args.image), view=args.view,
+                                                    pixel_spacing_mm=list(radiograph.spacing_mm),
+                                                    inverted=radiograph.inverted, weights=str(args.weights)),
+                          radiograph.spacing_mm, args.decomposition)
+    print(f"Wrote {len(detection.landmarks)} landmarks to {out}")
+    return EXIT_OK
+
+
 def _check_case_counts(args) -> None:
     if args.cases < 1 or args.size < 16:
         raise InputError("--cases must be at least 1 and --size at least 16 pixels.")
@@ -302,6 +323,21 @@ def build_parser() -> argparse.ArgumentParser:
     lumbar.add_argument("--size", type=int, default=256, help="image size in pixels per view (default 256)")
     lumbar.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     lumbar.set_defaults(func=_cmd_dataset_lumbar)
+
+    landmarks = commands.add_parser(
+        "landmarks", help="a radiograph file -> L1-L5 landmarks (and per-vertebra images) by the network",
+        description="Run the BiplanarRecon network on a plain image file (PNG/JPEG/NRRD/MHA/DICOM, any bit "
+        "depth; MONOCHROME1 inverted) and write every landmark as {vertebra, name, i (column), j (row), "
+        "confidence} in the image's own pixels. The image is resampled to 1.5 mm detector pixels around its "
+        "centre (a 384 mm field).")
+    landmarks.add_argument("--image", required=True, help="the radiograph file")
+    landmarks.add_argument("--view", required=True, choices=["AP", "LAT"], help="which view it is")
+    landmarks.add_argument("--pixel-spacing", type=float, nargs="+", metavar="MM",
+                           help="pixel spacing at the detector, one value or column and row (default: from the file)")
+    landmarks.add_argument("--weights", help="network weights (a training folder's best.pt)")
+    landmarks.add_argument("--out", required=True, help="landmarks JSON file")
+    landmarks.add_argument("--decomposition", help="folder for the per-vertebra images L1..L5 (NRRD)")
+    landmarks.set_defaults(func=_cmd_landmarks)
 
     train_commands = _command_group(commands, "train", "train the networks on dataset folders",
                                     "Train the networks on dataset folders made by 'bonerecon dataset'.")

@@ -1,0 +1,93 @@
+"""Network inference on plain image files: any bit depth and colour, spacing from the header or the
+user, MONOCHROME1 inverted; landmarks and per-vertebra images returned in the input's own pixels."""
+
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+from BoneReconLib.biplanar_inference import detect
+from BoneReconLib.biplanar_network import BiplanarNet
+from BoneReconLib.errors import InputError
+from BoneReconLib.radiograph_file import read_radiograph
+
+NAMES = [f"n{k}" for k in range(19)]
+
+
+def write(array, path, spacing=None, colour=False):
+    image = sitk.GetImageFromArray(array, isVector=colour)
+    if spacing is not None:
+        image.SetSpacing(spacing)
+    sitk.WriteImage(image, str(path))
+    return path
+
+
+def test_files_of_any_depth_and_colour_become_bone_bright_images(tmp_path):
+    ramp = np.tile(np.arange(64, dtype=np.float64), (48, 1))
+    sixteen = write((ramp * 1000).astype(np.uint16), tmp_path / "r16.png")
+    eight = write((ramp * 4).astype(np.uint8), tmp_path / "r8.jpg")
+    colour = write(np.repeat((ramp * 4).astype(np.uint8)[..., None], 3, axis=2), tmp_path / "rgb.png", colour=True)
+    nrrd = write(ramp.astype(np.float32), tmp_path / "r.nrrd", spacing=(0.2, 0.3))
+    with pytest.raises(InputError, match="carries no pixel spacing"):
+        read_radiograph(sixteen)
+    for path in (sixteen, eight, colour):
+        image = read_radiograph(path, [0.15])
+        assert image.pixels.shape == (48, 64) and image.spacing_mm == (0.15, 0.15) and not image.inverted
+        assert image.pixels.min() == 0.0 and image.pixels.max() == 1.0
+        assert np.all(np.diff(image.pixels[10], axis=0) >= -0.02)  # the ramp keeps its direction
+    assert read_radiograph(nrrd).spacing_mm == pytest.approx((0.2, 0.3))
+    flat = write(np.full((32, 32), 7, np.uint8), tmp_path / "flat.png")
+    with pytest.raises(InputError, match="flat"):
+        read_radiograph(flat, [1.0])
+    with pytest.raises(InputError, match="positive"):
+        read_radiograph(sixteen, [0.0])
+
+
+def test_monochrome1_dicom_is_inverted(shared_data):
+    path = shared_data / "xray" / "pydicom" / "RG3_UNCI.dcm"
+    with pytest.raises(InputError, match="carries no pixel spacing"):
+        read_radiograph(path)
+    image = read_radiograph(path, [0.2])
+    assert image.inverted
+    raw = np.squeeze(sitk.GetArrayFromImage(sitk.ReadImage(str(path)))).astype(np.float64)
+    assert np.corrcoef(raw.ravel()[::97], image.pixels.ravel()[::97])[0, 1] < -0.95
+
+
+def test_landmarks_and_decomposition_come_back_in_the_input_pixels():
+    torch.manual_seed(0)
+    model = BiplanarNet().eval()
+    rng = np.random.default_rng(0)
+    coarse = rng.random((160, 120)).astype(np.float32)
+    fine = np.kron(coarse, np.ones((2, 2), np.float32))  # the same picture at half the spacing
+    a = detect(model, coarse, (2.0, 2.0), "AP", NAMES)
+    b = detect(model, fine, (1.0, 1.0), "AP", NAMES)
+    assert len(a.landmarks) == 95 and a.landmarks[19]["vertebra"] == "L2" and a.landmarks[20]["name"] == "n1"
+    pa = np.array([[m["i"], m["j"]] for m in a.landmarks])
+    pb = np.array([[m["i"], m["j"]] for m in b.landmarks])
+    # Pixel centres: coarse (i, j) lies at fine (2i + 0.5, 2j + 0.5); the network saw nearly the same image.
+    assert np.median(np.abs(pb - (2 * pa + 0.5))) < 1.0
+    assert a.decomposition.shape == (5, 160, 120) and b.decomposition.shape == (5, 320, 240)
+    assert np.all(a.decomposition >= 0)
+    with pytest.raises(InputError, match="view"):
+        detect(model, coarse, (2.0, 2.0), "PA", NAMES)
+
+
+def test_landmarks_command(tmp_path):
+    from BoneReconLib.biplanar_training import _save
+    from BoneReconLib.cli import main
+
+    torch.manual_seed(0)
+    model = BiplanarNet()
+    _save(tmp_path / "w.pt", dict(model=model.state_dict(), config=model.config))
+    image = write((np.random.default_rng(1).random((100, 80)) * 4000).astype(np.uint16), tmp_path / "x.png")
+    out = tmp_path / "landmarks.json"
+    code = main(["--quiet", "landmarks", "--image", str(image), "--view", "LAT", "--pixel-spacing", "0.5",
+                 "--weights", str(tmp_path / "w.pt"), "--out", str(out), "--decomposition", str(tmp_path / "dec")])
+    assert code == 0
+    record = json.loads(out.read_text())
+    assert record["size"] == [80, 100] and record["view"] == "LAT" and len(record["landmarks"]) == 95
+    assert set(record["landmarks"][0]) == {"vertebra", "name", "i", "j", "confidence"}
+    assert sitk.ReadImage(str(tmp_path / "dec" / "L3.nrrd")).GetSize() == (80, 100)
+    assert main(["--quiet", "landmarks", "--image", str(image), "--view", "AP", "--out", str(tmp_path / "n.json")]) == 2
+    assert not (tmp_path / "n.json").exists()
