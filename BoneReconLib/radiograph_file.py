@@ -62,14 +62,19 @@ def read_radiograph(path, pixel_spacing: Optional[Sequence[float]] = None) -> Ra
         raise InputError(f"{path.name} is not a 2D image of at least 16 x 16 pixels (shape {array.shape}).")
     photometric = reader.GetMetaData("0028|0004").strip().upper() if reader.HasMetaDataKey("0028|0004") else ""
     inverted = photometric == "MONOCHROME1"
+    pixels = displayed(array, inverted, path.name)
+    spacing = _spacing(path, reader, image, pixel_spacing)
+    return RadiographFile(pixels, spacing, inverted)
+
+
+def displayed(array: np.ndarray, inverted: bool = False, what: str = "The image") -> np.ndarray:
+    """Pixels windowed to [0, 1] between their 0.5 and 99.5 percentiles (float32), inverted if asked."""
+    array = np.asarray(array, dtype=np.float64)
     low, high = np.percentile(array, [0.5, 99.5])
     if not high > low:
-        raise InputError(f"{path.name} is flat (no contrast): it holds no radiograph.")
+        raise InputError(f"{what} is flat (no contrast): it holds no radiograph.")
     pixels = np.clip((array - low) / (high - low), 0.0, 1.0)
-    if inverted:
-        pixels = 1.0 - pixels
-    spacing = _spacing(path, reader, image, pixel_spacing)
-    return RadiographFile(pixels.astype(np.float32), spacing, inverted)
+    return (1.0 - pixels if inverted else pixels).astype(np.float32)
 
 
 def _spacing(path: Path, reader, image, given) -> Tuple[float, float]:

@@ -91,3 +91,42 @@ def test_landmarks_command(tmp_path):
     assert sitk.ReadImage(str(tmp_path / "dec" / "L3.nrrd")).GetSize() == (80, 100)
     assert main(["--quiet", "landmarks", "--image", str(image), "--view", "AP", "--out", str(tmp_path / "n.json")]) == 2
     assert not (tmp_path / "n.json").exists()
+
+
+def test_inference_in_the_scene_places_landmarks_on_the_detector(context, monkeypatch):
+    from BoneReconLib.biplanar_nodes import CONFIDENCE_PREFIX, detect_in_scene
+    from BoneReconLib.geometry import biplanar_rig
+    from BoneReconLib.radiograph_node import create_radiograph_node
+
+    torch.manual_seed(0)
+    model = BiplanarNet().eval()
+    view = biplanar_rig(size=(96, 80), pixel_spacing=(1.2, 1.2))[1]
+    image = np.random.default_rng(2).random((80, 96)).astype(np.float32)
+    node = create_radiograph_node(context.scene, image, view, "LAT radiograph")
+    before = context.scene.GetNumberOfNodes()
+    images, points, detection = detect_in_scene(context.scene, model, node, "LAT", NAMES)
+    assert [n.GetName() for n in images] == [f"LAT radiograph L{k}" for k in range(1, 6)]
+    assert points.GetNumberOfControlPoints() == 95
+    for k in (0, 40, 94):
+        world = np.array(points.GetNthControlPointPosition(k))
+        expected = view.pixel_to_world(detection.landmarks[k]["i"], detection.landmarks[k]["j"])
+        assert world == pytest.approx(expected)
+        assert abs((world - view.detector_center) @ view.normal) < 1e-6  # on the detector plane
+        confidence = float(points.GetNthControlPointDescription(k)[len(CONFIDENCE_PREFIX):])
+        assert confidence == pytest.approx(detection.landmarks[k]["confidence"], abs=1e-4)
+    assert points.GetNthControlPointLabel(20) == "L2 n1"
+    # A failure half-way adds nothing.
+    import BoneReconLib.biplanar_nodes as biplanar_nodes
+
+    count, made = context.scene.GetNumberOfNodes(), []
+
+    def fail_on_third(*args, **kwargs):
+        if len(made) == 2:
+            raise InputError("disk full")
+        made.append(create_radiograph_node(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(biplanar_nodes, "create_radiograph_node", fail_on_third)
+    with pytest.raises(InputError, match="disk full"):
+        detect_in_scene(context.scene, model, node, "LAT", NAMES)
+    assert context.scene.GetNumberOfNodes() == count > before
