@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .biplanar_network import DECOMPOSITION_SCALE, VIEWS, BiplanarNet, decode_landmarks
-from .biplanar_samples import from_network_pixels, network_transform, normalise, resample
+from .biplanar_samples import from_network_pixels, network_transform, normalise, resample, resample_covered
 from .errors import InputError
 from .spine_alignment import LEVELS
 
@@ -40,8 +40,8 @@ def detect(model: BiplanarNet, pixels: np.ndarray, spacing_mm: Sequence[float], 
         raise InputError("The landmark names do not match the network's landmark count.")
     image = torch.as_tensor(np.asarray(pixels, dtype=np.float32))[None]
     transform = network_transform(image.shape, spacing_mm)
-    both = resample(torch.cat([image, torch.ones_like(image)]), transform)
-    network_input = normalise(both[:1], both[1:] > 0.999)[None]
+    picture, covered = resample_covered(image, transform)
+    network_input = normalise(picture, covered)[None]
     output = model(network_input, torch.tensor([float(VIEWS.index(view))]))
     positions, confidence = decode_landmarks(output["heatmaps"][0])
     found = from_network_pixels(positions.double().numpy(), transform)

@@ -55,6 +55,14 @@ def resample(images: torch.Tensor, transform: np.ndarray, size=INPUT_SIZE) -> to
                          align_corners=True)[0]
 
 
+def resample_covered(images: torch.Tensor, transform: np.ndarray, size=INPUT_SIZE):
+    """``resample`` plus a mask (1, ...) of the output pixels that fall fully inside the input
+    (elsewhere the zero padding was sampled): (resampled images, mask)."""
+    ones = torch.ones_like(images[:1], dtype=torch.float32)
+    sampled = resample(torch.cat([images.float(), ones]), transform, size)
+    return sampled[:-1], sampled[-1:] > 0.999
+
+
 def to_network_pixels(points_ij: np.ndarray, transform: np.ndarray) -> np.ndarray:
     """Image pixel coordinates (..., 2) -> network pixel coordinates."""
     inverse = np.linalg.inv(transform)
@@ -108,10 +116,9 @@ class BiplanarSamples(torch.utils.data.Dataset):
         image = case["image"][v]
         transform = network_transform(image.shape, view["pixel_spacing"], self.size, turn_deg=turn, zoom=zoom,
                                       shift_px=shift)
-        stack = torch.cat([image[None].float(), case["decomposition"][:, v].float(),
-                           torch.ones_like(image[None], dtype=torch.float32)])
-        sampled = resample(stack, transform, self.size)
-        picture, decomposition, valid = sampled[:1], sampled[1:-1], sampled[-1:] > 0.999
+        sampled, valid = resample_covered(torch.cat([image[None].float(), case["decomposition"][:, v].float()]),
+                                          transform, self.size)
+        picture, decomposition = sampled[:1], sampled[1:]
         if self.augment:
             picture = picture.clamp(0, 1) ** float(np.exp(rng.normal(0, 0.25)))
             picture = picture * float(rng.uniform(0.8, 1.2)) + float(rng.normal(0, 0.05))
