@@ -43,7 +43,7 @@ def detect(model: BiplanarNet, pixels: np.ndarray, spacing_mm: Sequence[float], 
     picture, covered = resample_covered(image, transform)
     network_input = normalise(picture, covered)[None]
     output = model(network_input, torch.tensor([float(VIEWS.index(view))]))
-    positions, confidence = decode_landmarks(output["heatmaps"][0])
+    positions, confidence = decode_landmarks(output["heatmaps"][0], model.landmark_stride)
     found = from_network_pixels(positions.double().numpy(), transform)
     landmarks = []
     for k, ((i, j), c) in enumerate(zip(found, confidence.tolist())):

@@ -7,18 +7,21 @@ the network as a second input channel. A shared U-Net-style encoder/decoder feed
 
 - decomposition: one image per vertebra L1-L5 (that vertebra's own line integral, scaled by
   ``DECOMPOSITION_SCALE`` so that values are of order 1);
-- landmarks: one heatmap per landmark of every vertebra (5 x 19), at full resolution, decoded to
-  sub-pixel positions by a soft-argmax over the heatmap's softmax (``decode_landmarks``), with a
-  confidence (the softmax mass within 2 pixels of the decoded position: near 1 for a single
-  sharp peak, low for a flat or split one).
+- landmarks: one heatmap per landmark of every vertebra (5 x 19) at 1/``landmark_stride`` of the
+  input resolution, from the decoder's features at that scale (wide enough to tell 95 landmarks
+  apart, which the 16 full-resolution channels are not), decoded to sub-pixel positions by a
+  soft-argmax over the heatmap's softmax (``decode_landmarks``), with a confidence (the softmax
+  mass within 6 mm of the decoded position: near 1 for a single sharp peak, low for a flat or
+  split one).
 
-The heads are fused: the landmark head sees the decomposition head's features (a vertebra's
-landmarks lie on its own decomposition image). Small enough for CPU inference. Core module
-(torch), no MRML.
+The heads are fused: the landmark head sees the decomposition head's features, pooled to its
+scale (a vertebra's landmarks lie on its own decomposition image). Small enough for CPU
+inference. Core module (torch), no MRML.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Dict, Sequence, Tuple
 
 import torch
@@ -40,10 +43,15 @@ def _block(c_in: int, c_out: int) -> nn.Sequential:
 class BiplanarNet(nn.Module):
     """Shared encoder-decoder, decomposition head, landmark head fused with it."""
 
-    def __init__(self, levels: int = 5, landmarks_per_level: int = 19, widths: Sequence[int] = (16, 32, 64, 96, 128)):
+    def __init__(self, levels: int = 5, landmarks_per_level: int = 19, widths: Sequence[int] = (16, 32, 64, 96, 128),
+                 landmark_stride: int = 4):
         super().__init__()
-        self.config = dict(levels=levels, landmarks_per_level=landmarks_per_level, widths=list(widths))
-        self.levels, self.landmarks_per_level = levels, landmarks_per_level
+        scale = int(round(math.log2(landmark_stride)))
+        if landmark_stride < 1 or 2 ** scale != landmark_stride or scale >= len(widths):
+            raise ValueError(f"landmark_stride must be a power of 2 below {2 ** (len(widths) - 1) + 1}.")
+        self.config = dict(levels=levels, landmarks_per_level=landmarks_per_level, widths=list(widths),
+                           landmark_stride=landmark_stride)
+        self.levels, self.landmarks_per_level, self.landmark_stride = levels, landmarks_per_level, landmark_stride
         self.down = nn.ModuleList()
         c_in = 2
         for width in widths:
@@ -55,8 +63,9 @@ class BiplanarNet(nn.Module):
         top = widths[0]
         self.decomposition_features = _block(top, top)
         self.decomposition_out = nn.Conv2d(top, levels, 1)
-        self.landmark_features = _block(2 * top, 2 * top)
-        self.landmark_out = nn.Conv2d(2 * top, levels * landmarks_per_level, 1)
+        width = 2 * widths[scale]
+        self.landmark_features = _block(widths[scale] + top, width)
+        self.landmark_out = nn.Conv2d(width, levels * landmarks_per_level, 1)
 
     def forward(self, image: torch.Tensor, view: torch.Tensor) -> Dict[str, torch.Tensor]:
         """``image`` (B, 1, H, W) normalised, ``view`` (B,) 0 = AP, 1 = lateral; H, W multiples of 16."""
@@ -66,19 +75,26 @@ class BiplanarNet(nn.Module):
         for k, block in enumerate(self.down):
             x = block(x if k == 0 else F.max_pool2d(x, 2))
             skips.append(x)
+        decoded = {}  # stride -> decoder features
         for block, skip in zip(self.up, reversed(skips[:-1])):
             x = block(torch.cat([F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False),
                                  skip], dim=1))
+            decoded[image.shape[-1] // x.shape[-1]] = x
         decomposition_features = self.decomposition_features(x)
-        landmark_features = self.landmark_features(torch.cat([x, decomposition_features], dim=1))
+        s = self.landmark_stride
+        pooled = F.avg_pool2d(decomposition_features, s) if s > 1 else decomposition_features
+        landmark_features = self.landmark_features(torch.cat([decoded[s], pooled], dim=1))
         return dict(decomposition=self.decomposition_out(decomposition_features),
                     heatmaps=self.landmark_out(landmark_features))
 
 
-def decode_landmarks(heatmaps: torch.Tensor, radius_px: float = 2.0) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Sub-pixel positions (..., K, 2) as (i = column, j = row) and confidences (..., K) of heatmap
-    logits (..., K, H, W): soft-argmax of each map's softmax, and the probability mass within
-    ``radius_px`` of that position."""
+def decode_landmarks(heatmaps: torch.Tensor, stride: int = 1,
+                     radius_mm: float = 6.0) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Sub-pixel positions (..., K, 2) in input pixels as (i = column, j = row) and confidences
+    (..., K) of heatmap logits (..., K, H, W) made at 1/``stride`` of the input resolution: the
+    soft-argmax of each map's softmax, and the probability mass within ``radius_mm`` (at the input
+    spacing) of that position. Heatmap pixel k covers input pixels stride*k .. stride*k + stride - 1."""
+    radius_px = radius_mm / INPUT_SPACING_MM / stride
     *lead, height, width = heatmaps.shape
     probabilities = torch.softmax(heatmaps.reshape(*lead, height * width).float(), dim=-1).reshape(*lead, height,
                                                                                                     width)
@@ -88,7 +104,7 @@ def decode_landmarks(heatmaps: torch.Tensor, radius_px: float = 2.0) -> Tuple[to
     j = (probabilities.sum(dim=-1) * rows).sum(dim=-1)
     near = ((cols - i[..., None, None]) ** 2 + (rows[:, None] - j[..., None, None]) ** 2) <= radius_px ** 2
     confidence = (probabilities * near).sum(dim=(-2, -1))
-    return torch.stack([i, j], dim=-1), confidence
+    return torch.stack([i, j], dim=-1) * stride + (stride - 1) / 2, confidence
 
 
 def count_parameters(model: nn.Module) -> int:

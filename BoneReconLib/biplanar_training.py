@@ -5,8 +5,9 @@ run gives the same weights whether or not it was interrupted and resumed (from
 ``checkpoint.pt``, written atomically every ``checkpoint_every`` steps and at the end, with the
 optimiser state and the history). Loss: decomposition L1 (x ``DECOMPOSITION_WEIGHT``) + per
 landmark inside the field the cross-entropy of its heatmap's softmax against a Gaussian of
-``HEATMAP_SIGMA_PX`` (sharp, single peaks: meaningful confidences) + the soft-argmax position
-error in pixels (x ``POSITION_WEIGHT``). Adam with a cosine learning-rate decay. Validation on
+``HEATMAP_SIGMA_PX`` heatmap pixels (sharp, single peaks: meaningful confidences) + the
+soft-argmax position error in input pixels (x ``POSITION_WEIGHT``; it pulls the sub-pixel
+position of the coarse heatmaps into place). Adam with a cosine learning-rate decay. Validation on
 the dataset's validation split (no augmentation) reports the mean landmark error in mm at the
 detector per view and the decomposition MAE; the best weights so far go to ``best.pt``. Core
 module (torch), no MRML.
@@ -29,8 +30,8 @@ from .errors import InputError
 from .progress import ProgressCallback, as_progress
 
 DECOMPOSITION_WEIGHT = 10.0
-POSITION_WEIGHT = 0.05
-HEATMAP_SIGMA_PX = 1.5
+POSITION_WEIGHT = 0.1
+HEATMAP_SIGMA_PX = 1.0
 
 
 def choose_device(name: str = "auto") -> torch.device:
@@ -50,10 +51,11 @@ def losses(output: dict, batch: dict) -> dict:
     decomposition = (output["decomposition"] - batch["decomposition"]).abs().mean()
     heatmaps = output["heatmaps"]
     b, k, h, w = heatmaps.shape
+    stride = batch["image"].shape[-1] // w
     log_p = torch.log_softmax(heatmaps.reshape(b, k, h * w), dim=-1)
     rows = torch.arange(h, dtype=log_p.dtype, device=log_p.device)
     cols = torch.arange(w, dtype=log_p.dtype, device=log_p.device)
-    target = batch["landmarks"]
+    target = (batch["landmarks"] - (stride - 1) / 2) / stride  # input pixels -> heatmap pixels
     gauss_i = torch.exp(-(cols - target[..., 0:1]) ** 2 / (2 * HEATMAP_SIGMA_PX ** 2))  # (B, K, W)
     gauss_j = torch.exp(-(rows - target[..., 1:2]) ** 2 / (2 * HEATMAP_SIGMA_PX ** 2))  # (B, K, H)
     # The target is separable (rows x columns), so its cross-entropy needs no (B, K, H, W) target map.
@@ -62,8 +64,8 @@ def losses(output: dict, batch: dict) -> dict:
     weight = batch["weight"]
     count = weight.sum().clamp_min(1.0)
     cross_entropy = (-expected_log_p * weight).sum() / count
-    decoded, _ = decode_landmarks(heatmaps)
-    position = ((decoded - target).norm(dim=-1) * weight).sum() / count
+    decoded, _ = decode_landmarks(heatmaps, stride)
+    position = ((decoded - batch["landmarks"]).norm(dim=-1) * weight).sum() / count
     total = DECOMPOSITION_WEIGHT * decomposition + cross_entropy + POSITION_WEIGHT * position
     return dict(total=total, decomposition=decomposition, cross_entropy=cross_entropy, position_px=position)
 
@@ -78,7 +80,7 @@ def evaluate(model: BiplanarNet, samples: BiplanarSamples, device, batch_size: i
         batch = collate([samples[i] for i in range(start, min(start + batch_size, len(samples)))])
         batch = {key: value.to(device) for key, value in batch.items()}
         output = model(batch["image"], batch["view"])
-        decoded, _ = decode_landmarks(output["heatmaps"])
+        decoded, _ = decode_landmarks(output["heatmaps"], model.landmark_stride)
         error_mm = (decoded - batch["landmarks"]).norm(dim=-1) * batch["spacing_mm"][:, None]
         for row in range(len(error_mm)):
             keep = batch["weight"][row] > 0

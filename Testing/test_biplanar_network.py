@@ -38,7 +38,10 @@ def test_soft_argmax_finds_sub_pixel_peaks_and_confidence_separates_sharp_from_f
     assert decoded.double() == pytest.approx(truth, abs=1e-3)
     assert torch.all(confidence > 0.5)
     flat, low = decode_landmarks(torch.zeros(1, h, w))
-    assert flat[0] == pytest.approx([(w - 1) / 2, (h - 1) / 2]) and float(low[0]) < 0.01
+    assert flat[0] == pytest.approx([(w - 1) / 2, (h - 1) / 2]) and float(low[0]) < 0.05
+    # Heatmaps at 1/4 of the input resolution: heatmap pixel k covers input pixels 4k .. 4k + 3.
+    coarse, _ = decode_landmarks(logits, stride=4)
+    assert coarse.double() == pytest.approx(4 * truth + 1.5, abs=4e-3)
 
 
 def test_network_shapes_and_view_input():
@@ -48,9 +51,12 @@ def test_network_shapes_and_view_input():
         out = model(image, torch.tensor([0.0, 1.0]))
         same_view = model(image, torch.tensor([0.0, 0.0]))
     assert tuple(out["decomposition"].shape) == (2, 5, 64, 64)
-    assert tuple(out["heatmaps"].shape) == (2, 95, 64, 64)
+    assert tuple(out["heatmaps"].shape) == (2, 95, 16, 16)  # landmark_stride 4
     assert torch.equal(out["heatmaps"][0], same_view["heatmaps"][0])
     assert not torch.allclose(out["heatmaps"][1], same_view["heatmaps"][1])  # the view changes the answer
+    assert tuple(BiplanarNet(landmark_stride=2)(image, torch.zeros(2))["heatmaps"].shape) == (2, 95, 32, 32)
+    with pytest.raises(ValueError, match="power of 2"):
+        BiplanarNet(landmark_stride=3)
 
 
 def test_resampling_maps_image_points_to_network_points():
@@ -124,14 +130,17 @@ def test_train_command(tiny, tmp_path):
     assert code == 2
 
 
-def test_heatmap_cross_entropy_equals_the_explicit_gaussian_target():
+@pytest.mark.parametrize("stride", [1, 4])
+def test_heatmap_cross_entropy_equals_the_explicit_gaussian_target(stride):
     from BoneReconLib.biplanar_training import HEATMAP_SIGMA_PX, losses
 
     generator = torch.Generator().manual_seed(0)
     heatmaps = torch.randn(2, 3, 20, 24, generator=generator)
     target = torch.tensor([[[3.2, 4.7], [20.0, 10.5], [12.1, 18.9]], [[0.0, 0.0], [23.0, 19.0], [7.7, 7.3]]])
     weight = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]])
-    batch = dict(decomposition=torch.zeros(2, 5, 20, 24), landmarks=target, weight=weight)
+    image = torch.zeros(2, 1, 20 * stride, 24 * stride)
+    batch = dict(image=image, decomposition=torch.zeros(2, 5, 20, 24), landmarks=target * stride + (stride - 1) / 2,
+                 weight=weight)
     terms = losses(dict(decomposition=torch.zeros(2, 5, 20, 24), heatmaps=heatmaps), batch)
     rows, cols = torch.meshgrid(torch.arange(20.0), torch.arange(24.0), indexing="ij")
     explicit = []

@@ -54,7 +54,7 @@ def main():
         views = torch.stack([item["view"] for item in items])
         tick = time.perf_counter()
         output = model(images, views)
-        positions, _ = decode_landmarks(output["heatmaps"])
+        positions, _ = decode_landmarks(output["heatmaps"], model.landmark_stride)
         seconds.append(time.perf_counter() - tick)
         for item, predicted, found in zip(items, output["decomposition"], positions):
             v = int(item["view"])
