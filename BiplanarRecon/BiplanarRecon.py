@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated
 
 import slicer
-from slicer import vtkMRMLLabelMapVolumeNode
+from slicer import vtkMRMLLabelMapVolumeNode, vtkMRMLScalarVolumeNode
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
@@ -56,6 +56,8 @@ class BiplanarReconParameterNode:
     inputLabelMap: vtkMRMLLabelMapVolumeNode
     labelTable: Annotated[str, Choice(list(LABEL_TABLES))] = "totalsegmentator"
     smoothing: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
+    apRadiograph: vtkMRMLScalarVolumeNode
+    latRadiograph: vtkMRMLScalarVolumeNode
 
 
 class BiplanarReconWidget(BoneReconWidgetMixin, ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -73,6 +75,13 @@ class BiplanarReconWidget(BoneReconWidgetMixin, ScriptedLoadableModuleWidget, VT
         self.logic = BiplanarReconLogic()
         self.setupModuleWidget(slicer.util.loadUI(self.resourcePath("UI/BiplanarRecon.ui")))
         self.ui.loadSampleButton.connect("clicked(bool)", self.onLoadSampleButton)
+        self.ui.detectButton.connect("clicked(bool)", self.onDetectButton)
+
+    def _checkCanApply(self, caller=None, event=None):
+        super()._checkCanApply(caller, event)
+        params = self._parameterNode
+        hasRadiograph = bool(params and (params.apRadiograph or params.latRadiograph))
+        self.ui.detectButton.enabled = hasRadiograph and self._running is None
 
     def onLoadSampleButton(self):
         with slicer.util.tryWithErrorDisplay("Could not load the sample case.", waitCursor=True):
@@ -90,6 +99,21 @@ class BiplanarReconWidget(BoneReconWidgetMixin, ScriptedLoadableModuleWidget, VT
         )
         if models is not None:
             self.ui.statusLabel.text = "Models: " + ", ".join(models)
+
+
+    def onDetectButton(self):
+        params = self._parameterNode
+        found = self.runWithProgress(
+            lambda progress: self.logic.detectLandmarks(params.apRadiograph, params.latRadiograph, progress=progress),
+            "Failed to find the landmarks.",
+        )
+        if found is not None:
+            lines = []
+            for view, (_, _, detection) in found.items():
+                lines.append(f"{view}: found {', '.join(detection.found) or 'no vertebra'}")
+                if detection.message:
+                    lines.append(f"  {detection.message}")
+            self.ui.statusLabel.text = "\n".join(lines)
 
 
 class BiplanarReconTest(ScriptedLoadableModuleTest):

@@ -3,14 +3,17 @@ radiograph's own pixels.
 
 The image is resampled to the network's grid (1.5 mm detector pixels, centred), the landmarks
 decoded there are mapped back through the same affine to the input's (column i, row j), and the
-decomposition images are resampled back onto the input grid. Core module (torch), no MRML.
+decomposition images are resampled back onto the input grid. A vertebra counts as found when
+the median confidence of its landmarks reaches ``FOUND_CONFIDENCE``; when none is found (another
+anatomy, a blank or badly scaled image) the detection says so in ``message`` instead of offering
+its guesses as results. Core module (torch), no MRML.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -21,13 +24,34 @@ from .errors import InputError
 from .spine_alignment import LEVELS
 
 
+FOUND_CONFIDENCE = 0.3  # median landmark confidence of a found vertebra (see benchmarks/biplanar_network.py)
+
+
 @dataclass
 class Detection:
     """Landmarks as dicts (vertebra, name, i, j, confidence) in input pixels; decomposition (5, rows,
-    columns) line integrals on the input grid."""
+    columns) line integrals on the input grid; per vertebra the median landmark confidence; the
+    vertebrae found; a message for the user when something is missing."""
 
     landmarks: List[dict]
     decomposition: np.ndarray
+    vertebra_confidence: Dict[str, float] = field(default_factory=dict)
+
+    @property
+    def found(self) -> List[str]:
+        return [level for level, c in self.vertebra_confidence.items() if c >= FOUND_CONFIDENCE]
+
+    @property
+    def message(self) -> Optional[str]:
+        if not self.found:
+            best = max(self.vertebra_confidence.values(), default=0.0)
+            return (f"No lumbar vertebra was found (best vertebra confidence {best:.2f} < {FOUND_CONFIDENCE}): is this "
+                    "a lumbar AP / lateral radiograph, of the view given, with the right pixel spacing? The landmarks "
+                    "are guesses.")
+        missing = [level for level in self.vertebra_confidence if level not in self.found]
+        if missing:
+            return f"Not found with confidence: {', '.join(missing)} (outside the image, hidden or unclear)."
+        return None
 
 
 @torch.no_grad()
@@ -52,7 +76,9 @@ def detect(model: BiplanarNet, pixels: np.ndarray, spacing_mm: Sequence[float], 
                               confidence=round(float(c), 4)))
     back = np.linalg.inv(transform)  # input pixel -> network pixel
     decomposition = resample(output["decomposition"][0] / DECOMPOSITION_SCALE, back, image.shape[-2:])
-    return Detection(landmarks, decomposition.clamp_min(0.0).numpy())
+    per_level = confidence.reshape(len(LEVELS), -1).median(dim=-1).values
+    return Detection(landmarks, decomposition.clamp_min(0.0).numpy(),
+                     {level: round(float(c), 4) for level, c in zip(LEVELS, per_level)})
 
 
 def write_detection(detection: Detection, path, record: dict, spacing_mm: Sequence[float],
@@ -73,6 +99,9 @@ def write_detection(detection: Detection, path, record: dict, spacing_mm: Sequen
             sitk.WriteImage(written, str(folder / f"{level}.nrrd"), True)
     rows, columns = detection.decomposition.shape[-2:]
     partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(dict(record, size=[columns, rows], landmarks=detection.landmarks), indent=1))
+    summary = dict(found=detection.found, vertebra_confidence=detection.vertebra_confidence,
+                   message=detection.message)
+    partial.write_text(json.dumps(dict(record, size=[columns, rows], **summary, landmarks=detection.landmarks),
+                                  indent=1))
     partial.replace(path)
     return path

@@ -111,19 +111,24 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def load_network(path, device="cpu") -> BiplanarNet:
-    """A network from a training folder's ``best.pt`` / ``checkpoint.pt`` (weights and configuration)."""
+def load_network(path=None, device="cpu") -> BiplanarNet:
+    """A network from weights with their configuration: a training folder's ``best.pt`` /
+    ``checkpoint.pt``, or (``path`` None) the bundled "biplanar" network, its hash checked."""
     from pathlib import Path
 
     from .errors import InputError
+    from .network_library import bundled_weights
 
-    path = Path(path)
+    path = bundled_weights("biplanar") if path is None else Path(path)
     if not path.is_file():
         raise InputError(f"No network weights at {path}.")
     state = torch.load(path, map_location=device, weights_only=False)
     config = state.get("config") or state.get("history", {}).get("settings", {}).get("config")
     if config is None or "model" not in state:
         raise InputError(f"{path} holds no BiplanarRecon network (weights and configuration).")
-    model = BiplanarNet(**config).to(device)
-    model.load_state_dict(state["model"])
+    try:
+        model = BiplanarNet(**config).to(device)
+        model.load_state_dict(state["model"])
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise InputError(f"The weights in {path} do not fit this version's network: {str(exc)[:200]}") from exc
     return model.eval()

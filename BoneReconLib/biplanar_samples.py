@@ -25,9 +25,11 @@ from .errors import InputError
 
 def network_transform(image_shape: Sequence[int], pixel_spacing_mm: Sequence[float], size: int = INPUT_SIZE,
                       spacing_mm: float = INPUT_SPACING_MM, turn_deg: float = 0.0, zoom: float = 1.0,
-                      shift_px: Sequence[float] = (0.0, 0.0)) -> np.ndarray:
-    """3x3 matrix: network pixel (i, j, 1) -> image pixel (i, j, 1). The image centre maps to the
-    network centre (plus ``shift_px`` network pixels); ``zoom`` > 1 enlarges the anatomy."""
+                      shift_px: Sequence[float] = (0.0, 0.0),
+                      centre_ij: Optional[Sequence[float]] = None) -> np.ndarray:
+    """3x3 matrix: network pixel (i, j, 1) -> image pixel (i, j, 1). The image centre (or the image
+    point ``centre_ij``) maps to the network centre (plus ``shift_px`` network pixels); ``zoom`` > 1
+    enlarges the anatomy."""
     rows, cols = image_shape[-2:]
     su, sv = (float(s) for s in pixel_spacing_mm)
     if not (su > 0 and sv > 0):
@@ -36,7 +38,8 @@ def network_transform(image_shape: Sequence[int], pixel_spacing_mm: Sequence[flo
     to_mm = np.diag([spacing_mm / zoom, spacing_mm / zoom, 1.0])  # network pixels -> mm about the centre
     centre_net = np.array([[1, 0, -(size - 1) / 2 - shift_px[0]], [0, 1, -(size - 1) / 2 - shift_px[1]], [0, 0, 1]])
     turn = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
-    to_image = np.array([[1 / su, 0, (cols - 1) / 2], [0, 1 / sv, (rows - 1) / 2], [0, 0, 1]])
+    ci, cj = ((cols - 1) / 2, (rows - 1) / 2) if centre_ij is None else (float(c) for c in centre_ij)
+    to_image = np.array([[1 / su, 0, ci], [0, 1 / sv, cj], [0, 0, 1]])
     return to_image @ turn @ to_mm @ centre_net
 
 
@@ -82,6 +85,19 @@ def normalise(image: torch.Tensor, valid: Optional[torch.Tensor] = None) -> torc
     return out if valid is None else torch.where(valid, out, torch.zeros_like(out))
 
 
+def draw_geometry(rng) -> tuple:
+    """Random (turn deg, zoom, shift px) of a training sample: +-10 deg, 0.9-1.1, +-16 px."""
+    return rng.uniform(-10, 10), rng.uniform(0.9, 1.1), rng.uniform(-16, 16, 2)
+
+
+def augment_intensity(picture: torch.Tensor, rng) -> torch.Tensor:
+    """Random gamma, contrast, brightness and noise of a resampled picture in [0, 1]."""
+    picture = picture.clamp(0, 1) ** float(np.exp(rng.normal(0, 0.25)))
+    picture = picture * float(rng.uniform(0.8, 1.2)) + float(rng.normal(0, 0.05))
+    generator = torch.Generator().manual_seed(int(rng.integers(2 ** 62)))
+    return picture + float(rng.uniform(0, 0.03)) * torch.randn(picture.shape, generator=generator)
+
+
 class BiplanarSamples(torch.utils.data.Dataset):
     """(case, view) samples of a lumbar dataset folder, resampled to the network's grid.
 
@@ -112,7 +128,7 @@ class BiplanarSamples(torch.utils.data.Dataset):
         rng = np.random.default_rng([self.seed, self.epoch, index])
         turn, zoom, shift = 0.0, 1.0, (0.0, 0.0)
         if self.augment:
-            turn, zoom, shift = rng.uniform(-10, 10), rng.uniform(0.9, 1.1), rng.uniform(-16, 16, 2)
+            turn, zoom, shift = draw_geometry(rng)
         image = case["image"][v]
         transform = network_transform(image.shape, view["pixel_spacing"], self.size, turn_deg=turn, zoom=zoom,
                                       shift_px=shift)
@@ -120,14 +136,11 @@ class BiplanarSamples(torch.utils.data.Dataset):
                                           transform, self.size)
         picture, decomposition = sampled[:1], sampled[1:]
         if self.augment:
-            picture = picture.clamp(0, 1) ** float(np.exp(rng.normal(0, 0.25)))
-            picture = picture * float(rng.uniform(0.8, 1.2)) + float(rng.normal(0, 0.05))
-            generator = torch.Generator().manual_seed(int(rng.integers(2 ** 62)))
-            picture = picture + float(rng.uniform(0, 0.03)) * torch.randn(picture.shape, generator=generator)
+            picture = augment_intensity(picture, rng)
         landmarks = to_network_pixels(case["landmarks_ij"][v].reshape(-1, 2).double().numpy(), transform)
         inside = np.all((landmarks >= 0) & (landmarks <= self.size - 1), axis=1)
         return dict(image=normalise(picture, valid), view=torch.tensor(float(v)),
-                    decomposition=decomposition * DECOMPOSITION_SCALE,
+                    decomposition=decomposition * DECOMPOSITION_SCALE, decomposition_weight=torch.tensor(1.0),
                     landmarks=torch.as_tensor(landmarks, dtype=torch.float32),
                     weight=torch.as_tensor(inside, dtype=torch.float32),
                     visible=case["visible"][v].reshape(-1).float(),

@@ -48,7 +48,9 @@ def collate(items) -> dict:
 
 def losses(output: dict, batch: dict) -> dict:
     """The loss terms of one batch (see the module notes)."""
-    decomposition = (output["decomposition"] - batch["decomposition"]).abs().mean()
+    per_sample = (output["decomposition"] - batch["decomposition"]).abs().mean(dim=(1, 2, 3))
+    decomposition_weight = batch.get("decomposition_weight", torch.ones_like(per_sample))
+    decomposition = (per_sample * decomposition_weight).sum() / decomposition_weight.sum().clamp_min(1.0)
     heatmaps = output["heatmaps"]
     b, k, h, w = heatmaps.shape
     stride = batch["image"].shape[-1] // w
@@ -71,25 +73,34 @@ def losses(output: dict, batch: dict) -> dict:
 
 
 @torch.no_grad()
-def evaluate(model: BiplanarNet, samples: BiplanarSamples, device, batch_size: int = 8) -> dict:
-    """Mean landmark error (mm at the detector) per view over landmarks in the field, decomposition MAE."""
-    model.eval()
-    errors = {0: [], 1: []}
-    mae = []
+def _landmark_errors(model: BiplanarNet, samples, device, batch_size: int = 8):
+    """Per sample: (view, landmark errors in mm over the weighted landmarks, decomposition MAE)."""
     for start in range(0, len(samples), batch_size):
         batch = collate([samples[i] for i in range(start, min(start + batch_size, len(samples)))])
         batch = {key: value.to(device) for key, value in batch.items()}
         output = model(batch["image"], batch["view"])
         decoded, _ = decode_landmarks(output["heatmaps"], model.landmark_stride)
         error_mm = (decoded - batch["landmarks"]).norm(dim=-1) * batch["spacing_mm"][:, None]
+        mae = (output["decomposition"] - batch["decomposition"]).abs().mean(dim=(1, 2, 3))
         for row in range(len(error_mm)):
             keep = batch["weight"][row] > 0
-            errors[int(batch["view"][row])].extend(error_mm[row][keep].cpu().tolist())
-        mae.append(float((output["decomposition"] - batch["decomposition"]).abs().mean()))
-    model.train()
+            yield int(batch["view"][row]), error_mm[row][keep].cpu().tolist(), float(mae[row])
+
+
+def evaluate(model: BiplanarNet, samples: BiplanarSamples, device, real=None) -> dict:
+    """Mean landmark error (mm at the detector) per view over landmarks in the field, decomposition
+    MAE, and with ``real`` (``RealAPSamples``) the mean L1-L5 corner error on real AP radiographs."""
+    model.eval()
+    errors, mae = {0: [], 1: []}, []
+    for view, error, sample_mae in _landmark_errors(model, samples, device):
+        errors[view].extend(error)
+        mae.append(sample_mae)
     mean = lambda values: float(np.mean(values)) if values else float("nan")  # noqa: E731
-    return dict(landmark_mm_AP=mean(errors[0]), landmark_mm_LAT=mean(errors[1]),
-                decomposition_mae=float(np.mean(mae)))
+    result = dict(landmark_mm_AP=mean(errors[0]), landmark_mm_LAT=mean(errors[1]), decomposition_mae=mean(mae))
+    if real is not None:
+        result["corner_mm_real_AP"] = mean([e for _, error, _ in _landmark_errors(model, real, device) for e in error])
+    model.train()
+    return result
 
 
 def _save(path: Path, state: dict) -> None:
@@ -100,8 +111,14 @@ def _save(path: Path, state: dict) -> None:
 
 def train_biplanar(data_dir, out_dir, steps: int = 20000, batch_size: int = 8, learning_rate: float = 1e-3,
                    seed: int = 0, device: str = "auto", validate_every: int = 500, checkpoint_every: int = 100,
-                   size: int = INPUT_SIZE, progress: Optional[ProgressCallback] = None) -> dict:
-    """Train (or resume) into ``out_dir``; returns the history (losses, validations, timings)."""
+                   size: int = INPUT_SIZE, init=None, real_ap=None,
+                   progress: Optional[ProgressCallback] = None) -> dict:
+    """Train (or resume) into ``out_dir``; returns the history (losses, validations, timings).
+
+    ``init``: weights to start from (fine-tuning). ``real_ap``: an annotated real AP folder
+    (:mod:`.real_ap_corners`); then one sample of every batch is a real radiograph of its "train"
+    rows (corner landmarks only), its "validation" rows are validated on too, and its "report"
+    rows are never touched."""
     report = as_progress(progress)
     if steps < 1 or batch_size < 1 or not learning_rate > 0:
         raise InputError("Steps and batch size must be at least 1 and the learning rate positive.")
@@ -110,6 +127,17 @@ def train_biplanar(data_dir, out_dir, steps: int = 20000, batch_size: int = 8, l
     device = choose_device(device)
     train_set = BiplanarSamples(data_dir, "train", augment=True, seed=seed, size=size)
     validation = BiplanarSamples(data_dir, "validation", augment=False, seed=seed, size=size)
+    real_train = real_validation = None
+    if real_ap is not None:
+        from .real_ap_corners import RealAPSamples, body_width_mm
+
+        if batch_size < 2:
+            raise InputError("Training with real radiographs needs a batch of at least 2.")
+        cases = [train_set.cases[i] for i in range(min(50, len(train_set.cases)))]
+        names = cases[0]["meta"]["landmark_names"]
+        width = body_width_mm(cases, names)
+        real_train = RealAPSamples(real_ap, "train", names, width, augment=True, seed=seed, size=size)
+        real_validation = RealAPSamples(real_ap, "validation", names, width, size=size)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     checkpoint_path = out / "checkpoint.pt"
@@ -117,7 +145,9 @@ def train_biplanar(data_dir, out_dir, steps: int = 20000, batch_size: int = 8, l
     model = BiplanarNet().to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=learning_rate)
     settings = dict(data=str(Path(data_dir).resolve()), steps=steps, batch_size=batch_size,
-                    learning_rate=learning_rate, seed=seed, size=size, config=model.config)
+                    learning_rate=learning_rate, seed=seed, size=size, config=model.config,
+                    init=None if init is None else str(Path(init).resolve()),
+                    real_ap=None if real_ap is None else str(Path(real_ap).resolve()))
     history = dict(settings=settings, train=[], validation=[], best=None)
     step = 0
     if checkpoint_path.exists():
@@ -128,6 +158,13 @@ def train_biplanar(data_dir, out_dir, steps: int = 20000, batch_size: int = 8, l
         model.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimiser"])
         step, history = state["step"], state["history"]
+    elif init is not None:
+        from .biplanar_network import load_network
+
+        start_model = load_network(init, device)
+        if start_model.config != model.config:
+            raise InputError(f"The starting weights {init} are of another network ({start_model.config}).")
+        model.load_state_dict(start_model.state_dict())
 
     def checkpoint():
         _save(checkpoint_path, dict(model=model.state_dict(), optimiser=optimiser.state_dict(), step=step,
@@ -139,8 +176,13 @@ def train_biplanar(data_dir, out_dir, steps: int = 20000, batch_size: int = 8, l
     while step < steps:
         rng = np.random.default_rng([seed, step])
         train_set.epoch = step
-        indices = rng.choice(len(train_set), size=min(batch_size, len(train_set)), replace=False)
-        batch = {key: value.to(device) for key, value in collate([train_set[int(i)] for i in indices]).items()}
+        synthetic = batch_size - (real_train is not None)
+        indices = rng.choice(len(train_set), size=min(synthetic, len(train_set)), replace=False)
+        items = [train_set[int(i)] for i in indices]
+        if real_train is not None:
+            real_train.epoch = step
+            items.append(real_train[int(rng.integers(len(real_train)))])
+        batch = {key: value.to(device) for key, value in collate(items).items()}
         for group in optimiser.param_groups:
             group["lr"] = learning_rate * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / steps)))
         terms = losses(model(batch["image"], batch["view"]), batch)
@@ -150,9 +192,9 @@ def train_biplanar(data_dir, out_dir, steps: int = 20000, batch_size: int = 8, l
         step += 1
         history["train"].append(dict(step=step, **{k: round(float(v.detach()), 5) for k, v in terms.items()}))
         if step % validate_every == 0 or step == steps:
-            result = dict(step=step, **evaluate(model, validation, device))
+            result = dict(step=step, **evaluate(model, validation, device, real_validation))
             history["validation"].append(result)
-            score = result["landmark_mm_AP"] + result["landmark_mm_LAT"]
+            score = result["landmark_mm_AP"] + result["landmark_mm_LAT"] + result.get("corner_mm_real_AP", 0.0)
             if history["best"] is None or score < history["best"]["score"]:
                 history["best"] = dict(step=step, score=score)
                 _save(out / "best.pt", dict(model=model.state_dict(), config=model.config, step=step,
@@ -164,5 +206,6 @@ def train_biplanar(data_dir, out_dir, steps: int = 20000, batch_size: int = 8, l
         report(step / steps, f"step {step}/{steps}: loss {float(terms['total'].detach()):.3f}, landmarks "
                f"{float(terms['position_px'].detach()):.2f} px; ETA {eta:.1f} min")
     history["seconds"] = history.get("seconds", 0.0) + time.perf_counter() - start
+    history["device"] = str(device)
     checkpoint()
     return history

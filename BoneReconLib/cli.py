@@ -142,7 +142,7 @@ def _cmd_train_biplanar(args) -> int:
     try:
         history = train_biplanar(args.data, args.out, steps=args.steps, batch_size=args.batch,
                                  learning_rate=args.lr, seed=args.seed, device=args.device,
-                                 validate_every=args.validate_every,
+                                 validate_every=args.validate_every, init=args.init, real_ap=args.real_ap,
                                  progress=None if args.quiet else _print_progress)
     except (KeyboardInterrupt, Cancelled):
         print(f"bonerecon: interrupted; {args.out}/checkpoint.pt holds the last checkpoint: run the same command "
@@ -161,18 +161,18 @@ def _cmd_landmarks(args) -> int:
     from .radiograph_file import read_radiograph
     from .shape_model_library import load_models
 
-    if args.weights is None:
-        raise InputError("No trained BiplanarRecon weights are bundled yet: give --weights RUN/best.pt "
-                         "(made by 'bonerecon train biplanar').")
     model = load_network(args.weights)
     radiograph = read_radiograph(args.image, args.pixel_spacing)
     names = load_models(levels=["L1"])["L1"].landmark_names
     detection = detect(model, radiograph.pixels, radiograph.spacing_mm, args.view, names)
     out = write_detection(detection, args.out, dict(image=str(args.image), view=args.view,
                                                     pixel_spacing_mm=list(radiograph.spacing_mm),
-                                                    inverted=radiograph.inverted, weights=str(args.weights)),
+                                                    inverted=radiograph.inverted,
+                                                    weights=str(args.weights or "bundled")),
                           radiograph.spacing_mm, args.decomposition)
-    print(f"Wrote {len(detection.landmarks)} landmarks to {out}")
+    print(f"Wrote {len(detection.landmarks)} landmarks to {out}; found: {', '.join(detection.found) or 'none'}")
+    if detection.message:
+        print(f"bonerecon: {detection.message}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -334,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     landmarks.add_argument("--view", required=True, choices=["AP", "LAT"], help="which view it is")
     landmarks.add_argument("--pixel-spacing", type=float, nargs="+", metavar="MM",
                            help="pixel spacing at the detector, one value or column and row (default: from the file)")
-    landmarks.add_argument("--weights", help="network weights (a training folder's best.pt)")
+    landmarks.add_argument("--weights", help="network weights (a training folder's best.pt; default: bundled)")
     landmarks.add_argument("--out", required=True, help="landmarks JSON file")
     landmarks.add_argument("--decomposition", help="folder for the per-vertebra images L1..L5 (NRRD)")
     landmarks.set_defaults(func=_cmd_landmarks)
@@ -354,6 +354,9 @@ def build_parser() -> argparse.ArgumentParser:
     biplanar.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     biplanar.add_argument("--validate-every", type=int, default=500, help="steps between validations (default 500)")
     biplanar.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="torch device")
+    biplanar.add_argument("--init", help="weights to start from (fine-tuning), e.g. an earlier run's best.pt")
+    biplanar.add_argument("--real-ap", help="annotated real AP radiographs (AASCE format: images/, filenames.csv, "
+                          "landmarks.csv) mixed into every batch; every 4th image is never used (kept for the report)")
     biplanar.set_defaults(func=_cmd_train_biplanar)
     return parser
 

@@ -47,3 +47,13 @@ def bundled_models():
     from BoneReconLib.shape_model_library import load_models
 
     return load_models()
+
+
+@pytest.fixture(scope="session")
+def tiny_lumbar(tmp_path_factory, spine_background, bundled_models):
+    """Ten small (96 x 96) synthetic lumbar cases, for the network tests."""
+    from BoneReconLib.lumbar_dataset import generate_lumbar_dataset
+
+    folder = tmp_path_factory.mktemp("tiny") / "lumbar"
+    generate_lumbar_dataset(folder, [spine_background], bundled_models, 10, seed=2, size=(96, 96))
+    return folder

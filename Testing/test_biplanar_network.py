@@ -17,15 +17,12 @@ from BoneReconLib.biplanar_samples import (
 )
 from BoneReconLib.biplanar_training import train_biplanar
 from BoneReconLib.errors import InputError
-from BoneReconLib.lumbar_dataset import generate_lumbar_dataset
 from BoneReconLib.progress import Cancelled
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory, spine_background, bundled_models):
-    folder = tmp_path_factory.mktemp("tiny") / "lumbar"
-    generate_lumbar_dataset(folder, [spine_background], bundled_models, 10, seed=2, size=(96, 96))
-    return folder
+def tiny(tiny_lumbar):
+    return tiny_lumbar
 
 
 def test_soft_argmax_finds_sub_pixel_peaks_and_confidence_separates_sharp_from_flat():

@@ -1,17 +1,20 @@
 """BiplanarRecon network on held-out synthetic cases: landmark error (mm at the detector) and
 decomposition quality, side by side with the published multi-task network's figures.
 
-    python benchmarks/biplanar_network.py --data DATASET --weights RUN/best.pt [--split test] [--max-cases N]
+    python benchmarks/biplanar_network.py --data DATASET [--weights RUN/best.pt] [--split test] [--max-cases N]
+                                          [--json METRICS.json]
 
 DATASET is a `bonerecon dataset lumbar` folder; its test split holds shapes never seen in training
 (each case its own shapes). Every (case, view) is resampled to the network grid without
 augmentation. Printed per view: mean, median and 90th percentile landmark error over the landmarks
 inside the network's field, the share within 2 and 4 mm, the error per anatomical region, and per
 vertebra the decomposition MAE, PSNR and SSIM (on the network grid, line integrals x 0.5, data
-range = the truth's maximum), plus the inference time for both views of a case.
+range = the truth's maximum), plus the inference time for both views of a case. Without --weights
+the bundled network is evaluated; --json also writes the figures (for the networks manifest).
 """
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -35,9 +38,10 @@ GOAL_MM = 1.5
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", required=True)
-    parser.add_argument("--weights", required=True)
+    parser.add_argument("--weights", help="network weights (default: the bundled network)")
     parser.add_argument("--split", default="test")
     parser.add_argument("--max-cases", type=int, default=0, help="evaluate at most this many cases (0 = all)")
+    parser.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
     model = load_network(args.weights)
@@ -68,7 +72,8 @@ def main():
                 if peak > 0:
                     decomposition[v][level].append((mae(predicted[n], truth), psnr(predicted[n], truth, peak),
                                                     ssim(predicted[n], truth, peak)))
-    print(f"{args.weights}: {count // 2} {args.split} cases, both views, "
+    summary = dict(split=args.split, cases=count // 2, landmarks_mm={}, decomposition={})
+    print(f"{args.weights or 'bundled network'}: {count // 2} {args.split} cases, both views, "
           f"device cpu ({torch.get_num_threads()} threads)")
     print(f"\n{'view':6s}{'landmarks':>10s}{'mean mm':>9s}{'median':>8s}{'p90':>7s}{'<=2 mm':>8s}{'<=4 mm':>8s}"
           f"{'published':>11s}{'ratio':>7s}{'goal':>6s}")
@@ -77,6 +82,10 @@ def main():
         if len(e) == 0:
             continue
         ratio = e.mean() / PUBLISHED_MM[name]
+        summary["landmarks_mm"][name] = dict(mean=round(float(e.mean()), 3), median=round(float(np.median(e)), 3),
+                                             p90=round(float(np.percentile(e, 90)), 3),
+                                             within_2mm=round(float(np.mean(e <= 2)), 3),
+                                             within_4mm=round(float(np.mean(e <= 4)), 3), published=PUBLISHED_MM[name])
         print(f"{name:6s}{len(e):10d}{e.mean():9.2f}{np.median(e):8.2f}{np.percentile(e, 90):7.2f}"
               f"{np.mean(e <= 2):8.0%}{np.mean(e <= 4):8.0%}{PUBLISHED_MM[name]:11.1f}{ratio:7.2f}{GOAL_MM:6.1f}")
     print(f"\nMean landmark error per region (mm): {'AP':>8s}{'LAT':>8s}")
@@ -88,11 +97,19 @@ def main():
         cells = []
         for v in (0, 1):
             values = np.asarray(decomposition[v][level])
+            if len(values):
+                summary["decomposition"].setdefault(("AP", "LAT")[v], {})[level] = dict(
+                    mae=round(float(values[:, 0].mean()), 5), psnr_db=round(float(values[:, 1].mean()), 2),
+                    ssim=round(float(values[:, 2].mean()), 4))
             cells.append(f"{values[:, 0].mean():8.4f}{values[:, 1].mean():9.1f}{values[:, 2].mean():7.3f}"
                          if len(values) else f"{'-':>24s}")
         print(f"  {level:25s}{cells[0]}  |{cells[1]}")
     print(f"\nInference, both views of a case (network + decoding, CPU): median {np.median(seconds):.3f} s "
           "(target < 2 s)")
+    if args.json:
+        summary["inference_s_both_views_cpu"] = round(float(np.median(seconds)), 3)
+        Path(args.json).write_text(json.dumps(summary, indent=1) + "\n")
+        print(f"Wrote {args.json}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """BiplanarRecon logic: MRML nodes in, MRML nodes out; never imports Qt.
 
 Today it turns a CT vertebra label map into L1-L5 surface models (the ground-truth side of the
-biplanar pipeline); the reconstruction from AP + lateral radiographs lands in later issues.
+biplanar pipeline) and runs the BiplanarRecon network on radiograph nodes (per-vertebra images and
+2D landmarks); the 3D reconstruction from AP + lateral radiographs lands in a later issue.
 
 Console use (in Slicer or headless)::
 
@@ -10,6 +11,8 @@ Console use (in Slicer or headless)::
     ct, labels = logic.loadSampleCase()
     segmentation, models = logic.createVertebraModels(labels)
     surface, landmarks = logic.instance("L3", coefficients=[1.5, -0.5], pose=numpy.eye(4))
+    found = logic.detectLandmarks(apNode, latNode)  # radiograph nodes with their views
+    images, points, detection = found["AP"]; print(detection.found, detection.message)
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
 from BoneReconLib import sample_data
 from BoneReconLib.mrml_io import load_volume
 from BoneReconLib.module_logic import ModuleLogic
-from BoneReconLib.progress import ProgressCallback
+from BoneReconLib.progress import ProgressCallback, as_progress
 from BoneReconLib.scene_transaction import rollback_on_error
 from BoneReconLib.shape_model_library import load_models
 from BoneReconLib.shape_model_nodes import show_shape_model, update_instance
@@ -57,6 +60,38 @@ class BiplanarReconLogic(ModuleLogic):
             raise ValueError("Select a vertebra label map.")
         with rollback_on_error(labelMapNode.GetScene()):
             return create_vertebra_models(labelMapNode, labelTable, smoothing=smoothing, progress=progress)
+
+    def network(self, weights=None):
+        """The BiplanarRecon network (default: the bundled one, hash checked); cached per weights file."""
+        from BoneReconLib.biplanar_network import load_network
+
+        cache = self.__dict__.setdefault("_networks", {})
+        key = str(weights)
+        if key not in cache:
+            cache[key] = load_network(weights)
+        return cache[key]
+
+    def detectLandmarks(self, apNode=None, latNode=None, weights=None,
+                        progress: Optional[ProgressCallback] = None) -> Dict[str, tuple]:
+        """Run the network on the AP and/or lateral radiograph node (each carrying its view): per view
+        (L1..L5 image nodes on its detector plane, locked landmarks markups node, the Detection with
+        ``found`` vertebrae and a ``message`` when some are missing). Raises InputError with nothing
+        added to the scene when an input is unusable; progress may raise Cancelled."""
+        from BoneReconLib.biplanar_nodes import detect_in_scene
+
+        report = as_progress(progress)
+        pairs = [(view, node) for view, node in (("AP", apNode), ("LAT", latNode)) if node is not None]
+        if not pairs:
+            raise ValueError("Select an AP and/or a lateral radiograph.")
+        model = self.network(weights)
+        names = self.shapeModels()["L1"].landmark_names
+        results = {}
+        with rollback_on_error(self.scene):
+            for k, (view, node) in enumerate(pairs):
+                report(k / len(pairs), f"Finding the landmarks in the {view} radiograph")
+                results[view] = detect_in_scene(self.scene, model, node, view, names)
+            report(1.0, "Landmarks found")
+        return results
 
     def shapeModels(self, folder=None) -> Dict[str, object]:
         """{level: ShapeModel} from a model folder (default: the bundled models); hashes checked, cached."""

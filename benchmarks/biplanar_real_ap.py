@@ -1,0 +1,87 @@
+"""BiplanarRecon network on real AP radiographs: L1-L5 vertebral-body corner error on the AASCE images
+kept aside for the report (every 4th; never used in training or model selection).
+
+    python benchmarks/biplanar_real_ap.py --data DATASET [--weights RUN/best.pt] [--real DIR] [--split report]
+                                          [--json REAL.json]
+
+DATASET is the synthetic `bonerecon dataset lumbar` folder the network was trained on: the mean
+L1-L5 endplate width of its AP views at the detector sets the scale of the real images, which
+carry no pixel spacing (see BoneReconLib/real_ap_corners.py). Printed: the corner error in the
+images' own pixels, in mm at that scale, and as a share of the image's own endplate width (free of
+the scale assumption), per vertebra, beside the goal (median < 3 mm), with the corners' confidence.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from BoneReconLib.biplanar_network import decode_landmarks, load_network  # noqa: E402
+from BoneReconLib.biplanar_samples import from_network_pixels  # noqa: E402
+from BoneReconLib.dataset_store import CaseDataset  # noqa: E402
+from BoneReconLib.real_ap_corners import RealAPSamples, body_width_mm  # noqa: E402
+from BoneReconLib.spine_alignment import LEVELS  # noqa: E402
+
+GOAL_MEDIAN_MM = 3.0
+AASCE = REPO.parent / "shared" / "data" / "xray" / "aasce_train"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", required=True, help="the synthetic lumbar dataset (sets the reference scale)")
+    parser.add_argument("--weights", help="network weights (default: the bundled network)")
+    parser.add_argument("--real", default=str(AASCE), help="annotated real AP folder (AASCE format)")
+    parser.add_argument("--split", default="report", choices=["report", "validation", "train"])
+    parser.add_argument("--json", help="also write the figures to this JSON file")
+    args = parser.parse_args()
+    torch.set_grad_enabled(False)
+    model = load_network(args.weights)
+    cases = CaseDataset(args.data, "train", keys=["landmarks_ij"])
+    names = cases[0]["meta"]["landmark_names"]
+    width_mm = body_width_mm([cases[i] for i in range(min(50, len(cases)))], names)
+    samples = RealAPSamples(args.real, args.split, names, width_mm)
+    index = samples.index  # (5, 4) corner landmarks
+    px, mm, share, confidence, per_level = [], [], [], [], {level: [] for level in LEVELS}
+    for n, item in enumerate(samples.items):
+        sample = samples[n]
+        output = model(sample["image"][None], sample["view"][None])
+        found, sure = decode_landmarks(output["heatmaps"][0], model.landmark_stride)
+        transform = samples.transform(item, samples._pixels[n].shape)
+        corners = from_network_pixels(found.double().numpy()[index.reshape(-1)], transform).reshape(5, 4, 2)
+        error = np.linalg.norm(corners - item.corners, axis=-1)  # (5, 4) image pixels
+        px.extend(error.ravel())
+        mm.extend(error.ravel() * samples.spacing_mm(item))
+        share.extend(error.ravel() / item.width_px())
+        confidence.extend(sure.numpy()[index.reshape(-1)])
+        for level, row in zip(LEVELS, error * samples.spacing_mm(item)):
+            per_level[level].extend(row)
+    px, mm, share = np.asarray(px), np.asarray(mm), np.asarray(share)
+    print(f"{args.weights or 'bundled network'} on {len(samples)} real AP radiographs ({args.split} split of "
+          f"{args.real}), {len(px)} L1-L5 corners; scale: endplate width = {width_mm:.1f} mm (synthetic AP mean)")
+    print(f"\n{'error':14s}{'mean':>8s}{'median':>8s}{'p90':>8s}")
+    for name, values in (("pixels", px), ("mm", mm), ("% of width", 100 * share)):
+        print(f"{name:14s}{values.mean():8.2f}{np.median(values):8.2f}{np.percentile(values, 90):8.2f}")
+    ratio = np.median(mm) / GOAL_MEDIAN_MM
+    print(f"\nmedian {np.median(mm):.2f} mm, goal < {GOAL_MEDIAN_MM:.1f} mm: ratio {ratio:.2f}; "
+          f"within 3 mm {np.mean(mm <= 3):.0%}, within 6 mm {np.mean(mm <= 6):.0%}")
+    print("per vertebra (mean mm): " + "  ".join(f"{level} {np.mean(per_level[level]):.2f}" for level in LEVELS))
+    print(f"corner confidence: median {np.median(confidence):.3f}")
+    if args.json:
+        summary = dict(split=args.split, images=len(samples), corners=int(len(px)),
+                       reference_width_mm=round(width_mm, 2),
+                       error_px=dict(mean=round(float(px.mean()), 2), median=round(float(np.median(px)), 2)),
+                       error_mm=dict(mean=round(float(mm.mean()), 2), median=round(float(np.median(mm)), 2),
+                                     p90=round(float(np.percentile(mm, 90)), 2)),
+                       error_share_of_width=round(float(np.median(share)), 4), goal_median_mm=GOAL_MEDIAN_MM)
+        Path(args.json).write_text(json.dumps(summary, indent=1) + "\n")
+        print(f"Wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
