@@ -22,16 +22,19 @@ from .shape_model import ShapeModel
 MIN_SHAPES = 3
 
 
-def rigid_align(source, target, scaling: bool = False) -> Tuple[np.ndarray, np.ndarray, float]:
-    """(R, t, s) minimising sum |s R source_i + t - target_i|^2 over corresponding points (Umeyama)."""
+def rigid_align(source, target, scaling: bool = False, weights=None) -> Tuple[np.ndarray, np.ndarray, float]:
+    """(R, t, s) minimising sum w_i |s R source_i + t - target_i|^2 over corresponding points (Umeyama;
+    weights default to 1)."""
     source, target = np.asarray(source, np.float64), np.asarray(target, np.float64)
-    mu_s, mu_t = source.mean(axis=0), target.mean(axis=0)
+    w = np.ones(len(source)) if weights is None else np.asarray(weights, np.float64)
+    w = w / w.sum()
+    mu_s, mu_t = w @ source, w @ target
     a, b = source - mu_s, target - mu_t
-    u, sigma, vt = np.linalg.svd(b.T @ a)
+    u, sigma, vt = np.linalg.svd(b.T @ (w[:, None] * a))
     d = np.sign(np.linalg.det(u @ vt)) or 1.0
     correction = np.diag([1.0, 1.0, d])
     rotation = u @ correction @ vt
-    scale = float((sigma * np.diag(correction)).sum() / (a * a).sum()) if scaling else 1.0
+    scale = float((sigma * np.diag(correction)).sum() / (w[:, None] * a * a).sum()) if scaling else 1.0
     return rotation, mu_t - scale * rotation @ mu_s, scale
 
 
