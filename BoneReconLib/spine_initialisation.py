@@ -103,3 +103,29 @@ def initial_poses(model_landmarks: Mapping[str, np.ndarray], triangulated: Trian
         fit = robust_similarity(np.asarray(model_landmarks[level])[used], target)
         poses[level] = fit if SCALE_RANGE[0] <= fit.scale <= SCALE_RANGE[1] else None
     return poses
+
+
+@dataclass
+class SpineInitialisation:
+    """Initial poses per level (None: not found), the triangulated landmarks and what to tell the user."""
+
+    poses: Dict[str, Optional[SimilarityFit]]
+    triangulated: TriangulatedLandmarks
+    messages: list
+
+
+def initialise_spine(views: Sequence[View], landmarks: Sequence[Sequence[Mapping]],
+                     model_landmarks: Mapping[str, np.ndarray], levels: Sequence[str],
+                     min_confidence: float = 0.3) -> SpineInitialisation:
+    """From the detected landmarks of each view (dicts with vertebra, name, i, j, confidence, in the
+    order of ``model_landmarks``: level by level) to initial poses of every level's mean shape."""
+    pixels = [np.array([[lm["i"], lm["j"]] for lm in found], dtype=np.float64) for found in landmarks]
+    confidences = [np.array([lm["confidence"] for lm in found], dtype=np.float64) for found in landmarks]
+    expected = sum(len(model_landmarks[level]) for level in levels)
+    if any(len(p) != expected for p in pixels):
+        raise ValueError(f"Every view needs {expected} landmarks ({len(levels)} levels).")
+    triangulated = triangulate_landmarks(views, pixels, confidences, min_confidence)
+    poses = initial_poses(model_landmarks, triangulated, levels)
+    messages = [f"{level}: too few landmarks found in both views to place it" for level, pose in poses.items()
+                if pose is None]
+    return SpineInitialisation(poses, triangulated, messages)

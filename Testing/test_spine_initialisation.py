@@ -69,3 +69,30 @@ def test_triangulated_landmarks_place_each_mean_where_its_similarity_put_it():
     assert poses["L2"].matrix()[:3, :3] == pytest.approx(scale * rotation, abs=1e-6)
     with pytest.raises(ValueError, match="at least two views"):
         triangulate_landmarks(views[:1], pixels[:1], confidences[:1])
+
+
+def test_exact_detections_of_a_synthetic_case_place_the_means_on_the_true_vertebrae(tiny_lumbar, bundled_models):
+    import torch
+
+    from BoneReconLib.dataset_store import CaseDataset
+    from BoneReconLib.geometry import View
+    from BoneReconLib.spine_alignment import LEVELS
+    from BoneReconLib.spine_initialisation import initialise_spine
+
+    case = CaseDataset(tiny_lumbar, None, keys=["landmarks_ij", "landmarks"])[0]
+    views = [View.from_dict(v) for v in case["meta"]["geometry"]["views"]]
+    names = case["meta"]["landmark_names"]
+    detections = [[dict(vertebra=level, name=name, i=float(i), j=float(j), confidence=1.0)
+                   for level, per in zip(LEVELS, case["landmarks_ij"][v].numpy())
+                   for name, (i, j) in zip(names, per)] for v in range(2)]
+    means = {level: model.landmark_positions(torch.as_tensor(model.mean)[None])[0].numpy()
+             for level, model in bundled_models.items()}
+    result = initialise_spine(views, detections, means, LEVELS)
+    assert result.messages == [] and result.triangulated.used.all()
+    truth = case["landmarks"].numpy()  # (5, 19, 3)
+    assert result.triangulated.points.reshape(5, 19, 3) == pytest.approx(truth, abs=1e-3)
+    for n, level in enumerate(LEVELS):
+        placed = result.poses[level].apply(means[level])
+        # The mean is not this case's shape: the fit is within the shape variation, centred on the truth.
+        assert np.sqrt(np.mean(np.sum((placed - truth[n]) ** 2, axis=1))) < 4.0, level
+        assert np.linalg.norm(placed.mean(axis=0) - truth[n].mean(axis=0)) < 1.5, level

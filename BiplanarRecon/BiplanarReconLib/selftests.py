@@ -108,9 +108,56 @@ def test_scene_bundle_round_trip(context, tmp_dir):
         assert after[key] == before[key], key
 
 
+def sample_radiographs(logic, seed: int = 0):
+    """The sample CT, its labels and AP + lateral DRR nodes of its lumbar spine (with each level's own
+    DRR); returns (rendered nodes, {label value: level})."""
+    from BoneReconLib.drr_nodes import render_to_nodes
+    from BoneReconLib.lumbar_dataset import sample_biplanar_views
+    from BoneReconLib.lumbar_radiograph import SpineCT
+    from BoneReconLib.sample_data import SAMPLE_CT, SAMPLE_VERTEBRA_LABELS
+
+    ct, labels = logic.loadSampleCase()
+    spine = SpineCT.from_files(SAMPLE_CT, SAMPLE_VERTEBRA_LABELS)
+    length = float(np.linalg.norm(spine.centroids["L1"] - spine.centroids["L5"])) + 30.0
+    views = sample_biplanar_views(np.random.default_rng(seed), spine.spine_frame(), length)
+    levels = {value: name for value, name in BUILTIN_TABLES["totalsegmentator"].items() if name in LUMBAR_LEVELS}
+    return render_to_nodes(ct, views, labels, levels), levels
+
+
+def test_network_finds_sample_vertebrae_on_their_own_images(context, tmp_dir):
+    """DRRs of the sample CT (its real vertebrae, never seen in training): the bundled network finds
+    most of L1-L5 in both views, and the body landmarks of each found vertebra fall on that
+    vertebra's own DRR."""
+    import slicer.util
+
+    from BoneReconLib.radiograph_node import get_view
+
+    logic = BiplanarReconLogic(context.scene)
+    rendered, _ = sample_radiographs(logic)
+    found = logic.detectLandmarks(rendered.radiographs["AP"], rendered.radiographs["LAT"])
+    body = ("body anterior superior", "body anterior inferior", "body posterior superior", "body posterior inferior",
+            "body left superior", "body left inferior", "body right superior", "body right inferior",
+            "superior endplate centre", "inferior endplate centre")
+    for view_name, (images, points, detection) in found.items():
+        assert len(images) == 5 and points.GetNumberOfControlPoints() == 95
+        assert len(detection.found) >= 4, (view_name, detection.vertebra_confidence)
+        view = get_view(rendered.radiographs[view_name])
+        for level in detection.found:
+            own = slicer.util.arrayFromVolume(rendered.label_drrs[level, view_name])[0]
+            near = own > 0.02 * own.max()
+            hits = []
+            for landmark in detection.landmarks:
+                if landmark["vertebra"] == level and landmark["name"] in body:
+                    i, j = int(round(landmark["i"])), int(round(landmark["j"]))
+                    reach = max(1, int(round(3.0 / view.pixel_spacing[0])))  # 3 mm
+                    hits.append(bool(near[max(j - reach, 0):j + reach + 1, max(i - reach, 0):i + reach + 1].any()))
+            assert np.mean(hits) >= 0.8, (view_name, level, np.mean(hits))
+
+
 SELF_TESTS = [
     test_sample_vertebra_models_match_labels,
     test_wrong_label_table_is_reported_and_changes_nothing,
     test_cancel_leaves_scene_unchanged,
     test_scene_bundle_round_trip,
+    test_network_finds_sample_vertebrae_on_their_own_images,
 ]
