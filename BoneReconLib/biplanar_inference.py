@@ -56,14 +56,15 @@ class Detection:
 
 @torch.no_grad()
 def detect(model: BiplanarNet, pixels: np.ndarray, spacing_mm: Sequence[float], view: str,
-           landmark_names: Sequence[str]) -> Detection:
-    """Landmarks and decomposition of one bone-bright image (rows, columns) in [0, 1]."""
+           landmark_names: Sequence[str], centre_ij: Optional[Sequence[float]] = None) -> Detection:
+    """Landmarks and decomposition of one bone-bright image (rows, columns) in [0, 1]; the network's
+    384 mm field is centred on the image centre or on the pixel ``centre_ij`` (column, row)."""
     if view not in VIEWS:
         raise InputError(f"The view must be one of {', '.join(VIEWS)}, got '{view}'.")
     if len(landmark_names) * len(LEVELS) != model.levels * model.landmarks_per_level:
         raise InputError("The landmark names do not match the network's landmark count.")
     image = torch.as_tensor(np.asarray(pixels, dtype=np.float32))[None]
-    transform = network_transform(image.shape, spacing_mm)
+    transform = network_transform(image.shape, spacing_mm, centre_ij=centre_ij)
     picture, covered = resample_covered(image, transform)
     network_input = normalise(picture, covered)[None]
     output = model(network_input, torch.tensor([float(VIEWS.index(view))]))

@@ -164,7 +164,7 @@ def _cmd_landmarks(args) -> int:
     model = load_network(args.weights)
     radiograph = read_radiograph(args.image, args.pixel_spacing)
     names = load_models(levels=["L1"])["L1"].landmark_names
-    detection = detect(model, radiograph.pixels, radiograph.spacing_mm, args.view, names)
+    detection = detect(model, radiograph.pixels, radiograph.spacing_mm, args.view, names, args.centre)
     out = write_detection(detection, args.out, dict(image=str(args.image), view=args.view,
                                                     pixel_spacing_mm=list(radiograph.spacing_mm),
                                                     inverted=radiograph.inverted,
@@ -335,6 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
     landmarks.add_argument("--pixel-spacing", type=float, nargs="+", metavar="MM",
                            help="pixel spacing at the detector, one value or column and row (default: from the file)")
     landmarks.add_argument("--weights", help="network weights (a training folder's best.pt; default: bundled)")
+    landmarks.add_argument("--centre", type=float, nargs=2, metavar=("I", "J"),
+                           help="pixel (column, row) at the middle of L1-L5, for images wider than the network's "
+                                "384 mm field (e.g. whole-spine radiographs); default: the image centre")
     landmarks.add_argument("--out", required=True, help="landmarks JSON file")
     landmarks.add_argument("--decomposition", help="folder for the per-vertebra images L1..L5 (NRRD)")
     landmarks.set_defaults(func=_cmd_landmarks)

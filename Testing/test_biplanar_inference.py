@@ -73,6 +73,18 @@ def test_landmarks_and_decomposition_come_back_in_the_input_pixels():
         detect(model, coarse, (2.0, 2.0), "PA", NAMES)
 
 
+def test_field_centred_on_a_chosen_pixel():
+    torch.manual_seed(0)
+    model = BiplanarNet().eval()
+    big = np.random.default_rng(2).random((400, 300)).astype(np.float32)
+    crop = big[80:280, 50:250]  # 200 x 200 pixels of 2 mm: the network's 384 mm field lies inside
+    a = detect(model, crop, (2.0, 2.0), "LAT", NAMES)
+    b = detect(model, big, (2.0, 2.0), "LAT", NAMES, centre_ij=(50 + 99.5, 80 + 99.5))
+    pa = np.array([[m["i"], m["j"]] for m in a.landmarks])
+    pb = np.array([[m["i"], m["j"]] for m in b.landmarks])
+    assert pb == pytest.approx(pa + [50, 80], abs=2e-3)  # positions are stored to 1e-3 px
+
+
 def test_landmarks_command(tmp_path):
     from BoneReconLib.biplanar_training import _save
     from BoneReconLib.cli import main
@@ -88,8 +100,13 @@ def test_landmarks_command(tmp_path):
     record = json.loads(out.read_text())
     assert record["size"] == [80, 100] and record["view"] == "LAT" and len(record["landmarks"]) == 95
     assert set(record["landmarks"][0]) == {"vertebra", "name", "i", "j", "confidence"}
+    # Noise through an untrained network: no vertebra is claimed, and the file says so.
+    assert record["found"] == [] and "No lumbar vertebra was found" in record["message"]
+    assert set(record["vertebra_confidence"]) == {"L1", "L2", "L3", "L4", "L5"}
     assert sitk.ReadImage(str(tmp_path / "dec" / "L3.nrrd")).GetSize() == (80, 100)
-    assert main(["--quiet", "landmarks", "--image", str(image), "--view", "AP", "--out", str(tmp_path / "n.json")]) == 2
+    # A PNG carries no spacing: refused, nothing written.
+    assert main(["--quiet", "landmarks", "--image", str(image), "--view", "AP", "--weights", str(tmp_path / "w.pt"),
+                 "--out", str(tmp_path / "n.json")]) == 2
     assert not (tmp_path / "n.json").exists()
 
 
