@@ -13,11 +13,14 @@ Console use (in Slicer or headless)::
     surface, landmarks = logic.instance("L3", coefficients=[1.5, -0.5], pose=numpy.eye(4))
     found = logic.detectLandmarks(apNode, latNode)  # radiograph nodes with their views
     images, points, detection = found["AP"]; print(detection.found, detection.message)
+    placed = logic.initialiseVertebrae(apNode, latNode)  # mean shapes at their initial poses
 """
 
 from __future__ import annotations
 
 from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
+
+import torch
 
 from BoneReconLib import sample_data
 from BoneReconLib.mrml_io import load_volume
@@ -92,6 +95,52 @@ class BiplanarReconLogic(ModuleLogic):
                 results[view] = detect_in_scene(self.scene, model, node, view, names)
             report(1.0, "Landmarks found")
         return results
+
+    def initialiseVertebrae(self, apNode, latNode, found: Optional[Dict[str, tuple]] = None, weights=None,
+                            progress: Optional[ProgressCallback] = None) -> Dict[str, object]:
+        """Both radiograph nodes -> landmarks (``found``: an earlier ``detectLandmarks`` result, else
+        run now) -> triangulated 3D landmarks (a markups node) and every level's mean shape placed by
+        its initial pose (model + landmark nodes, coloured per level). Returns {"models": {level:
+        model node}, "landmarks": markups node, "initialisation": SpineInitialisation}; levels that
+        could not be placed are named in ``initialisation.messages``."""
+        import numpy as np
+
+        from BoneReconLib.radiograph_node import get_view
+        from BoneReconLib.spine_alignment import LEVELS
+        from BoneReconLib.spine_initialisation import initialise_spine
+        from BoneReconLib.vertebra_labels import LEVEL_COLORS
+
+        if apNode is None or latNode is None:
+            raise ValueError("Select both the AP and the lateral radiograph.")
+        report = as_progress(progress)
+        models = self.shapeModels()
+        with rollback_on_error(self.scene):
+            if found is None:
+                found = self.detectLandmarks(apNode, latNode, weights, progress=lambda f, m: report(0.8 * f, m))
+            views = [get_view(apNode), get_view(latNode)]
+            means = {level: models[level].landmark_positions(
+                torch.as_tensor(models[level].mean)[None])[0].numpy() for level in LEVELS}
+            report(0.85, "Triangulating the landmarks")
+            result = initialise_spine(views, [found["AP"][2].landmarks, found["LAT"][2].landmarks], means, LEVELS)
+            points = self.scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "Landmarks 3D (triangulated)")
+            points.CreateDefaultDisplayNodes()
+            names = models["L1"].landmark_names
+            for k in np.nonzero(result.triangulated.used)[0]:
+                label = f"{LEVELS[k // len(names)]} {names[k % len(names)]}"
+                index = points.AddControlPoint(*result.triangulated.points[k].tolist(), label)
+                points.SetNthControlPointLocked(index, True)
+            placed = {}
+            for level, pose in result.poses.items():
+                if pose is None:
+                    continue
+                rigid = np.eye(4)
+                rigid[:3, :3], rigid[:3, 3] = pose.rotation, pose.translation
+                node, _ = self.instance(level, pose=rigid, scale=pose.scale)
+                node.SetName(f"{level} initial")
+                node.GetDisplayNode().SetColor(*LEVEL_COLORS[level])
+                placed[level] = node
+            report(1.0, "Initial poses found")
+        return dict(models=placed, landmarks=points, initialisation=result)
 
     def shapeModels(self, folder=None) -> Dict[str, object]:
         """{level: ShapeModel} from a model folder (default: the bundled models); hashes checked, cached."""

@@ -108,6 +108,9 @@ def test_scene_bundle_round_trip(context, tmp_dir):
         assert after[key] == before[key], key
 
 
+INITIAL_CENTROID_MM = 10.0  # initial pose from landmarks alone, before any registration
+
+
 def sample_radiographs(logic, seed: int = 0):
     """The sample CT, its labels and AP + lateral DRR nodes of its lumbar spine (with each level's own
     DRR); returns (rendered nodes, {label value: level})."""
@@ -124,10 +127,11 @@ def sample_radiographs(logic, seed: int = 0):
     return render_to_nodes(ct, views, labels, levels), levels
 
 
-def test_network_finds_sample_vertebrae_on_their_own_images(context, tmp_dir):
+def test_network_landmarks_and_initial_poses_on_the_sample(context, tmp_dir):
     """DRRs of the sample CT (its real vertebrae, never seen in training): the bundled network finds
-    most of L1-L5 in both views, and the body landmarks of each found vertebra fall on that
-    vertebra's own DRR."""
+    most of L1-L5 in both views, the body landmarks of each found vertebra fall on that vertebra's
+    own DRR, and the mean shapes placed from the triangulated landmarks sit on the labelled
+    vertebrae."""
     import slicer.util
 
     from BoneReconLib.radiograph_node import get_view
@@ -153,11 +157,20 @@ def test_network_finds_sample_vertebrae_on_their_own_images(context, tmp_dir):
                     hits.append(bool(near[max(j - reach, 0):j + reach + 1, max(i - reach, 0):i + reach + 1].any()))
             assert np.mean(hits) >= 0.8, (view_name, level, np.mean(hits))
 
+    placed = logic.initialiseVertebrae(rendered.radiographs["AP"], rendered.radiographs["LAT"], found=found)
+    assert len(placed["models"]) >= 4, placed["initialisation"].messages
+    value_of = {name: value for value, name in BUILTIN_TABLES["totalsegmentator"].items()}
+    labels = context.scene.GetFirstNodeByName("Sample vertebra labels")
+    for level, model in placed["models"].items():
+        _, centroid = volume_and_centroid(model.GetPolyData())
+        _, truth = _label_voxels_ras(labels, value_of[level])
+        assert np.linalg.norm(centroid - truth) < INITIAL_CENTROID_MM, (level, centroid, truth)
+
 
 SELF_TESTS = [
     test_sample_vertebra_models_match_labels,
     test_wrong_label_table_is_reported_and_changes_nothing,
     test_cancel_leaves_scene_unchanged,
     test_scene_bundle_round_trip,
-    test_network_finds_sample_vertebrae_on_their_own_images,
+    test_network_landmarks_and_initial_poses_on_the_sample,
 ]
