@@ -9,8 +9,12 @@ DATASET is a `bonerecon dataset lumbar` folder; its test split holds shapes neve
 augmentation. Printed per view: mean, median and 90th percentile landmark error over the landmarks
 inside the network's field, the share within 2 and 4 mm, the error per anatomical region, and per
 vertebra the decomposition MAE, PSNR and SSIM (on the network grid, line integrals x 0.5, data
-range = the truth's maximum), plus the inference time for both views of a case. Without --weights
-the bundled network is evaluated; --json also writes the figures (for the networks manifest).
+range = the truth's maximum), plus the inference time for both views of a case. Then the
+"found" rule (a vertebra is found when its landmarks' median confidence reaches
+FOUND_CONFIDENCE): how often it holds for the test vertebrae in the field, and the highest vertebra
+confidence on images without a lumbar spine (real chest and lower-leg radiographs from
+../shared/data when present, noise, a dark image, a smooth ramp). Without --weights the bundled
+network is evaluated; --json also writes the figures (for the networks manifest).
 """
 
 import argparse
@@ -52,16 +56,21 @@ def main():
     by_region = {0: {}, 1: {}}
     decomposition = {0: {level: [] for level in LEVELS}, 1: {level: [] for level in LEVELS}}
     seconds = []
+    vertebra_confidence = {0: [], 1: []}
     for start in range(0, count, 2):  # both views of one case together, as at inference
         items = [samples[i] for i in range(start, min(start + 2, count))]
         images = torch.stack([item["image"] for item in items])
         views = torch.stack([item["view"] for item in items])
         tick = time.perf_counter()
         output = model(images, views)
-        positions, _ = decode_landmarks(output["heatmaps"], model.landmark_stride)
+        positions, confidence = decode_landmarks(output["heatmaps"], model.landmark_stride)
         seconds.append(time.perf_counter() - tick)
-        for item, predicted, found in zip(items, output["decomposition"], positions):
+        for item, predicted, found, sure in zip(items, output["decomposition"], positions, confidence):
             v = int(item["view"])
+            for n in range(len(LEVELS)):
+                inside = item["weight"][n * 19:(n + 1) * 19]
+                if inside.mean() >= 0.5:
+                    vertebra_confidence[v].append(float(sure[n * 19:(n + 1) * 19].median()))
             error = ((found - item["landmarks"]).norm(dim=-1) * item["spacing_mm"]).numpy()
             for k in np.nonzero(item["weight"].numpy() > 0)[0]:
                 errors[v].append(error[k])
@@ -106,10 +115,44 @@ def main():
         print(f"  {level:25s}{cells[0]}  |{cells[1]}")
     print(f"\nInference, both views of a case (network + decoding, CPU): median {np.median(seconds):.3f} s "
           "(target < 2 s)")
+    summary["found"] = found_rule(model, vertebra_confidence)
     if args.json:
         summary["inference_s_both_views_cpu"] = round(float(np.median(seconds)), 3)
         Path(args.json).write_text(json.dumps(summary, indent=1) + "\n")
         print(f"Wrote {args.json}")
+
+
+def found_rule(model, vertebra_confidence) -> dict:
+    """Print and return how the found rule does on spines (test vertebrae) and on images without one."""
+    from BoneReconLib.biplanar_inference import FOUND_CONFIDENCE, detect
+    from BoneReconLib.radiograph_file import read_radiograph
+
+    names = load_models(levels=["L1"])["L1"].landmark_names
+    print(f"\nFound rule (median landmark confidence >= {FOUND_CONFIDENCE}):")
+    out = {}
+    for v, name in enumerate(("AP", "LAT")):
+        c = np.asarray(vertebra_confidence[v])
+        out[f"test_{name}_found"] = round(float(np.mean(c >= FOUND_CONFIDENCE)), 3)
+        print(f"  test vertebrae in the field, {name}: found {np.mean(c >= FOUND_CONFIDENCE):.0%} "
+              f"(median confidence {np.median(c):.2f}, 5th percentile {np.percentile(c, 5):.2f})")
+    rng = np.random.default_rng(0)
+    ramp = np.tile(np.linspace(0, 1, 300), (400, 1))
+    others = [("uniform noise", rng.random((400, 300)), 1.0), ("dark (1 % noise)", 0.01 * rng.random((400, 300)), 1.0),
+              ("smooth ramp", ramp, 1.0)]
+    xray = REPO.parent / "shared" / "data" / "xray" / "pydicom"
+    for file, what in (("RG1_UNCI.dcm", "chest PA radiograph"), ("RG3_UNCI.dcm", "lower-leg radiograph")):
+        if (xray / file).is_file():
+            others.append((f"{what} (0.2 mm assumed)", read_radiograph(xray / file, [0.2]).pixels, 0.2))
+    worst = 0.0
+    for what, pixels, spacing in others:
+        for view in ("AP", "LAT"):
+            detection = detect(model, pixels, (spacing, spacing), view, names)
+            best = max(detection.vertebra_confidence.values())
+            worst = max(worst, best)
+            print(f"  {what:38s} as {view:3s}: highest vertebra confidence {best:.2f}, found "
+                  f"{', '.join(detection.found) or 'none'}")
+    out["no_spine_highest_confidence"] = round(worst, 3)
+    return out
 
 
 if __name__ == "__main__":
