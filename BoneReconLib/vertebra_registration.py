@@ -1,0 +1,193 @@
+"""2D/3D registration of one vertebra's shape model to its two per-vertebra images and landmarks.
+
+CMA-ES (``cmaes``) searches pose (rotation and translation about the vertebra's centre), scale
+and the first ``modes`` shape coefficients from the initial similarity pose. Each generation's
+whole population is instanced and rendered in one call (``mesh_depth``: exact ray-mesh thickness
+in both views). The cost of an instance is
+
+    image_weight x (1 - mean over views of the normalised cross-correlation between its thickness
+    image and the vertebra's image)  [the decomposition's density is unknown; NCC ignores scale]
+  + mean over views and landmarks of w (reprojection error / landmark_sigma_mm)^2, w = the
+    landmark's confidence x region weight (posterior structures, whose shape the body outline
+    does not pin down, count ``posterior_weight`` times a body landmark)
+  + prior_weight x the squared Mahalanobis norm of the coefficients / modes.
+
+Coarse images first: the images are block-averaged by each factor of ``levels`` in turn (the
+views' pixels grow to match), each level restarting CMA-ES from the last level's best. A result
+whose image agreement or landmark residual is poor is flagged (``converged`` False) with its
+residuals, never shown as a confident fit. Core module (numpy/torch), no MRML.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .geometry import View, rotation_about
+from .mesh_depth import mesh_depth
+from .progress import ProgressCallback, as_progress
+from .shape_model import ShapeModel
+
+ROTATION_UNIT_DEG = 3.0  # one CMA-ES unit of each parameter
+TRANSLATION_UNIT_MM = 3.0
+LOG_SCALE_UNIT = 0.03
+
+
+@dataclass
+class RegistrationWeights:
+    image_weight: float = 20.0
+    landmark_sigma_mm: float = 3.0
+    posterior_weight: float = 2.0
+    prior_weight: float = 0.05
+    min_ncc: float = 0.8  # below this in a view: not converged
+    max_landmark_rms_mm: float = 4.0
+
+
+@dataclass
+class VertebraTarget:
+    """What one vertebra is registered to: per view its image (nv, nu) on the view's detector and
+    its detected landmarks (L, 2) pixel (i, j) with confidences (L,) (0 = not found)."""
+
+    views: Sequence[View]
+    images: Sequence[np.ndarray]
+    landmarks_ij: Sequence[np.ndarray]
+    confidences: Sequence[np.ndarray]
+
+
+@dataclass
+class RegistrationResult:
+    rotation: np.ndarray
+    translation: np.ndarray
+    scale: float
+    coefficients: np.ndarray
+    cost: float
+    ncc: np.ndarray  # per view
+    landmark_rms_mm: float
+    converged: bool
+    history: list = field(default_factory=list)  # best cost per generation
+
+    def points(self, model: ShapeModel) -> np.ndarray:
+        pose = np.eye(4)
+        pose[:3, :3], pose[:3, 3] = self.rotation, self.translation
+        return model.instances(self.coefficients[None], poses=pose[None], scales=[self.scale]).numpy()[0]
+
+
+def coarser(view: View, factor: int) -> View:
+    """The same detector with pixels ``factor`` times larger (pixel centres at the block centres)."""
+    nu, nv = view.size
+    return View(name=view.name, source=view.source, detector_center=view.detector_center,
+                detector_u=view.detector_u, detector_v=view.detector_v,
+                pixel_spacing=np.asarray(view.pixel_spacing) * factor, size=(nu // factor, nv // factor))
+
+
+def _centred_mm(ij: np.ndarray, view: View) -> np.ndarray:
+    """Pixel coordinates (..., 2) -> mm on the detector from its centre (the same at every resolution)."""
+    return (np.asarray(ij, dtype=np.float64) - (np.asarray(view.size, dtype=np.float64) - 1) / 2) * view.pixel_spacing
+
+
+def _block_mean(image: np.ndarray, factor: int) -> torch.Tensor:
+    t = torch.as_tensor(np.asarray(image, dtype=np.float64))
+    rows, cols = (t.shape[0] // factor) * factor, (t.shape[1] // factor) * factor
+    return F.avg_pool2d(t[None, None, :rows, :cols], factor)[0, 0]
+
+
+def _ncc(rendered: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Normalised cross-correlation of (N, nv, nu) images with one (nv, nu) target -> (N,)."""
+    a = rendered.flatten(1) - rendered.flatten(1).mean(dim=1, keepdim=True)
+    b = (target.flatten() - target.mean())[None]
+    return (a * b).sum(dim=1) / ((a * a).sum(dim=1) * (b * b).sum()).sqrt().clamp_min(1e-12)
+
+
+class _Problem:
+    """Parameters -> instances -> cost, for one vertebra at one image resolution."""
+
+    def __init__(self, model: ShapeModel, rotation, translation, scale, centre, target: VertebraTarget,
+                 factor: int, modes: int, weights: RegistrationWeights):
+        self.model, self.modes, self.weights = model, modes, weights
+        self.rotation0, self.translation0, self.scale0, self.centre = rotation, translation, scale, centre
+        self.views = [coarser(v, factor) if factor > 1 else v for v in target.views]
+        self.images = [_block_mean(image, factor) for image in target.images]
+        regions = np.array([1.0 if lm.region == "body" else weights.posterior_weight for lm in model.landmarks])
+        self.landmark_weight = [np.asarray(c, dtype=np.float64) * regions for c in target.confidences]
+        self.landmarks_mm = [_centred_mm(ij, view) for ij, view in zip(target.landmarks_ij, target.views)]
+
+    def pose(self, x: np.ndarray):
+        """(rotation, translation, scale, coefficients) of one parameter vector."""
+        turn = np.asarray(x[:3]) * math.radians(ROTATION_UNIT_DEG)
+        angle = float(np.linalg.norm(turn))
+        delta = rotation_about(turn / angle, angle) if angle > 1e-12 else np.eye(3)
+        rotation = delta @ self.rotation0
+        translation = delta @ (self.translation0 - self.centre) + self.centre + np.asarray(x[3:6]) * TRANSLATION_UNIT_MM
+        return rotation, translation, self.scale0 * math.exp(x[6] * LOG_SCALE_UNIT), np.asarray(x[7:7 + self.modes])
+
+    def evaluate(self, population: np.ndarray):
+        """Costs (N,), NCC (N, V) and landmark RMS in mm (N,) of N parameter vectors."""
+        poses, scales, coefficients = [], [], []
+        for x in population:
+            rotation, translation, scale, c = self.pose(x)
+            pose = np.eye(4)
+            pose[:3, :3], pose[:3, 3] = rotation, translation
+            poses.append(pose)
+            scales.append(scale)
+            coefficients.append(c)
+        points = self.model.instances(np.array(coefficients), poses=np.array(poses), scales=scales)
+        thickness = mesh_depth(points, self.model.triangles, self.views).thickness.clamp_min(0.0)  # (N, V, nv, nu)
+        ncc = torch.stack([_ncc(thickness[:, v], image) for v, image in enumerate(self.images)], dim=1).numpy()
+        marks = self.model.landmark_positions(points).numpy()  # (N, L, 3)
+        squared, total_weight = np.zeros(len(population)), 0.0
+        for view, found_mm, w in zip(self.views, self.landmarks_mm, self.landmark_weight):
+            ij, _ = view.project(marks)
+            error = np.linalg.norm(_centred_mm(ij, view) - found_mm, axis=-1)  # (N, L) mm on the detector
+            squared += (np.nan_to_num(error, nan=1e3) ** 2 * w).sum(axis=1)
+            total_weight += w.sum()
+        mean_square = squared / max(total_weight, 1e-9)
+        w = self.weights
+        cost = (w.image_weight * (1.0 - ncc.mean(axis=1)) + mean_square / w.landmark_sigma_mm ** 2
+                + w.prior_weight * (np.array(coefficients) ** 2).sum(axis=1) / max(self.modes, 1))
+        return cost, ncc, np.sqrt(mean_square)
+
+
+def register_vertebra(model: ShapeModel, rotation, translation, scale: float, target: VertebraTarget,
+                      modes: int = 6, levels: Sequence[int] = (4, 2), generations: Sequence[int] = (40, 25),
+                      population: Optional[int] = None, seed: int = 0,
+                      weights: Optional[RegistrationWeights] = None,
+                      progress: Optional[ProgressCallback] = None) -> RegistrationResult:
+    """Register ``model`` from the similarity (rotation, translation, scale) to ``target``."""
+    from cmaes import CMA
+
+    report = as_progress(progress)
+    weights = weights or RegistrationWeights()
+    modes = min(modes, model.n_modes)
+    dimension = 7 + modes
+    rotation, translation = np.asarray(rotation, dtype=np.float64), np.asarray(translation, dtype=np.float64)
+    centre = scale * model.mean.mean(axis=0) @ rotation.T + translation
+    bounds = np.array([[-10.0, 10.0]] * 7 + [[-3.0, 3.0]] * modes)
+    best_x, history = np.zeros(dimension), []
+    total = sum(generations)
+    done = 0
+    for factor, count in zip(levels, generations):
+        problem = _Problem(model, rotation, translation, scale, centre, target, factor, modes, weights)
+        optimizer = CMA(mean=best_x.copy(), sigma=1.0 if not history else 0.5, bounds=bounds, seed=seed,
+                        population_size=population)
+        best_cost = problem.evaluate(best_x[None])[0][0]
+        for _ in range(count):
+            candidates = np.array([optimizer.ask() for _ in range(optimizer.population_size)])
+            costs, _, _ = problem.evaluate(candidates)
+            optimizer.tell(list(zip(candidates, costs)))
+            k = int(np.argmin(costs))
+            if costs[k] < best_cost:
+                best_cost, best_x = float(costs[k]), candidates[k].copy()
+            history.append(best_cost)
+            done += 1
+            report(done / total, f"Registering {model.name}: cost {best_cost:.3f}")
+    full = _Problem(model, rotation, translation, scale, centre, target, 1, modes, weights)
+    cost, ncc, rms = full.evaluate(best_x[None])
+    r, t, s, c = full.pose(best_x)
+    converged = bool(ncc[0].min() >= weights.min_ncc and rms[0] <= weights.max_landmark_rms_mm)
+    return RegistrationResult(r, t, s, np.asarray(c, dtype=np.float64), float(cost[0]), ncc[0], float(rms[0]),
+                              converged, history)
