@@ -1,0 +1,69 @@
+"""AP + lateral per-vertebra images and landmarks -> L1-L5 shape-model instances (the biplanar pipeline).
+
+Initial poses from the triangulated landmarks (:mod:`.spine_initialisation`), then each placed
+vertebra registered to its own two images and landmarks (:mod:`.vertebra_registration`). Levels
+that cannot be placed or do not converge are named in ``messages``. Neighbours are registered
+one at a time (joint registration against overlap is still to come). Core module, no MRML.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Mapping, Optional, Sequence
+
+import numpy as np
+import torch
+
+from .geometry import View
+from .progress import ProgressCallback, as_progress
+from .shape_model import ShapeModel
+from .spine_initialisation import SpineInitialisation, initialise_spine
+from .vertebra_registration import RegistrationResult, VertebraTarget, register_vertebra
+
+
+@dataclass
+class SpineReconstruction:
+    initialisation: SpineInitialisation
+    results: Dict[str, RegistrationResult]
+    points: Dict[str, np.ndarray]  # world vertices per reconstructed level
+    messages: List[str]
+    seconds: Dict[str, float] = field(default_factory=dict)  # per stage
+
+
+def reconstruct_spine(models: Mapping[str, ShapeModel], views: Sequence[View], images: Sequence[np.ndarray],
+                      landmarks: Sequence[Sequence[Mapping]], levels: Sequence[str], modes: int = 6,
+                      levels_of_detail: Sequence[int] = (4, 2), generations: Sequence[int] = (40, 25),
+                      seed: int = 0, progress: Optional[ProgressCallback] = None) -> SpineReconstruction:
+    """``images``: per view (levels, nv, nu) the per-vertebra images; ``landmarks``: per view the
+    detected landmark dicts (vertebra, name, i, j, confidence), level by level."""
+    report = as_progress(progress)
+    tick = time.perf_counter()
+    means = {level: models[level].landmark_positions(torch.as_tensor(models[level].mean)[None])[0].numpy()
+             for level in levels}
+    initialisation = initialise_spine(views, landmarks, means, levels)
+    seconds = dict(initialisation=time.perf_counter() - tick)
+    messages = list(initialisation.messages)
+    results, points = {}, {}
+    per = len(next(iter(means.values())))
+    placed = [level for level in levels if initialisation.poses[level] is not None]
+    tick = time.perf_counter()
+    for n, level in enumerate(placed):
+        k = list(levels).index(level)
+        pose = initialisation.poses[level]
+        target = VertebraTarget(
+            views, [np.asarray(images[v][k], dtype=np.float64) for v in range(len(views))],
+            [np.array([[m["i"], m["j"]] for m in landmarks[v][k * per:(k + 1) * per]]) for v in range(len(views))],
+            [np.array([m["confidence"] for m in landmarks[v][k * per:(k + 1) * per]]) for v in range(len(views))])
+        result = register_vertebra(
+            models[level], pose.rotation, pose.translation, pose.scale, target, modes=modes, levels=levels_of_detail,
+            generations=generations, seed=seed,
+            progress=lambda f, m, n=n: report((n + f) / max(len(placed), 1), m))
+        results[level] = result
+        points[level] = result.points(models[level])
+        if not result.converged:
+            messages.append(f"{level}: the registration did not converge (image agreement "
+                            f"{', '.join(f'{c:.2f}' for c in result.ncc)}, landmark residual "
+                            f"{result.landmark_rms_mm:.1f} mm); shown for inspection only")
+    seconds["registration"] = time.perf_counter() - tick
+    return SpineReconstruction(initialisation, results, points, messages, seconds)

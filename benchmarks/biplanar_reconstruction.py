@@ -1,0 +1,123 @@
+"""BiplanarRecon reconstruction on held-out synthetic cases: surface error per vertebra and time per stage.
+
+    python benchmarks/biplanar_reconstruction.py --data DATASET [--cases 5] [--source oracle|network]
+                                                 [--weights W] [--modes 6]
+
+--source oracle feeds the registration the cases' true per-vertebra images and landmarks (what a
+perfect network would give: this measures the initialisation + registration alone); --source
+network runs the network (bundled unless --weights) on the cases' radiographs first. Per vertebra:
+mean surface distance (both directions averaged), RMS, Hausdorff 95, posterior-arch error (true
+vertices behind the body's posterior wall to the reconstructed surface), 3D landmark error,
+beside the targets (0.8 / 1.2 / 2.5 mm) and the initial pose's surface distance. Note: the
+lumbar dataset's shapes are drawn from the bundled shape models, so they lie in the models' span.
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from BoneReconLib.dataset_store import CaseDataset  # noqa: E402
+from BoneReconLib.geometry import View  # noqa: E402
+from BoneReconLib.shape_correspondence import point_to_surface  # noqa: E402
+from BoneReconLib.shape_model_library import load_models  # noqa: E402
+from BoneReconLib.spine_alignment import LEVELS  # noqa: E402
+from BoneReconLib.spine_reconstruction import reconstruct_spine  # noqa: E402
+
+TARGETS = dict(mean=0.8, posterior=1.2, hd95=2.5)
+
+
+def surface_errors(model, found, truth):
+    """(mean of both directions, RMS, HD95, posterior-arch mean) in mm between two instances."""
+    tri = model.triangles
+    a = point_to_surface(found, truth, tri)
+    b = point_to_surface(truth, found, tri)
+    both = np.concatenate([a, b])
+    marks = {lm.name: lm.position(model.mean) for lm in model.landmarks}
+    wall = 0.5 * (marks["body posterior superior"][1] + marks["body posterior inferior"][1])
+    posterior = model.mean[:, 1] < wall - 2.0  # model frame: y anterior
+    return 0.5 * (a.mean() + b.mean()), float(np.sqrt(np.mean(both ** 2))), float(np.percentile(both, 95)), \
+        float(b[posterior].mean())
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--cases", type=int, default=5)
+    parser.add_argument("--source", choices=["oracle", "network"], default="oracle")
+    parser.add_argument("--weights")
+    parser.add_argument("--modes", type=int, default=6)
+    args = parser.parse_args()
+    models = load_models()
+    cases = CaseDataset(args.data, args.split)
+    names = models["L1"].landmark_names
+    if args.source == "network":
+        from BoneReconLib.biplanar_inference import detect
+        from BoneReconLib.biplanar_network import load_network
+
+        network = load_network(args.weights)
+    rows, initial, times = {level: [] for level in LEVELS}, [], []
+    for index in range(min(args.cases, len(cases))):
+        case = cases[index]
+        views = [View.from_dict(v) for v in case["meta"]["geometry"]["views"]]
+        tick = time.perf_counter()
+        if args.source == "oracle":
+            images = [case["decomposition"][:, v].float().numpy() for v in range(2)]
+            ij = case["landmarks_ij"].numpy()
+            landmarks = [[dict(vertebra=level, name=name, i=float(p[0]), j=float(p[1]), confidence=1.0)
+                          for level, per in zip(LEVELS, ij[v]) for name, p in zip(names, per)] for v in range(2)]
+        else:
+            found = [detect(network, case["image"][v].numpy(), views[v].pixel_spacing, view, names)
+                     for v, view in enumerate(("AP", "LAT"))]
+            images = [f.decomposition for f in found]
+            landmarks = [f.landmarks for f in found]
+        detection_s = time.perf_counter() - tick
+        result = reconstruct_spine(models, views, images, landmarks, LEVELS, modes=args.modes)
+        times.append(dict(network=detection_s, **result.seconds))
+        truth_marks = case["landmarks"].numpy()
+        for n, level in enumerate(LEVELS):
+            truth = case[f"vertices_{level}"].numpy().astype(np.float64)
+            if level not in result.points:
+                rows[level].append(None)
+                continue
+            found = result.points[level]
+            marks = models[level].landmark_positions(torch.as_tensor(found)[None])[0].numpy()
+            rows[level].append((*surface_errors(models[level], found, truth),
+                                float(np.linalg.norm(marks - truth_marks[n], axis=1).mean()),
+                                bool(result.results[level].converged)))
+            pose = result.initialisation.poses[level]
+            initial.append(surface_errors(models[level], pose.apply(models[level].mean), truth)[0])
+        print(f"case {case['meta']['case']}: {', '.join(result.messages) or 'all levels converged'}", flush=True)
+    print(f"\n{args.source} inputs, {min(args.cases, len(cases))} {args.split} cases, {args.modes} modes, "
+          f"device cpu ({torch.get_num_threads()} threads)")
+    print(f"{'level':6s}{'found':>6s}{'mean mm':>9s}{'RMS':>7s}{'HD95':>7s}{'posterior':>10s}{'landmarks':>10s}"
+          f"{'converged':>10s}")
+    every = []
+    for level in LEVELS:
+        got = [r for r in rows[level] if r is not None]
+        every.extend(got)
+        if got:
+            v = np.array([r[:5] for r in got])
+            print(f"{level:6s}{len(got):6d}{v[:, 0].mean():9.2f}{v[:, 1].mean():7.2f}{v[:, 2].mean():7.2f}"
+                  f"{v[:, 3].mean():10.2f}{v[:, 4].mean():10.2f}{np.mean([r[5] for r in got]):10.0%}")
+    v = np.array([r[:5] for r in every])
+    print(f"{'all':6s}{len(every):6d}{v[:, 0].mean():9.2f}{v[:, 1].mean():7.2f}{v[:, 2].mean():7.2f}"
+          f"{v[:, 3].mean():10.2f}{v[:, 4].mean():10.2f}")
+    print(f"{'target':12s}{TARGETS['mean']:9.2f}{'':7s}{TARGETS['hd95']:7.2f}{TARGETS['posterior']:10.2f}")
+    print(f"ratios to target: mean {v[:, 0].mean() / TARGETS['mean']:.2f}, posterior "
+          f"{v[:, 3].mean() / TARGETS['posterior']:.2f}, HD95 {v[:, 2].mean() / TARGETS['hd95']:.2f}")
+    print(f"initial pose (mean shape, before registration): mean surface distance {np.mean(initial):.2f} mm")
+    stages = {key: np.median([t[key] for t in times]) for key in times[0]}
+    print("time per case (median, s): " + ", ".join(f"{k} {v:.1f}" for k, v in stages.items())
+          + f"; total {sum(stages.values()):.1f} (target < 20)")
+
+
+if __name__ == "__main__":
+    main()
