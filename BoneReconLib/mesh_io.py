@@ -145,6 +145,34 @@ def _decimate(polydata, max_triangles: int):
         return pro.GetOutput()
 
 
+def vertex_subset_surface(points, triangles, max_triangles: int):
+    """A coarser closed surface on a subset of the vertices: (vertex indices (Q,), triangles (T', 3)
+    indexing that subset). Topology-preserving decimation only removes vertices, so every kept
+    vertex is an original one: any instance of a shape model (same triangulation) gives the coarse
+    surface by taking those vertices."""
+    import vtk
+
+    from .mesh_depth import check_closed_surface, mesh_from_polydata
+
+    points = np.asarray(points, dtype=np.float64)
+    pro = vtk.vtkDecimatePro()
+    pro.SetInputData(polydata_from_arrays(points, triangles))
+    pro.SetTargetReduction(max(0.0, 1.0 - max_triangles / len(triangles)))
+    pro.PreserveTopologyOn()
+    pro.SplittingOff()
+    pro.BoundaryVertexDeletionOff()
+    pro.SetOutputPointsPrecision(vtk.vtkAlgorithm.DOUBLE_PRECISION)
+    pro.Update()
+    kept, coarse = mesh_from_polydata(pro.GetOutput())
+    check_closed_surface(coarse, len(kept), "coarse surface")
+    index = {tuple(p): k for k, p in enumerate(points)}
+    try:
+        subset = np.array([index[tuple(p)] for p in np.asarray(kept, dtype=np.float64)])
+    except KeyError as exc:
+        raise InputError("The decimation moved a vertex; no vertex-subset surface.") from exc
+    return subset, coarse
+
+
 def _triangulated(polydata):
     """The surface as triangles with duplicate points merged (a new vtkPolyData)."""
     import vtk

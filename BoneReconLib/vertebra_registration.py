@@ -3,7 +3,9 @@
 CMA-ES (``cmaes``) searches pose (rotation and translation about the vertebra's centre), scale
 and the first ``modes`` shape coefficients from the initial similarity pose. Each generation's
 whole population is instanced and rendered in one call (``mesh_depth``: exact ray-mesh thickness
-in both views). The cost of an instance is
+in both views), on a coarser surface made of a subset of the model's vertices
+(``mesh_io.vertex_subset_surface``, a third to a half of the triangles) while searching; the final
+residuals are those of the full surface. The cost of an instance is
 
     image_weight x (1 - mean over views of the normalised cross-correlation between its thickness
     image and the vertebra's image)  [the decomposition's density is unknown; NCC ignores scale]
@@ -107,8 +109,9 @@ class _Problem:
     """Parameters -> instances -> cost, for one vertebra at one image resolution."""
 
     def __init__(self, model: ShapeModel, rotation, translation, scale, centre, target: VertebraTarget,
-                 factor: int, modes: int, weights: RegistrationWeights):
+                 factor: int, modes: int, weights: RegistrationWeights, surface=None):
         self.model, self.modes, self.weights = model, modes, weights
+        self.surface = surface  # (vertex subset, triangles) to render, or None for the full surface
         self.rotation0, self.translation0, self.scale0, self.centre = rotation, translation, scale, centre
         self.views = [coarser(v, factor) if factor > 1 else v for v in target.views]
         self.images = [_block_mean(image, factor) for image in target.images]
@@ -136,7 +139,8 @@ class _Problem:
             scales.append(scale)
             coefficients.append(c)
         points = self.model.instances(np.array(coefficients), poses=np.array(poses), scales=scales)
-        thickness = mesh_depth(points, self.model.triangles, self.views).thickness.clamp_min(0.0)  # (N, V, nv, nu)
+        subset, triangles = self.surface or (slice(None), self.model.triangles)
+        thickness = mesh_depth(points[:, subset], triangles, self.views).thickness.clamp_min(0.0)  # (N, V, nv, nu)
         ncc = torch.stack([_ncc(thickness[:, v], image) for v, image in enumerate(self.images)], dim=1).numpy()
         marks = self.model.landmark_positions(points).numpy()  # (N, L, 3)
         squared, total_weight = np.zeros(len(population)), 0.0
@@ -150,6 +154,19 @@ class _Problem:
         cost = (w.image_weight * (1.0 - ncc.mean(axis=1)) + mean_square / w.landmark_sigma_mm ** 2
                 + w.prior_weight * (np.array(coefficients) ** 2).sum(axis=1) / max(self.modes, 1))
         return cost, ncc, np.sqrt(mean_square)
+
+
+_COARSE = {}
+
+
+def coarse_surface(model: ShapeModel, max_triangles: int = 1500):
+    """The model's vertex-subset search surface, made once per model."""
+    from .mesh_io import vertex_subset_surface
+
+    key = (id(model), max_triangles)
+    if key not in _COARSE:
+        _COARSE[key] = (model, vertex_subset_surface(model.mean, model.triangles, max_triangles))
+    return _COARSE[key][1]
 
 
 def register_vertebra(model: ShapeModel, rotation, translation, scale: float, target: VertebraTarget,
@@ -167,11 +184,12 @@ def register_vertebra(model: ShapeModel, rotation, translation, scale: float, ta
     rotation, translation = np.asarray(rotation, dtype=np.float64), np.asarray(translation, dtype=np.float64)
     centre = scale * model.mean.mean(axis=0) @ rotation.T + translation
     bounds = np.array([[-10.0, 10.0]] * 7 + [[-3.0, 3.0]] * modes)
+    surface = coarse_surface(model)
     best_x, history = np.zeros(dimension), []
     total = sum(generations)
     done = 0
     for factor, count in zip(levels, generations):
-        problem = _Problem(model, rotation, translation, scale, centre, target, factor, modes, weights)
+        problem = _Problem(model, rotation, translation, scale, centre, target, factor, modes, weights, surface)
         optimizer = CMA(mean=best_x.copy(), sigma=1.0 if not history else 0.5, bounds=bounds, seed=seed,
                         population_size=population)
         best_cost = problem.evaluate(best_x[None])[0][0]

@@ -41,7 +41,8 @@ def test_perturbed_instance_is_recovered(bundled_models):
     after = np.linalg.norm(result.points(model) - truth, axis=1).mean()
     assert before > 3.0 and after < 1.0, (before, after)
     assert result.converged and result.ncc.min() > 0.95 and result.landmark_rms_mm < 1.5
-    assert result.history == sorted(result.history, reverse=True)  # the best cost never rises
+    for part in (result.history[:40], result.history[40:]):  # per image level, the best cost never rises
+        assert part == sorted(part, reverse=True)
 
 
 def test_a_target_that_is_not_this_vertebra_is_flagged(bundled_models):
@@ -53,3 +54,19 @@ def test_a_target_that_is_not_this_vertebra_is_flagged(bundled_models):
     result = register_vertebra(model, np.eye(3), np.zeros(3), 1.0, target, modes=2, levels=(2,),
                                generations=(8,), seed=0)
     assert not result.converged
+
+
+def test_vertex_subset_surface_follows_every_instance(bundled_models):
+    from BoneReconLib.mesh_depth import check_closed_surface
+    from BoneReconLib.mesh_io import polydata_from_arrays
+    from BoneReconLib.surface_metrics import volume_and_centroid
+    from BoneReconLib.vertebra_registration import coarse_surface
+
+    model = bundled_models["L4"]
+    subset, triangles = coarse_surface(model)
+    assert len(triangles) < 0.6 * len(model.triangles)
+    check_closed_surface(triangles, len(subset))
+    instance = model.instances(np.array([[2.0, -1.5, 1.0]])).numpy()[0]
+    full, _ = volume_and_centroid(polydata_from_arrays(instance, model.triangles))
+    coarse, _ = volume_and_centroid(polydata_from_arrays(instance[subset], triangles))
+    assert coarse == pytest.approx(full, rel=0.03)
