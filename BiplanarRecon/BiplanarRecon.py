@@ -41,8 +41,9 @@ class BiplanarRecon(ScriptedLoadableModule):
         self.parent.contributors = ["BoneRecon developers"]
         self.parent.helpText = (
             "Lumbar vertebrae L1-L5 from two calibrated radiographs (AP + lateral). "
-            "Today the module builds L1-L5 surface models from a CT vertebra label map; "
-            "the radiograph reconstruction follows. See the project README."
+            "Today the module builds L1-L5 surface models from a CT vertebra label map and finds "
+            "per-vertebra images and landmarks in AP / lateral radiographs with the bundled network; "
+            "the 3D reconstruction from them follows. See the project README."
         )
         self.parent.acknowledgementText = (
             "Sample CT and labels: TotalSegmentator test data (Apache-2.0, J. Wasserthal et al.)."
