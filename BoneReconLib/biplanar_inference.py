@@ -24,7 +24,7 @@ from .errors import InputError
 from .spine_alignment import LEVELS
 
 
-FOUND_CONFIDENCE = 0.3  # median landmark confidence of a found vertebra (see benchmarks/biplanar_network.py)
+FOUND_CONFIDENCE = 0.25  # median landmark confidence of a found vertebra (see benchmarks/biplanar_network.py)
 
 
 @dataclass

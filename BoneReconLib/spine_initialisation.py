@@ -34,7 +34,7 @@ class TriangulatedLandmarks:
 
 
 def triangulate_landmarks(views: Sequence[View], pixels: Sequence[np.ndarray], confidences: Sequence[np.ndarray],
-                          min_confidence: float = 0.3, max_ray_gap_mm: float = 10.0) -> TriangulatedLandmarks:
+                          min_confidence: float = 0.2, max_ray_gap_mm: float = 10.0) -> TriangulatedLandmarks:
     """Landmarks (K, 2) pixel (i, j) per view, with confidences (K,) per view -> 3D points. A point is
     used when it is confident in every view and its rays pass within ``max_ray_gap_mm``."""
     if len(views) < 2 or len(pixels) != len(views) or len(confidences) != len(views):
@@ -116,7 +116,7 @@ class SpineInitialisation:
 
 def initialise_spine(views: Sequence[View], landmarks: Sequence[Sequence[Mapping]],
                      model_landmarks: Mapping[str, np.ndarray], levels: Sequence[str],
-                     min_confidence: float = 0.3) -> SpineInitialisation:
+                     min_confidence: float = 0.2) -> SpineInitialisation:
     """From the detected landmarks of each view (dicts with vertebra, name, i, j, confidence, in the
     order of ``model_landmarks``: level by level) to initial poses of every level's mean shape."""
     pixels = [np.array([[lm["i"], lm["j"]] for lm in found], dtype=np.float64) for found in landmarks]
