@@ -150,11 +150,15 @@ class RealAPSamples(torch.utils.data.Dataset):
         return network_transform(shape, (spacing, spacing), self.size, turn_deg=turn, zoom=zoom, shift_px=shift,
                                  centre_ij=item.corners.reshape(-1, 2).mean(axis=0))
 
+    def pixels(self, index: int) -> torch.Tensor:
+        """Image ``index`` as bone-bright pixels in [0, 1] (read once, then kept)."""
+        if index not in self._pixels:
+            self._pixels[index] = torch.as_tensor(read_pixels(self.items[index].path), dtype=torch.float32)
+        return self._pixels[index]
+
     def __getitem__(self, index: int) -> dict:
         item = self.items[index]
-        if index not in self._pixels:
-            self._pixels[index] = torch.as_tensor(read_pixels(item.path), dtype=torch.float32)
-        image = self._pixels[index][None]
+        image = self.pixels(index)[None]
         rng = np.random.default_rng([self.seed, self.epoch, index, 1])
         turn, zoom, shift = 0.0, 1.0, (0.0, 0.0)
         if self.augment:

@@ -52,7 +52,7 @@ def main():
         sample = samples[n]
         output = model(sample["image"][None], sample["view"][None])
         found, sure = decode_landmarks(output["heatmaps"][0], model.landmark_stride)
-        transform = samples.transform(item, samples._pixels[n].shape)
+        transform = samples.transform(item, samples.pixels(n).shape)
         corners = from_network_pixels(found.double().numpy()[index.reshape(-1)], transform).reshape(5, 4, 2)
         error = np.linalg.norm(corners - item.corners, axis=-1)  # (5, 4) image pixels
         px.extend(error.ravel())
