@@ -13,12 +13,15 @@ it as not found). Core module (numpy), no MRML.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Dict, Mapping, Optional, Sequence
 
 import numpy as np
 
 from .geometry import View, triangulate
 from .shape_statistics import rigid_align
+
+if TYPE_CHECKING:
+    from .shape_model import ShapeModel
 
 MIN_LANDMARKS = 4
 SCALE_RANGE = (0.7, 1.4)  # a fitted scale outside this is not a plausible vertebra
@@ -103,6 +106,12 @@ def initial_poses(model_landmarks: Mapping[str, np.ndarray], triangulated: Trian
         fit = robust_similarity(np.asarray(model_landmarks[level])[used], target)
         poses[level] = fit if SCALE_RANGE[0] <= fit.scale <= SCALE_RANGE[1] else None
     return poses
+
+
+def mean_landmarks(models: Mapping[str, "ShapeModel"], levels: Sequence[str]) -> Dict[str, np.ndarray]:
+    """Per level the landmarks (L, 3) of that shape model's mean, in the model's frame."""
+    return {level: np.array([landmark.position(models[level].mean) for landmark in models[level].landmarks])
+            for level in levels}
 
 
 @dataclass

@@ -13,12 +13,11 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
-import torch
 
 from .geometry import View
 from .progress import ProgressCallback, as_progress
 from .shape_model import ShapeModel
-from .spine_initialisation import SpineInitialisation, initialise_spine
+from .spine_initialisation import SpineInitialisation, initialise_spine, mean_landmarks
 from .vertebra_registration import RegistrationResult, VertebraTarget, register_vertebra
 
 
@@ -39,8 +38,7 @@ def reconstruct_spine(models: Mapping[str, ShapeModel], views: Sequence[View], i
     detected landmark dicts (vertebra, name, i, j, confidence), level by level."""
     report = as_progress(progress)
     tick = time.perf_counter()
-    means = {level: models[level].landmark_positions(torch.as_tensor(models[level].mean)[None])[0].numpy()
-             for level in levels}
+    means = mean_landmarks(models, levels)
     initialisation = initialise_spine(views, landmarks, means, levels)
     seconds = dict(initialisation=time.perf_counter() - tick)
     messages = list(initialisation.messages)

@@ -77,7 +77,7 @@ def test_exact_detections_of_a_synthetic_case_place_the_means_on_the_true_verteb
     from BoneReconLib.dataset_store import CaseDataset
     from BoneReconLib.geometry import View
     from BoneReconLib.spine_alignment import LEVELS
-    from BoneReconLib.spine_initialisation import initialise_spine
+    from BoneReconLib.spine_initialisation import initialise_spine, mean_landmarks
 
     case = CaseDataset(tiny_lumbar, None, keys=["landmarks_ij", "landmarks"])[0]
     views = [View.from_dict(v) for v in case["meta"]["geometry"]["views"]]
@@ -85,8 +85,10 @@ def test_exact_detections_of_a_synthetic_case_place_the_means_on_the_true_verteb
     detections = [[dict(vertebra=level, name=name, i=float(i), j=float(j), confidence=1.0)
                    for level, per in zip(LEVELS, case["landmarks_ij"][v].numpy())
                    for name, (i, j) in zip(names, per)] for v in range(2)]
-    means = {level: model.landmark_positions(torch.as_tensor(model.mean)[None])[0].numpy()
-             for level, model in bundled_models.items()}
+    means = mean_landmarks(bundled_models, LEVELS)
+    for level, model in bundled_models.items():  # the same as the batched landmark positions of the mean
+        batched = model.landmark_positions(torch.as_tensor(model.mean)[None])[0].numpy()
+        assert means[level] == pytest.approx(batched, abs=1e-9)
     result = initialise_spine(views, detections, means, LEVELS)
     assert result.messages == [] and result.triangulated.used.all()
     truth = case["landmarks"].numpy()  # (5, 19, 3)

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
 
-import torch
-
 from BoneReconLib import sample_data
 from BoneReconLib.mrml_io import load_volume
 from BoneReconLib.module_logic import ModuleLogic
@@ -107,7 +105,7 @@ class BiplanarReconLogic(ModuleLogic):
 
         from BoneReconLib.radiograph_node import get_view
         from BoneReconLib.spine_alignment import LEVELS
-        from BoneReconLib.spine_initialisation import initialise_spine
+        from BoneReconLib.spine_initialisation import initialise_spine, mean_landmarks
         from BoneReconLib.vertebra_labels import LEVEL_COLORS
 
         if apNode is None or latNode is None:
@@ -118,8 +116,7 @@ class BiplanarReconLogic(ModuleLogic):
             if found is None:
                 found = self.detectLandmarks(apNode, latNode, weights, progress=lambda f, m: report(0.8 * f, m))
             views = [get_view(apNode), get_view(latNode)]
-            means = {level: models[level].landmark_positions(
-                torch.as_tensor(models[level].mean)[None])[0].numpy() for level in LEVELS}
+            means = mean_landmarks(models, LEVELS)
             report(0.85, "Triangulating the landmarks")
             result = initialise_spine(views, [found["AP"][2].landmarks, found["LAT"][2].landmarks], means, LEVELS)
             points = self.scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "Landmarks 3D (triangulated)")
