@@ -16,7 +16,8 @@ The price: a ray passing within 1/8192 pixel of an edge may be given to the neig
 triangle, whose plane then sets its distance (an error of 1/8192 pixel times the change of
 slope across the edge: about a micrometre even at grazing faces).
 
-Batched over N meshes/poses (e.g. a CMA-ES population of shape-model instances) and V views.
+Batched over N meshes/poses (e.g. a CMA-ES population of shape-model instances) and V views:
+the N meshes of a view are rasterised together in one pass.
 Distances are differentiable with respect to the vertices (autograd), pixel coverage is not.
 
 Core module: numpy/torch (+ vtk for polydata input), no MRML.
@@ -117,28 +118,35 @@ def mesh_depth(points, triangles, views: Sequence[View], poses=None, max_pairs: 
     if points.shape[0] not in (1, n) or poses.shape[0] not in (1, n):
         raise InputError(f"{points.shape[0]} meshes and {poses.shape[0]} poses do not pair up.")
 
-    results = []
-    for index in range(n):
-        pose = poses[min(index, poses.shape[0] - 1)]
-        moved = points[min(index, points.shape[0] - 1)] @ pose[:3, :3].T + pose[:3, 3]
-        a, b, c = moved[tri[:, 0]], moved[tri[:, 1]], moved[tri[:, 2]]
-        volume = float((a * torch.linalg.cross(b, c)).sum().detach())
-        if abs(volume) < 1e-9:
-            raise InputError("The mesh encloses no volume.")
-        outward = 1.0 if volume > 0 else -1.0
-        results.append(DepthMaps.stack(_render_view(moved, tri, view, outward, max_pairs) for view in views))
-    return DepthMaps.stack(results)
+    index = torch.arange(n, device=device)
+    pose = poses[index.clamp(max=poses.shape[0] - 1)]
+    moved = points[index.clamp(max=points.shape[0] - 1)] @ pose[:, :3, :3].transpose(1, 2) + pose[:, None, :3, 3]
+    a, b, c = moved[:, tri[:, 0]], moved[:, tri[:, 1]], moved[:, tri[:, 2]]
+    volume = (a * torch.linalg.cross(b, c, dim=-1)).sum(dim=(1, 2)).detach()
+    if bool((volume.abs() < 1e-9).any()):
+        raise InputError("The mesh encloses no volume.")
+    outward = torch.where(volume > 0, 1.0, -1.0).to(torch.float64)
+    per_view = [_render_view(moved, tri, view, outward, max_pairs) for view in views]  # each (N, nv, nu)
+    return DepthMaps(*(torch.stack([getattr(m, key) for m in per_view], dim=1)
+                       for key in ("front", "back", "thickness", "hit")))
 
 
-def _render_view(points, tri, view: View, outward: float, max_pairs: int) -> DepthMaps:
+def _render_view(points, tri, view: View, outward, max_pairs: int) -> DepthMaps:
+    """Depth maps (N, nv, nu) of N meshes (N, P, 3) in one view, all rasterised in one pass: the
+    meshes' triangles are stacked and each instance writes to its own block of pixels."""
     device, f64 = points.device, torch.float64
     as_t = lambda x: torch.as_tensor(np.asarray(x, dtype=np.float64), device=device)  # noqa: E731
     source, normal = as_t(view.source), as_t(view.normal)
     u, v = as_t(view.detector_u), as_t(view.detector_v)
     (su, sv), (nu, nv) = view.pixel_spacing, view.size
     origin = as_t(view.pixel_origin() - view.source)  # pixel (0, 0) relative to the source
+    n, p = points.shape[:2]
+    # One mesh of all instances: vertex b*P + k, triangles offset the same way (so the canonical
+    # edge direction below, lower vertex index first, is the same as within one instance).
+    relative = points.reshape(n * p, 3) - source
+    tri_all = (tri[None] + (torch.arange(n, device=device) * p)[:, None, None]).reshape(-1, 3)
+    instance_of = torch.arange(n, device=device).repeat_interleave(len(tri))
 
-    relative = points - source
     along = relative @ normal
     if bool((along.detach() <= 1e-6).any()):
         raise InputError(f"The mesh reaches the source plane of view '{view.name}' "
@@ -147,7 +155,7 @@ def _render_view(points, tri, view: View, outward: float, max_pairs: int) -> Dep
         on_detector = relative * (view.source_to_detector_distance / along)[:, None] - origin
         ij = torch.stack([on_detector @ u / su, on_detector @ v / sv], dim=-1)
         q = torch.round(ij * SNAP) / SNAP
-        qa, qb, qc = q[tri[:, 0]], q[tri[:, 1]], q[tri[:, 2]]
+        qa, qb, qc = q[tri_all[:, 0]], q[tri_all[:, 1]], q[tri_all[:, 2]]
         area = (qb[:, 0] - qa[:, 0]) * (qc[:, 1] - qa[:, 1]) - (qb[:, 1] - qa[:, 1]) * (qc[:, 0] - qa[:, 0])
         corners = torch.stack([qa, qb, qc], dim=1)
         lo = torch.ceil(corners.min(dim=1).values).long()
@@ -157,18 +165,19 @@ def _render_view(points, tri, view: View, outward: float, max_pairs: int) -> Dep
         visible = (area != 0) & (hi >= lo).all(dim=1)
         keep = torch.nonzero(visible).flatten()
         lo, hi, winding = lo[keep], hi[keep], torch.sign(area[keep])
-        edges = _edge_functions(q, tri[keep], winding)
+        edges = _edge_functions(q, tri_all[keep], winding)
         width = hi[:, 0] - lo[:, 0] + 1
         counts = width * (hi[:, 1] - lo[:, 1] + 1)
+        block = instance_of[keep] * (nu * nv)  # first flat pixel of each triangle's instance
 
     # A crossing leaves the surface where the outward normal points away from the source; that is
     # where the projected triangle winds positively about the beam direction.
     handed = float(np.sign(np.cross(view.detector_u, view.detector_v) @ view.normal))
-    leaves_tri = (winding * handed * outward) > 0
-    normals = torch.linalg.cross(points[tri[keep, 1]] - points[tri[keep, 0]],
-                                 points[tri[keep, 2]] - points[tri[keep, 0]])
-    anchor = relative[tri[keep, 0]]
-    corners_rel = relative[tri[keep]]  # (K, 3, 3)
+    leaves_tri = (winding * handed * outward[instance_of[keep]]) > 0
+    kept = tri_all[keep]
+    normals = torch.linalg.cross(relative[kept[:, 1]] - relative[kept[:, 0]], relative[kept[:, 2]] - relative[kept[:, 0]])
+    anchor = relative[kept[:, 0]]
+    corners_rel = relative[kept]  # (K, 3, 3)
 
     pixels, distances, leaving = [], [], []
     ends = torch.cumsum(counts, 0)
@@ -193,14 +202,14 @@ def _render_view(points, tri, view: View, outward: float, max_pairs: int) -> Dep
         low, high = spread.min(dim=1).values, spread.max(dim=1).values
         safe = torch.where(denominator != 0, denominator, torch.ones_like(denominator))
         t = torch.where(denominator != 0, numerator / safe, (low + high) / 2)
-        pixels.append(y * nu + x)
+        pixels.append(block[owner] + y * nu + x)
         distances.append(torch.maximum(torch.minimum(t, high), low))
         leaving.append(leaves_tri[owner])
         start = stop
     cat = lambda parts, dtype: torch.cat(parts) if parts else torch.zeros(0, dtype=dtype, device=device)  # noqa: E731
-    front, back, thickness, hit = reduce_crossings(nu * nv, cat(pixels, torch.long), cat(distances, f64),
+    front, back, thickness, hit = reduce_crossings(n * nu * nv, cat(pixels, torch.long), cat(distances, f64),
                                                    cat(leaving, torch.bool), f64, device)
-    shape = (nv, nu)
+    shape = (n, nv, nu)
     return DepthMaps(front.reshape(shape), back.reshape(shape), thickness.reshape(shape), hit.reshape(shape))
 
 
