@@ -155,6 +155,22 @@ def _cmd_train_biplanar(args) -> int:
     return EXIT_OK
 
 
+def _cmd_biplanar(args) -> int:
+    from .biplanar_command import run_biplanar
+
+    run = run_biplanar(args.out, args.ap, args.lat, args.geometry, weights=args.weights, preset=args.preset,
+                       levels=args.levels.split(",") if args.levels else ("L1", "L2", "L3", "L4", "L5"),
+                       screenshot=not args.no_screenshot, check_roles=not args.no_role_check,
+                       progress=None if args.quiet else _print_progress)
+    result = run.result
+    print(f"Wrote {len(run.files)} files to {run.out_dir}: levels {', '.join(result.reconstruction.points) or 'none'}"
+          f" (converged: {', '.join(result.converged) or 'none'}); {result.seconds.get('registration', 0):.1f} s "
+          "registration")
+    for message in result.messages:
+        print(f"bonerecon: {message}", file=sys.stderr)
+    return EXIT_OK
+
+
 def _cmd_landmarks(args) -> int:
     from .biplanar_inference import detect, write_detection
     from .biplanar_network import load_network
@@ -323,6 +339,26 @@ def build_parser() -> argparse.ArgumentParser:
     lumbar.add_argument("--size", type=int, default=256, help="image size in pixels per view (default 256)")
     lumbar.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     lumbar.set_defaults(func=_cmd_dataset_lumbar)
+
+    biplanar_run = commands.add_parser(
+        "biplanar", help="AP + lateral radiographs + geometry -> L1-L5 surfaces, landmarks, measurements",
+        description="Reconstruct L1-L5 from two calibrated radiographs: the network finds landmarks and per-vertebra "
+        "images in each, the landmarks place each level's shape model, CMA-ES registers pose and shape to both views. "
+        "Writes OUT/scene.mrb, L1.vtk..L5.vtk, landmarks.mrk.json, measurements.csv, report.md and screenshot.png. "
+        "Levels that do not converge are kept, named so in the report and the scene.")
+    biplanar_run.add_argument("--ap", required=True, help="the AP radiograph file (NRRD/MHA/PNG/JPEG/DICOM)")
+    biplanar_run.add_argument("--lat", required=True, help="the lateral radiograph file")
+    biplanar_run.add_argument("--geometry", required=True,
+                              help="views JSON with the two views (named AP and LAT, or AP first); sets pixel spacing")
+    biplanar_run.add_argument("--out", required=True, help="output folder")
+    biplanar_run.add_argument("--preset", default="balanced", choices=["fast", "balanced", "accurate"],
+                              help="time against accuracy (default balanced)")
+    biplanar_run.add_argument("--levels", help="comma-separated levels to reconstruct (default L1,L2,L3,L4,L5)")
+    biplanar_run.add_argument("--weights", help="network weights (default: bundled)")
+    biplanar_run.add_argument("--no-screenshot", action="store_true", help="skip the offscreen 3D picture")
+    biplanar_run.add_argument("--no-role-check", action="store_true",
+                              help="do not test whether the AP and lateral images were swapped")
+    biplanar_run.set_defaults(func=_cmd_biplanar)
 
     landmarks = commands.add_parser(
         "landmarks", help="a radiograph file -> L1-L5 landmarks (and per-vertebra images) by the network",

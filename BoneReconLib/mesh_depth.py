@@ -175,8 +175,8 @@ def _render_view(points, tri, view: View, outward, max_pairs: int) -> DepthMaps:
     handed = float(np.sign(np.cross(view.detector_u, view.detector_v) @ view.normal))
     leaves_tri = (winding * handed * outward[instance_of[keep]]) > 0
     kept = tri_all[keep]
-    normals = torch.linalg.cross(relative[kept[:, 1]] - relative[kept[:, 0]], relative[kept[:, 2]] - relative[kept[:, 0]])
     anchor = relative[kept[:, 0]]
+    normals = torch.linalg.cross(relative[kept[:, 1]] - anchor, relative[kept[:, 2]] - anchor)
     corners_rel = relative[kept]  # (K, 3, 3)
 
     pixels, distances, leaving = [], [], []

@@ -11,7 +11,8 @@ how the patient stood in the X-ray rig:
 - Segmental angle L(n)-L(n+1): superior endplate of the upper against the inferior endplate of the
   lower vertebra (both bodies and the disc); disc angle: inferior endplate of the upper against the
   superior endplate of the lower. Positive = lordotic (open toward the front) [1].
-- Lordosis L1-L5: superior endplate of L1 against the inferior endplate of L5, sagittal [1].
+- Lordosis L1-L5: superior endplate of L1 against the inferior endplate of L5, sagittal [1] (over
+  fewer levels: from the top one's superior to the bottom one's inferior endplate).
 - Coronal Cobb angle across L1-L5: the largest coronal angle between a superior endplate and the
   inferior endplate of the same or a lower vertebra, with its end vertebrae [2].
 - Axial rotation of a vertebra: the angle, in the axial plane, from the spine's anterior axis to
@@ -131,13 +132,15 @@ def measure_spine(landmarks: Landmarks, levels: Sequence[str] = ("L1", "L2", "L3
             if angle > cobb:
                 cobb, ends = angle, (upper, lower)
     lordosis = tilt[levels[-1], "inferior"]["sagittal"] - tilt[levels[0], "superior"]["sagittal"]
-    return dict(lordosis_deg=lordosis, cobb_deg=cobb, cobb_levels=list(ends), segments=segments, vertebrae=vertebrae)
+    return dict(levels=levels, lordosis_deg=lordosis, cobb_deg=cobb, cobb_levels=list(ends), segments=segments,
+                vertebrae=vertebrae)
 
 
 def measurement_rows(measured: Mapping[str, object]) -> List[Dict[str, object]]:
     """Flat rows (measure, where, value, unit) for a table node or a CSV file."""
     rows: List[Dict[str, object]] = [
-        dict(measure="lordosis", where="L1-L5", value=round(measured["lordosis_deg"], 2), unit="deg"),
+        dict(measure="lordosis", where=f"{measured['levels'][0]}-{measured['levels'][-1]}",
+             value=round(measured["lordosis_deg"], 2), unit="deg"),
         dict(measure="coronal Cobb angle", where="-".join(measured["cobb_levels"]),
              value=round(measured["cobb_deg"], 2), unit="deg")]
     units = dict(deg="deg", mm="mm", percent="%")
