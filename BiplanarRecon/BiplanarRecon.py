@@ -29,6 +29,7 @@ if os.path.isdir(os.path.join(_repositoryRoot, "BoneReconLib")) and _repositoryR
 
 from BiplanarReconLib import BiplanarReconLogic  # noqa: E402,F401  (re-exported: GUI-free logic)
 from BiplanarReconLib.logic import LABEL_TABLES  # noqa: E402
+from BoneReconLib.biplanar_pipeline import PRESETS  # noqa: E402
 from BoneReconLib.widget_helpers import BoneReconWidgetMixin  # noqa: E402
 
 
@@ -41,9 +42,10 @@ class BiplanarRecon(ScriptedLoadableModule):
         self.parent.contributors = ["BoneRecon developers"]
         self.parent.helpText = (
             "Lumbar vertebrae L1-L5 from two calibrated radiographs (AP + lateral). "
-            "Today the module builds L1-L5 surface models from a CT vertebra label map and finds "
-            "per-vertebra images and landmarks in AP / lateral radiographs with the bundled network; "
-            "the 3D reconstruction from them follows. See the project README."
+            "The bundled network finds landmarks and per-vertebra images in each view, the L1-L5 shape "
+            "models are placed from the triangulated landmarks and registered to both views, and the spine "
+            "is measured (lordosis, segmental angles, Cobb angle, slip, disc and body heights). The module "
+            "also builds L1-L5 surface models from a CT vertebra label map. See the project README."
         )
         self.parent.acknowledgementText = (
             "Sample CT and labels: TotalSegmentator test data (Apache-2.0, J. Wasserthal et al.)."
@@ -59,6 +61,7 @@ class BiplanarReconParameterNode:
     smoothing: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
     apRadiograph: vtkMRMLScalarVolumeNode
     latRadiograph: vtkMRMLScalarVolumeNode
+    preset: Annotated[str, Choice(list(PRESETS))] = "balanced"
 
 
 class BiplanarReconWidget(BoneReconWidgetMixin, ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -77,18 +80,28 @@ class BiplanarReconWidget(BoneReconWidgetMixin, ScriptedLoadableModuleWidget, VT
         self.setupModuleWidget(slicer.util.loadUI(self.resourcePath("UI/BiplanarRecon.ui")))
         self.ui.loadSampleButton.connect("clicked(bool)", self.onLoadSampleButton)
         self.ui.detectButton.connect("clicked(bool)", self.onDetectButton)
+        self.ui.reconstructButton.connect("clicked(bool)", self.onReconstructButton)
+        self.ui.loadSampleRadiographsButton.connect("clicked(bool)", self.onLoadSampleRadiographsButton)
 
     def _checkCanApply(self, caller=None, event=None):
         super()._checkCanApply(caller, event)
         params = self._parameterNode
         hasRadiograph = bool(params and (params.apRadiograph or params.latRadiograph))
         self.ui.detectButton.enabled = hasRadiograph and self._running is None
+        hasBoth = bool(params and params.apRadiograph and params.latRadiograph)
+        self.ui.reconstructButton.enabled = hasBoth and self._running is None
 
     def onLoadSampleButton(self):
         with slicer.util.tryWithErrorDisplay("Could not load the sample case.", waitCursor=True):
             _, labels = self.logic.loadSampleCase()
             self._parameterNode.inputLabelMap = labels
             self._parameterNode.labelTable = "totalsegmentator"
+
+    def onLoadSampleRadiographsButton(self):
+        with slicer.util.tryWithErrorDisplay("Could not make the sample radiographs.", waitCursor=True):
+            ap, lat = self.logic.loadSampleRadiographs()
+            self._parameterNode.apRadiograph = ap
+            self._parameterNode.latRadiograph = lat
 
     def onApplyButton(self):
         params = self._parameterNode
@@ -115,6 +128,25 @@ class BiplanarReconWidget(BoneReconWidgetMixin, ScriptedLoadableModuleWidget, VT
                 if detection.message:
                     lines.append(f"  {detection.message}")
             self.ui.statusLabel.text = "\n".join(lines)
+
+
+    def onReconstructButton(self):
+        params = self._parameterNode
+        done = self.runWithProgress(
+            lambda progress: self.logic.reconstruct(params.apRadiograph, params.latRadiograph, preset=params.preset,
+                                                    progress=progress),
+            "Failed to reconstruct the spine.",
+        )
+        if done is not None:
+            result = done["result"]
+            lines = [f"Reconstructed {', '.join(result.reconstruction.points) or 'no level'}; converged: "
+                     f"{', '.join(result.converged) or 'none'} ({sum(result.seconds.values()):.0f} s)."]
+            lines += result.messages
+            self.ui.statusLabel.text = "\n".join(lines)
+            if done["table"] is not None:
+                slicer.app.layoutManager().setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpTableView)
+                slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(done["table"].GetID())
+                slicer.app.applicationLogic().PropagateTableSelection()
 
 
 class BiplanarReconTest(ScriptedLoadableModuleTest):

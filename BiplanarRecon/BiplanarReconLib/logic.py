@@ -1,14 +1,17 @@
 """BiplanarRecon logic: MRML nodes in, MRML nodes out; never imports Qt.
 
-Today it turns a CT vertebra label map into L1-L5 surface models (the ground-truth side of the
-biplanar pipeline) and runs the BiplanarRecon network on radiograph nodes (per-vertebra images and
-2D landmarks); the 3D reconstruction from AP + lateral radiographs lands in a later issue.
+Reconstructs L1-L5 from an AP and a lateral radiograph node (each carrying its view), runs the
+network alone (per-vertebra images and 2D landmarks), places the mean shapes from the landmarks,
+and turns a CT vertebra label map into L1-L5 surface models (the ground-truth side).
 
 Console use (in Slicer or headless)::
 
     from BiplanarReconLib import BiplanarReconLogic
     logic = BiplanarReconLogic()
     ct, labels = logic.loadSampleCase()
+    ap, lat = logic.loadSampleRadiographs()  # DRRs of the sample CT, with their views
+    done = logic.reconstruct(ap, lat, preset="balanced")  # models, landmarks, measurement table
+    print(done["result"].converged, done["result"].messages, done["result"].measurements["lordosis_deg"])
     segmentation, models = logic.createVertebraModels(labels)
     surface, landmarks = logic.instance("L3", coefficients=[1.5, -0.5], pose=numpy.eye(4))
     found = logic.detectLandmarks(apNode, latNode)  # radiograph nodes with their views
@@ -27,6 +30,7 @@ from BoneReconLib.progress import ProgressCallback, as_progress
 from BoneReconLib.scene_transaction import rollback_on_error
 from BoneReconLib.shape_model_library import load_models
 from BoneReconLib.shape_model_nodes import show_shape_model, update_instance
+from BoneReconLib.spine_alignment import LEVELS
 from BoneReconLib.vertebra_models import create_vertebra_models
 
 LABEL_TABLES = ("totalsegmentator", "verse")
@@ -44,6 +48,56 @@ class BiplanarReconLogic(ModuleLogic):
                 labelmap=True, what="label map",
             )
         return ct, labels
+
+    def renderSampleRadiographs(self, seed: int = 0, withLabels: bool = False):
+        """The sample CT (and labels) loaded, plus AP + lateral DRR nodes of its lumbar spine through a
+        random biplanar rig (``seed``); with ``withLabels`` also each level's own DRR. Returns the
+        ``drr_nodes.RenderedNodes``."""
+        import numpy as np
+
+        from BoneReconLib.drr_nodes import render_to_nodes
+        from BoneReconLib.lumbar_dataset import sample_biplanar_views
+        from BoneReconLib.lumbar_radiograph import SpineCT
+        from BoneReconLib.vertebra_labels import BUILTIN_TABLES, LUMBAR_LEVELS
+
+        with rollback_on_error(self.scene):
+            ct, labels = self.loadSampleCase()
+            spine = SpineCT.from_files(sample_data.SAMPLE_CT, sample_data.SAMPLE_VERTEBRA_LABELS)
+            length = float(np.linalg.norm(spine.centroids["L1"] - spine.centroids["L5"])) + 30.0
+            views = sample_biplanar_views(np.random.default_rng(seed), spine.spine_frame(), length)
+            levels = {value: name for value, name in BUILTIN_TABLES["totalsegmentator"].items()
+                      if name in LUMBAR_LEVELS}
+            return render_to_nodes(ct, views, labels if withLabels else None, levels if withLabels else None)
+
+    def loadSampleRadiographs(self, seed: int = 0) -> Tuple[object, object]:
+        """(AP, lateral) radiograph nodes: DRRs of the bundled sample CT, to try the reconstruction on."""
+        rendered = self.renderSampleRadiographs(seed)
+        return rendered.radiographs["AP"], rendered.radiographs["LAT"]
+
+    def reconstruct(self, apNode, latNode, preset: str = "balanced", levels: Sequence[str] = LEVELS, weights=None,
+                    checkRoles: bool = True, progress: Optional[ProgressCallback] = None) -> Dict[str, object]:
+        """AP + lateral radiograph nodes (each with its view) -> L1-L5. Returns {"result": BiplanarResult,
+        "models": {level: model node}, "landmarks": 3D markups node, "table": measurement table node or
+        None}. Levels that did not converge are kept (named so, semi-transparent) and listed in
+        ``result.messages``. Raises InputError with nothing added to the scene for unusable inputs
+        (image and view disagree, views parallel or not overlapping, AP and lateral swapped);
+        progress(fraction, message) may raise Cancelled to stop."""
+        from BoneReconLib.biplanar_pipeline import reconstruct_biplanar
+        from BoneReconLib.biplanar_result_nodes import add_result_nodes
+        from BoneReconLib.radiograph_file import displayed
+        from BoneReconLib.radiograph_node import get_view, image_of
+
+        if apNode is None or latNode is None:
+            raise ValueError("Select both the AP and the lateral radiograph.")
+        nodes = (apNode, latNode)
+        views = [get_view(node) for node in nodes]
+        images = [displayed(image_of(node), what=f"'{node.GetName()}'") for node in nodes]
+        models = self.shapeModels()
+        result = reconstruct_biplanar(self.network(weights), models, images, views, levels=levels, preset=preset,
+                                      check_roles=checkRoles, progress=progress)
+        with rollback_on_error(self.scene):
+            added = add_result_nodes(self.scene, result, models)
+        return dict(result=result, **added)
 
     def createVertebraModels(
         self,

@@ -111,22 +111,6 @@ def test_scene_bundle_round_trip(context, tmp_dir):
 INITIAL_CENTROID_MM = 15.0  # initial pose from landmarks alone, before any registration
 
 
-def sample_radiographs(logic, seed: int = 0):
-    """The sample CT, its labels and AP + lateral DRR nodes of its lumbar spine (with each level's own
-    DRR); returns (rendered nodes, {label value: level})."""
-    from BoneReconLib.drr_nodes import render_to_nodes
-    from BoneReconLib.lumbar_dataset import sample_biplanar_views
-    from BoneReconLib.lumbar_radiograph import SpineCT
-    from BoneReconLib.sample_data import SAMPLE_CT, SAMPLE_VERTEBRA_LABELS
-
-    ct, labels = logic.loadSampleCase()
-    spine = SpineCT.from_files(SAMPLE_CT, SAMPLE_VERTEBRA_LABELS)
-    length = float(np.linalg.norm(spine.centroids["L1"] - spine.centroids["L5"])) + 30.0
-    views = sample_biplanar_views(np.random.default_rng(seed), spine.spine_frame(), length)
-    levels = {value: name for value, name in BUILTIN_TABLES["totalsegmentator"].items() if name in LUMBAR_LEVELS}
-    return render_to_nodes(ct, views, labels, levels), levels
-
-
 def test_network_landmarks_and_initial_poses_on_the_sample(context, tmp_dir):
     """Plain DRRs of the sample CT (its real vertebrae, never seen in training, and no realism chain):
     the bundled network finds at least four of L1-L5 in one view (today the lateral; the AP stays
@@ -138,7 +122,7 @@ def test_network_landmarks_and_initial_poses_on_the_sample(context, tmp_dir):
     from BoneReconLib.radiograph_node import get_view
 
     logic = BiplanarReconLogic(context.scene)
-    rendered, _ = sample_radiographs(logic)
+    rendered = logic.renderSampleRadiographs(withLabels=True)
     found = logic.detectLandmarks(rendered.radiographs["AP"], rendered.radiographs["LAT"])
     body = ("body anterior superior", "body anterior inferior", "body posterior superior", "body posterior inferior",
             "body left superior", "body left inferior", "body right superior", "body right inferior",
@@ -169,10 +153,63 @@ def test_network_landmarks_and_initial_poses_on_the_sample(context, tmp_dir):
         assert np.linalg.norm(centroid - truth) < INITIAL_CENTROID_MM, (level, centroid, truth)
 
 
+def test_reconstruction_from_the_sample_radiographs(context, tmp_dir):
+    """logic.reconstruct on DRRs of the sample CT: swapped views are refused and a cancel in the
+    middle of the registration leaves the scene as it was; a full run adds five models, 95 3D
+    landmarks and the measurement table, and every level it calls converged lies on its labelled
+    vertebra (volume centroids within 6 mm: the labels are 3 mm voxels; today L1 and L2 converge on
+    these plain DRRs, L3-L5 are flagged)."""
+    import slicer.util
+
+    logic = BiplanarReconLogic(context.scene)
+    ap, lat = logic.loadSampleRadiographs()
+    before = scene_summary(context.scene)
+    count = context.scene.GetNumberOfNodes()
+    try:
+        logic.reconstruct(lat, ap)
+    except InputError as exc:
+        assert "look swapped" in str(exc), exc
+    else:
+        raise AssertionError("swapped radiographs were accepted")
+    seen = []
+
+    def cancel_while_registering(fraction, message):
+        seen.append(message)
+        if message.startswith("Registering L2"):
+            raise Cancelled("test cancel")
+
+    try:
+        logic.reconstruct(ap, lat, preset="fast", progress=cancel_while_registering)
+    except Cancelled:
+        pass
+    else:
+        raise AssertionError("the cancel request was ignored")
+    assert any(m.startswith("Registering L1") for m in seen)
+    assert context.scene.GetNumberOfNodes() == count and scene_summary(context.scene) == before
+
+    done = logic.reconstruct(ap, lat)
+    result = done["result"]
+    assert sorted(done["models"]) == list(LUMBAR_LEVELS)
+    assert done["landmarks"].GetNumberOfControlPoints() == 95
+    assert len(result.converged) >= 2, result.messages
+    assert done["table"].GetNumberOfRows() > 10 and done["table"].GetCellText(0, 0) == "lordosis"
+    labels = context.scene.GetFirstNodeByName("Sample vertebra labels")
+    value_of = {name: value for value, name in BUILTIN_TABLES["totalsegmentator"].items()}
+    for level, node in done["models"].items():
+        assert node.GetName() == level if level in result.converged else node.GetName() == f"{level} (not converged)"
+        if level in result.converged:
+            _, truth = _label_voxels_ras(labels, value_of[level])
+            assert np.linalg.norm(volume_and_centroid(node.GetPolyData())[1] - truth) < 6.0, level
+        else:
+            assert node.GetDisplayNode().GetOpacity() < 1.0
+    assert slicer.util.arrayFromModelPoints(done["models"]["L1"]).shape == (len(logic.shapeModels()["L1"].mean), 3)
+
+
 SELF_TESTS = [
     test_sample_vertebra_models_match_labels,
     test_wrong_label_table_is_reported_and_changes_nothing,
     test_cancel_leaves_scene_unchanged,
     test_scene_bundle_round_trip,
     test_network_landmarks_and_initial_poses_on_the_sample,
+    test_reconstruction_from_the_sample_radiographs,
 ]
