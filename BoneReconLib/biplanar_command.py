@@ -18,6 +18,7 @@ from .app_context import MRMLContext, get_context
 from .biplanar_pipeline import VIEW_NAMES, BiplanarResult, reconstruct_biplanar
 from .errors import InputError
 from .geometry import View, load_geometry
+from .biplanar_result_nodes import MEASUREMENT_COLUMNS
 from .mesh_io import write_surface
 from .mrml_io import check_input_file, save_scene_mrb
 from .progress import ProgressCallback, as_progress
@@ -85,10 +86,7 @@ def run_biplanar(out_dir, ap_path, lat_path, geometry_path, weights=None, preset
         _write_markups(scene, nodes["landmarks"], out.path(LANDMARKS_FILE))
         written.append(LANDMARKS_FILE)
         rows = measurement_rows(result.measurements) if result.measurements is not None else []
-        with open(out.path(MEASUREMENTS_FILE), "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=["measure", "where", "value", "unit"])
-            writer.writeheader()
-            writer.writerows(rows)
+        write_measurements_csv(rows, out.path(MEASUREMENTS_FILE))
         written.append(MEASUREMENTS_FILE)
         save_scene_mrb(scene, out.path(SCENE_FILE))
         written.append(SCENE_FILE)
@@ -100,11 +98,18 @@ def run_biplanar(out_dir, ap_path, lat_path, geometry_path, weights=None, preset
             picture = write_png(render_views(context), out.path(SCREENSHOT_FILE)).name
             written.append(SCREENSHOT_FILE)
         seconds = dict(result.seconds, total=time.perf_counter() - start)
-        out.path(REPORT_FILE).write_text(report_markdown(result, [str(ap_path), str(lat_path)], views, preset,
-                                                         seconds, rows, picture))
+        out.path(REPORT_FILE).write_text(report_markdown(result, [str(ap_path), str(lat_path)], preset, seconds,
+                                                         rows, picture))
         written.append(REPORT_FILE)
         report(1.0, "Done")
     return BiplanarRun(Path(out_dir), written, result)
+
+
+def write_measurements_csv(rows, path) -> None:
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(MEASUREMENT_COLUMNS))
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def _write_markups(scene, node, path) -> None:
@@ -120,11 +125,11 @@ def _write_markups(scene, node, path) -> None:
         scene.RemoveNode(storage)
 
 
-def report_markdown(result: BiplanarResult, inputs: Sequence[str], views: Sequence[View], preset: str,
-                    seconds: Dict[str, float], rows, picture: Optional[str]) -> str:
+def report_markdown(result: BiplanarResult, inputs: Sequence[str], preset: str, seconds: Dict[str, float], rows,
+                    picture: Optional[str]) -> str:
     """The run in a page: inputs, per-level fit, messages, measurements, timings."""
     lines = ["# BiplanarRecon reconstruction", ""]
-    for role, path, view in zip(VIEW_NAMES, inputs, views):
+    for role, path, view in zip(VIEW_NAMES, inputs, result.views):
         lines.append(f"- {role}: `{path}` (view '{view.name}', {view.size[0]}x{view.size[1]} pixels of "
                      f"{view.pixel_spacing[0]:.3f} mm)")
     lines += [f"- preset: {preset}", ""]

@@ -48,6 +48,7 @@ class BiplanarResult:
     measurements: Optional[dict]  # spine_measurements.measure_spine, or None (fewer than two good levels)
     measured_levels: List[str]
     messages: List[str]
+    views: List[View]  # AP, lateral: the radiographs' own detectors
     seconds: Dict[str, float] = field(default_factory=dict)
 
     @property
@@ -174,4 +175,5 @@ def reconstruct_biplanar(network, models: Mapping[str, ShapeModel], images: Sequ
         messages.append(f"Measurements cover {measured[0]}-{measured[-1]} only (the levels that converged).")
     seconds["measurements"] = time.perf_counter() - tick
     report(1.0, "Reconstruction finished")
-    return BiplanarResult(detections, reconstruction, landmarks, measurements, measured, messages, seconds)
+    return BiplanarResult(detections, reconstruction, landmarks, measurements, measured, messages, views,
+                          seconds)

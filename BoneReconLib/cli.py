@@ -32,12 +32,20 @@ def _cmd_demo(args) -> int:
         label_table=args.label_table,
         smoothing=args.smoothing,
         screenshot=not args.no_screenshot,
+        reconstruct=not args.no_reconstruction,
+        preset=args.preset,
         progress=None if args.quiet else _print_progress,
     )
     print(f"Scene: {result.scene_path}")
     if result.screenshot_path:
         print(f"Picture: {result.screenshot_path}")
     print("Vertebra models: " + ", ".join(f"{k} ({n} points)" for k, n in result.model_points.items()))
+    if result.reconstruction is not None:
+        print("Reconstructed from two DRRs, surface distance to the labels (mean mm, converged): " + ", ".join(
+            f"{level} {row['mean_mm']:.2f}{'' if row['converged'] else ' (not converged)'}"
+            for level, row in result.comparison.items()) + f"; report: {result.scene_path.parent / 'report.md'}")
+    if result.skipped:
+        print(f"bonerecon: {result.skipped}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -234,9 +242,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser(
         "demo",
-        help="sample CT + vertebra labels -> vertebra models, Slicer scene and 3D picture",
-        description="Load a CT and its vertebra label map (default: the bundled sample case), build a "
-        "surface model of each lumbar vertebra, write OUT/scene.mrb and OUT/screenshot.png.",
+        help="sample CT + labels -> label models, DRRs, L1-L5 reconstructed from the DRRs, compared with the labels",
+        description="Load a CT and its vertebra label map (default: the bundled sample case) and build a surface "
+        "model of each lumbar vertebra; when L1-L5 are all labelled, render an AP and a lateral DRR of the CT, "
+        "reconstruct L1-L5 from them and compare with the label models. Writes OUT/scene.mrb, OUT/screenshot.png "
+        "and, with the reconstruction, OUT/report.md and OUT/measurements.csv.",
     )
     demo.add_argument("--out", default="demo", help="output folder (default: ./demo)")
     demo.add_argument("--ct", help="CT image (NRRD/NIfTI/MHA); default: bundled sample")
@@ -247,6 +257,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--smoothing", type=float, default=0.5, help="surface smoothing factor 0..1 (default 0.5)")
     demo.add_argument("--no-screenshot", action="store_true", help="skip the offscreen 3D picture")
+    demo.add_argument("--no-reconstruction", action="store_true",
+                      help="only the label models (skip the DRRs and the reconstruction from them)")
+    demo.add_argument("--preset", default="balanced", choices=["fast", "balanced", "accurate"],
+                      help="reconstruction preset (default balanced)")
     demo.set_defaults(func=_cmd_demo)
 
     drr = commands.add_parser(

@@ -45,8 +45,25 @@ def demo_run(tmp_path_factory):
 def test_demo_succeeds_and_writes_only_its_results(demo_run):
     result, out = demo_run
     assert result.returncode == 0, result.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["scene.mrb", "screenshot.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["measurements.csv", "report.md", "scene.mrb", "screenshot.png"]
     assert "Vertebra models: L1" in result.stdout and "L5" in result.stdout
+
+
+def test_demo_compares_the_reconstruction_with_the_labels(demo_run):
+    """The printed comparison and the report's table hold the same figures; converged levels lie
+    within 4 mm (mean, both directions) of their labelled surfaces (3 mm voxels; measured 2.6-3.5 mm)."""
+    result, out = demo_run
+    line = next(x for x in result.stdout.splitlines() if x.startswith("Reconstructed from two DRRs"))
+    report = (out / "report.md").read_text()
+    table = {row.split("|")[1].strip(): row.split("|")[2:5] for row in report.split("## Compared with the CT labels")[1]
+             .splitlines() if row.startswith("| L")}
+    assert sorted(table) == ["L1", "L2", "L3", "L4", "L5"]
+    for level, (mean, hd95, converged) in table.items():
+        assert f"{level} {mean.strip()}" in line
+        assert float(hd95) >= float(mean) > 0
+        if converged.strip() == "yes":
+            assert float(mean) < 4.0, (level, mean)
+    assert sum(c.strip() == "yes" for _, _, c in table.values()) >= 2
 
 
 def test_demo_emits_no_mrml_warnings_or_errors(demo_run):
