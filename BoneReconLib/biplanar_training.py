@@ -3,7 +3,10 @@
 Each step draws its batch and augmentation from ``numpy.random.default_rng([seed, step])``, so a
 run gives the same weights whether or not it was interrupted and resumed (from
 ``checkpoint.pt``, written atomically every ``checkpoint_every`` steps and at the end, with the
-optimiser state and the history). Loss: decomposition L1 (x ``DECOMPOSITION_WEIGHT``) + per
+optimiser state and the history). Loss: decomposition L1 (x ``DECOMPOSITION_WEIGHT``) + each
+vertebra image's relative mass error |sum(predicted) - sum(true)| / sum(true) (x ``MASS_WEIGHT``;
+L1 alone is minimised by the per-pixel median, and where a level's position is uncertain that is
+zero: biplanar-1.0.0 learned empty L3-L5 images that way) + per
 landmark inside the field the cross-entropy of its heatmap's softmax against a Gaussian of
 ``HEATMAP_SIGMA_PX`` heatmap pixels (sharp, single peaks: meaningful confidences) + the
 soft-argmax position error in input pixels (x ``POSITION_WEIGHT``; it pulls the sub-pixel
@@ -30,6 +33,8 @@ from .errors import InputError
 from .progress import ProgressCallback, as_progress
 
 DECOMPOSITION_WEIGHT = 10.0
+MASS_WEIGHT = 1.0
+MIN_MASS = 1.0  # a level whose true image holds less (scaled units) is not in the field: no mass term
 POSITION_WEIGHT = 0.1
 HEATMAP_SIGMA_PX = 1.0
 
@@ -51,6 +56,10 @@ def losses(output: dict, batch: dict) -> dict:
     per_sample = (output["decomposition"] - batch["decomposition"]).abs().mean(dim=(1, 2, 3))
     decomposition_weight = batch.get("decomposition_weight", torch.ones_like(per_sample))
     decomposition = (per_sample * decomposition_weight).sum() / decomposition_weight.sum().clamp_min(1.0)
+    true_mass = batch["decomposition"].sum(dim=(2, 3))  # (B, levels)
+    counted = (true_mass >= MIN_MASS).float() * decomposition_weight[:, None]
+    relative = (output["decomposition"].sum(dim=(2, 3)) - true_mass).abs() / true_mass.clamp_min(MIN_MASS)
+    mass_error = (relative * counted).sum() / counted.sum().clamp_min(1.0)
     heatmaps = output["heatmaps"]
     b, k, h, w = heatmaps.shape
     stride = batch["image"].shape[-1] // w
@@ -68,8 +77,9 @@ def losses(output: dict, batch: dict) -> dict:
     cross_entropy = (-expected_log_p * weight).sum() / count
     decoded, _ = decode_landmarks(heatmaps, stride)
     position = ((decoded - batch["landmarks"]).norm(dim=-1) * weight).sum() / count
-    total = DECOMPOSITION_WEIGHT * decomposition + cross_entropy + POSITION_WEIGHT * position
-    return dict(total=total, decomposition=decomposition, cross_entropy=cross_entropy, position_px=position)
+    total = DECOMPOSITION_WEIGHT * decomposition + MASS_WEIGHT * mass_error + cross_entropy + POSITION_WEIGHT * position
+    return dict(total=total, decomposition=decomposition, mass_error=mass_error, cross_entropy=cross_entropy,
+                position_px=position)
 
 
 @torch.no_grad()

@@ -1,4 +1,4 @@
-"""Image similarity for evaluating predicted images against the truth: MAE, PSNR, SSIM.
+"""Image similarity for evaluating predicted images against the truth: MAE, PSNR, SSIM, NCC.
 
 SSIM follows Wang et al. 2004 (Gaussian window of 11 pixels, sigma 1.5, K1 = 0.01, K2 = 0.03),
 with the data range given (for line-integral images: the truth's maximum). Core module (torch).
@@ -20,6 +20,14 @@ def psnr(prediction: torch.Tensor, truth: torch.Tensor, data_range: float) -> fl
     """Peak signal-to-noise ratio (dB); infinite for identical images."""
     mse = float(((prediction - truth) ** 2).mean())
     return math.inf if mse == 0 else 10.0 * math.log10(data_range ** 2 / mse)
+
+
+def ncc(prediction: torch.Tensor, truth: torch.Tensor) -> float:
+    """Normalised cross-correlation (-1..1; 0 when either image is flat): agreement of shape, whatever the scale."""
+    a = prediction.double().flatten() - prediction.double().mean()
+    b = truth.double().flatten() - truth.double().mean()
+    norm = float((a.norm() * b.norm()))
+    return float(a @ b) / norm if norm > 0 else 0.0
 
 
 def ssim(prediction: torch.Tensor, truth: torch.Tensor, data_range: float, sigma: float = 1.5,

@@ -166,3 +166,26 @@ def test_trained_weights_load_back(tiny, tmp_path):
         load_network(tmp_path / "other.pt")
     with pytest.raises(InputError, match="No network weights"):
         load_network(tmp_path / "missing.pt")
+
+
+def test_decomposition_mass_term_punishes_empty_vertebra_images():
+    """An empty image where the vertebra is costs relative mass error 1 per level; the exact image, or a
+    shifted copy with the same mass, costs 0 (so the term does not fight the L1 term on placement);
+    levels outside the field and samples without a decomposition (real radiographs) are not counted."""
+    from BoneReconLib.biplanar_training import losses
+
+    truth = torch.zeros(2, 5, 16, 16)
+    truth[:, :4, 4:8, 4:8] = 0.5  # four levels in the field (4 x 4 x 0.5 = 8 each), level 5 outside
+    heatmaps = torch.zeros(2, 95, 4, 4)
+    base = dict(image=torch.zeros(2, 1, 16, 16), decomposition=truth, landmarks=torch.zeros(2, 95, 2),
+                weight=torch.zeros(2, 95))
+    assert float(losses(dict(decomposition=truth, heatmaps=heatmaps), base)["mass_error"]) == pytest.approx(0.0)
+    shifted = torch.roll(truth, 5, dims=-1)
+    assert float(losses(dict(decomposition=shifted, heatmaps=heatmaps), base)["mass_error"]) == pytest.approx(0.0)
+    empty = truth.clone()
+    empty[:, 2:] = 0.0  # levels 3 and 4 missing (5 is not in the field)
+    assert float(losses(dict(decomposition=empty, heatmaps=heatmaps), base)["mass_error"]) == pytest.approx(0.5)
+    real = dict(base, decomposition_weight=torch.tensor([1.0, 0.0]))
+    half_empty = truth.clone()
+    half_empty[1] = 0.0  # the unweighted sample may be anything
+    assert float(losses(dict(decomposition=half_empty, heatmaps=heatmaps), real)["mass_error"]) == pytest.approx(0.0)

@@ -4,7 +4,7 @@ import math
 
 import pytest
 import torch
-from BoneReconLib.image_metrics import mae, psnr, ssim
+from BoneReconLib.image_metrics import mae, ncc, psnr, ssim
 
 
 def test_known_answers():
@@ -21,3 +21,13 @@ def test_known_answers():
     very = truth + 0.5 * torch.randn(40, 50, generator=generator)
     assert 1.0 > ssim(slightly, truth, 1.0) > 0.9 > 0.5 > ssim(very, truth, 1.0)  # more noise, less similar
     assert ssim(1.0 - truth, truth, 1.0) < -0.9  # same brightness, inverted structure
+
+
+def test_ncc_ignores_scale_and_offset_and_sees_anticorrelation():
+    rng = torch.Generator().manual_seed(0)
+    image = torch.rand(32, 32, generator=rng)
+    assert ncc(3.0 * image + 2.0, image) == pytest.approx(1.0, abs=1e-12)
+    assert ncc(-image, image) == pytest.approx(-1.0, abs=1e-12)
+    assert ncc(torch.zeros(32, 32), image) == 0.0
+    other = torch.rand(32, 32, generator=rng)
+    assert abs(ncc(other, image)) < 0.1

@@ -9,7 +9,9 @@ DATASET is a `bonerecon dataset lumbar` folder; its test split holds shapes neve
 augmentation. Printed per view: mean, median and 90th percentile landmark error over the landmarks
 inside the network's field, the share within 2 and 4 mm, the error per anatomical region, and per
 vertebra the decomposition MAE, PSNR and SSIM (on the network grid, line integrals x 0.5, data
-range = the truth's maximum), plus the inference time for both views of a case. Then the
+range = the truth's maximum), the normalised cross-correlation with the truth (what registration
+uses) and the mass ratio sum(predicted) / sum(true) (an empty image scores 0 here, however good its
+SSIM), plus the inference time for both views of a case. Then the
 "found" rule (a vertebra is found when its landmarks' median confidence reaches
 FOUND_CONFIDENCE): how often it holds for the test vertebrae in the field, and the highest vertebra
 confidence on images without a lumbar spine (real chest and lower-leg radiographs from
@@ -31,7 +33,7 @@ sys.path.insert(0, str(REPO))
 
 from BoneReconLib.biplanar_network import decode_landmarks, load_network  # noqa: E402
 from BoneReconLib.biplanar_samples import BiplanarSamples  # noqa: E402
-from BoneReconLib.image_metrics import mae, psnr, ssim  # noqa: E402
+from BoneReconLib.image_metrics import mae, ncc, psnr, ssim  # noqa: E402
 from BoneReconLib.shape_model_library import load_models  # noqa: E402
 from BoneReconLib.spine_alignment import LEVELS  # noqa: E402
 
@@ -80,7 +82,8 @@ def main():
                 peak = float(truth.max())
                 if peak > 0:
                     decomposition[v][level].append((mae(predicted[n], truth), psnr(predicted[n], truth, peak),
-                                                    ssim(predicted[n], truth, peak)))
+                                                    ssim(predicted[n], truth, peak), ncc(predicted[n], truth),
+                                                    float(predicted[n].sum() / truth.sum())))
     summary = dict(split=args.split, cases=count // 2, landmarks_mm={}, decomposition={})
     print(f"{args.weights or 'bundled network'}: {count // 2} {args.split} cases, both views, "
           f"device cpu ({torch.get_num_threads()} threads)")
@@ -101,7 +104,7 @@ def main():
     for region in dict.fromkeys(regions):
         row = [np.mean(by_region[v].get(region, [np.nan])) for v in (0, 1)]
         print(f"  {region:33s}{row[0]:8.2f}{row[1]:8.2f}")
-    print(f"\nDecomposition per vertebra: {'MAE':>8s}{'PSNR dB':>9s}{'SSIM':>7s}  (AP | LAT)")
+    print(f"\nDecomposition per vertebra: {'MAE':>8s}{'PSNR dB':>9s}{'SSIM':>7s}{'NCC':>6s}{'mass':>6s}  (AP | LAT)")
     for level in LEVELS:
         cells = []
         for v in (0, 1):
@@ -109,9 +112,10 @@ def main():
             if len(values):
                 summary["decomposition"].setdefault(("AP", "LAT")[v], {})[level] = dict(
                     mae=round(float(values[:, 0].mean()), 5), psnr_db=round(float(values[:, 1].mean()), 2),
-                    ssim=round(float(values[:, 2].mean()), 4))
+                    ssim=round(float(values[:, 2].mean()), 4), ncc=round(float(values[:, 3].mean()), 4),
+                    mass_ratio=round(float(values[:, 4].mean()), 4))
             cells.append(f"{values[:, 0].mean():8.4f}{values[:, 1].mean():9.1f}{values[:, 2].mean():7.3f}"
-                         if len(values) else f"{'-':>24s}")
+                         f"{values[:, 3].mean():6.2f}{values[:, 4].mean():6.2f}" if len(values) else f"{'-':>36s}")
         print(f"  {level:25s}{cells[0]}  |{cells[1]}")
     print(f"\nInference, both views of a case (network + decoding, CPU): median {np.median(seconds):.3f} s "
           "(target < 2 s)")
