@@ -179,6 +179,29 @@ def _cmd_biplanar(args) -> int:
     return EXIT_OK
 
 
+def _cmd_evaluate(args) -> int:
+    from .evaluate_command import evaluate_folders, write_evaluation_csv
+
+    levels = args.levels.split(",") if args.levels else ("L1", "L2", "L3", "L4", "L5")
+    evaluation = evaluate_folders(args.found, args.truth, levels, truth_landmarks=args.truth_landmarks,
+                                  units=args.truth_units, lps=args.truth_lps)
+    print(f"{'level':6s}{'mean mm':>9s}{'RMS':>7s}{'HD95':>7s}{'Dice':>7s}{'posterior':>10s}{'landmarks':>10s}")
+    for row in evaluation.rows:
+        print(f"{row['level']:6s}{row['mean_mm']:9.2f}{row['rms_mm']:7.2f}{row['hd95_mm']:7.2f}{row['dice']:7.3f}"
+              f"{row['posterior_mm']:10.2f}{row['landmark_mm']:10.2f}")
+    means = {key: float(sum(r[key] for r in evaluation.rows) / len(evaluation.rows))
+             for key in ("mean_mm", "rms_mm", "hd95_mm", "dice")}
+    print(f"{'all':6s}{means['mean_mm']:9.2f}{means['rms_mm']:7.2f}{means['hd95_mm']:7.2f}{means['dice']:7.3f}")
+    if evaluation.measurement_errors:
+        print("measurement errors (found - true): " + ", ".join(
+            f"{m['measure']} {m['where']} {m['error']:+.2f} {m['unit']}" for m in evaluation.measurement_errors))
+    if evaluation.missing:
+        print(f"bonerecon: no reconstructed surface for {', '.join(evaluation.missing)}", file=sys.stderr)
+    if args.out:
+        print(f"Wrote {write_evaluation_csv(evaluation, args.out)}")
+    return EXIT_OK
+
+
 def _cmd_landmarks(args) -> int:
     from .biplanar_inference import detect, write_detection
     from .biplanar_network import load_network
@@ -373,6 +396,21 @@ def build_parser() -> argparse.ArgumentParser:
     biplanar_run.add_argument("--no-role-check", action="store_true",
                               help="do not test whether the AP and lateral images were swapped")
     biplanar_run.set_defaults(func=_cmd_biplanar)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="reconstructed vertebra surfaces against ground truth: distances, Dice, landmarks",
+        description="Compare the surfaces <level>.vtk|vtp|stl|ply|obj of --found (e.g. a 'bonerecon biplanar' "
+        "output folder) with those of --truth, level by level: mean surface distance (both directions averaged), "
+        "RMS, Hausdorff 95, Dice of the voxelised shapes, posterior-arch error (where body landmarks are known), "
+        "3D landmark error and spine measurement errors (with --truth-landmarks).")
+    evaluate.add_argument("--found", required=True, help="folder of reconstructed surfaces (+ landmarks.mrk.json)")
+    evaluate.add_argument("--truth", required=True, help="folder of ground-truth surfaces named by level")
+    evaluate.add_argument("--truth-landmarks", help="ground-truth landmarks (.mrk.json, labels '<level> <name>')")
+    evaluate.add_argument("--truth-units", choices=["mm", "cm", "m"], help="units of the truth surfaces (default mm)")
+    evaluate.add_argument("--truth-lps", action="store_true", help="the truth surfaces are in LPS coordinates")
+    evaluate.add_argument("--levels", help="comma-separated levels (default L1,L2,L3,L4,L5)")
+    evaluate.add_argument("--out", help="write the per-level figures to this CSV file")
+    evaluate.set_defaults(func=_cmd_evaluate)
 
     landmarks = commands.add_parser(
         "landmarks", help="a radiograph file -> L1-L5 landmarks (and per-vertebra images) by the network",

@@ -106,8 +106,8 @@ def run_demo(
 
 
 def _reconstruct_and_compare(ct, ct_path, labels_path, label_table, truth_models, preset, progress):
-    """DRRs of the CT in a biplanar rig -> reconstruction nodes; per level the surface distances to
-    the labelled surface: mean of both directions and the 95th percentile of all of them (mm)."""
+    """DRRs of the CT in a biplanar rig -> reconstruction nodes; per level ``compare_surfaces`` with
+    the labelled surface (mean of both directions, RMS, HD95, Dice)."""
     import numpy as np
 
     from .biplanar_network import load_network
@@ -118,7 +118,7 @@ def _reconstruct_and_compare(ct, ct_path, labels_path, label_table, truth_models
     from .lumbar_radiograph import SpineCT
     from .radiograph_file import displayed
     from .radiograph_node import image_of
-    from .shape_correspondence import point_to_surface
+    from .surface_evaluation import compare_surfaces
     from .shape_model_library import load_models
     from .surface_metrics import triangles as triangle_arrays
 
@@ -135,10 +135,7 @@ def _reconstruct_and_compare(ct, ct_path, labels_path, label_table, truth_models
     comparison = {}
     for level, points in result.reconstruction.points.items():
         truth_points, truth_triangles = triangle_arrays(truth_models[level].GetPolyData())
-        there = point_to_surface(points, truth_points, truth_triangles)
-        back = point_to_surface(truth_points, points, models[level].triangles)
-        comparison[level] = dict(mean_mm=float(0.5 * (there.mean() + back.mean())),
-                                 hd95_mm=float(np.percentile(np.concatenate([there, back]), 95)),
+        comparison[level] = dict(compare_surfaces(points, models[level].triangles, truth_points, truth_triangles),
                                  converged=bool(result.reconstruction.results[level].converged))
         display = truth_models[level].GetDisplayNode()
         display.SetColor(0.85, 0.85, 0.85)
@@ -150,10 +147,11 @@ def comparison_markdown(comparison) -> str:
     lines = ["", "## Compared with the CT labels", "",
              "Surface distance between each reconstructed level and the surface of its label (mm; the labels "
              "are the ground truth at the CT's voxel size).", "",
-             "| level | mean (both directions) | HD95 | converged |", "|---|---|---|---|"]
+             "| level | mean (both directions) | RMS | HD95 | Dice | converged |", "|---|---|---|---|---|---|"]
     for level, row in comparison.items():
         converged = "yes" if row["converged"] else "no"
-        lines.append(f"| {level} | {row['mean_mm']:.2f} | {row['hd95_mm']:.2f} | {converged} |")
+        lines.append(f"| {level} | {row['mean_mm']:.2f} | {row['rms_mm']:.2f} | {row['hd95_mm']:.2f} | "
+                     f"{row['dice']:.3f} | {converged} |")
     return "\n".join(lines) + "\n"
 
 

@@ -8,7 +8,7 @@ perfect network would give: this measures the initialisation + registration alon
 network runs the whole chain on the cases' radiographs (``biplanar_pipeline.reconstruct_biplanar``:
 input checks, the network (bundled unless --weights), initialisation, registration, measurements). Per vertebra:
 mean surface distance (both directions averaged), RMS, Hausdorff 95, posterior-arch error (true
-vertices behind the body's posterior wall to the reconstructed surface), 3D landmark error,
+vertices behind the body's posterior wall to the reconstructed surface), 3D landmark error, Dice,
 beside the targets (0.8 / 1.2 / 2.5 mm) and the initial pose's surface distance. Note: the
 lumbar dataset's shapes are drawn from the bundled shape models, so they lie in the models' span.
 Measurement errors: the measurements of the reconstructed landmarks (all five levels, converged or
@@ -28,26 +28,20 @@ sys.path.insert(0, str(REPO))
 
 from BoneReconLib.dataset_store import CaseDataset  # noqa: E402
 from BoneReconLib.geometry import View  # noqa: E402
-from BoneReconLib.shape_correspondence import point_to_surface  # noqa: E402
 from BoneReconLib.shape_model_library import load_models  # noqa: E402
 from BoneReconLib.spine_alignment import LEVELS  # noqa: E402
+from BoneReconLib.surface_evaluation import compare_surfaces  # noqa: E402
 from BoneReconLib.spine_measurements import measure_spine, measurement_rows  # noqa: E402
 from BoneReconLib.spine_reconstruction import reconstruct_spine  # noqa: E402
 
 TARGETS = dict(mean=0.8, posterior=1.2, hd95=2.5)
 
 
-def surface_errors(model, found, truth):
-    """(mean of both directions, RMS, HD95, posterior-arch mean) in mm between two instances."""
-    tri = model.triangles
-    a = point_to_surface(found, truth, tri)
-    b = point_to_surface(truth, found, tri)
-    both = np.concatenate([a, b])
-    marks = {lm.name: lm.position(model.mean) for lm in model.landmarks}
-    wall = 0.5 * (marks["body posterior superior"][1] + marks["body posterior inferior"][1])
-    posterior = model.mean[:, 1] < wall - 2.0  # model frame: y anterior
-    return 0.5 * (a.mean() + b.mean()), float(np.sqrt(np.mean(both ** 2))), float(np.percentile(both, 95)), \
-        float(b[posterior].mean())
+def surface_errors(model, found, truth, truth_marks, with_dice=True):
+    """(mean of both directions, RMS, HD95, posterior-arch mean, Dice) between two instances."""
+    marks = dict(zip(model.landmark_names, truth_marks))
+    e = compare_surfaces(found, model.triangles, truth, model.triangles, landmarks=marks, with_dice=with_dice)
+    return e["mean_mm"], e["rms_mm"], e["hd95_mm"], e["posterior_mm"], e.get("dice", float("nan"))
 
 
 def main():
@@ -99,16 +93,17 @@ def main():
                 continue
             found = result.points[level]
             marks = models[level].landmark_positions(torch.as_tensor(found)[None])[0].numpy()
-            rows[level].append((*surface_errors(models[level], found, truth),
-                                float(np.linalg.norm(marks - truth_marks[n], axis=1).mean()),
-                                bool(result.results[level].converged)))
+            errors = surface_errors(models[level], found, truth, truth_marks[n])
+            rows[level].append((*errors[:4], float(np.linalg.norm(marks - truth_marks[n], axis=1).mean()),
+                                bool(result.results[level].converged), errors[4]))
             pose = result.initialisation.poses[level]
-            initial.append(surface_errors(models[level], pose.apply(models[level].mean), truth)[0])
+            initial.append(surface_errors(models[level], pose.apply(models[level].mean), truth, truth_marks[n],
+                                          with_dice=False)[0])
         print(f"case {case['meta']['case']}: {', '.join(result.messages) or 'all levels converged'}", flush=True)
     print(f"\n{args.source} inputs, {min(args.cases, len(cases))} {args.split} cases, {args.modes} modes, "
           f"device cpu ({torch.get_num_threads()} threads)")
     print(f"{'level':6s}{'found':>6s}{'mean mm':>9s}{'RMS':>7s}{'HD95':>7s}{'posterior':>10s}{'landmarks':>10s}"
-          f"{'converged':>10s}")
+          f"{'converged':>10s}{'Dice':>7s}")
     every = []
     for level in LEVELS:
         got = [r for r in rows[level] if r is not None]
@@ -116,10 +111,11 @@ def main():
         if got:
             v = np.array([r[:5] for r in got])
             print(f"{level:6s}{len(got):6d}{v[:, 0].mean():9.2f}{v[:, 1].mean():7.2f}{v[:, 2].mean():7.2f}"
-                  f"{v[:, 3].mean():10.2f}{v[:, 4].mean():10.2f}{np.mean([r[5] for r in got]):10.0%}")
+                  f"{v[:, 3].mean():10.2f}{v[:, 4].mean():10.2f}{np.mean([r[5] for r in got]):10.0%}"
+                  f"{np.mean([r[6] for r in got]):7.3f}")
     v = np.array([r[:5] for r in every])
     print(f"{'all':6s}{len(every):6d}{v[:, 0].mean():9.2f}{v[:, 1].mean():7.2f}{v[:, 2].mean():7.2f}"
-          f"{v[:, 3].mean():10.2f}{v[:, 4].mean():10.2f}")
+          f"{v[:, 3].mean():10.2f}{v[:, 4].mean():10.2f}{'':10s}{np.mean([r[6] for r in every]):7.3f}")
     print(f"{'target':12s}{TARGETS['mean']:9.2f}{'':7s}{TARGETS['hd95']:7.2f}{TARGETS['posterior']:10.2f}")
     print(f"ratios to target: mean {v[:, 0].mean() / TARGETS['mean']:.2f}, posterior "
           f"{v[:, 3].mean() / TARGETS['posterior']:.2f}, HD95 {v[:, 2].mean() / TARGETS['hd95']:.2f}")
