@@ -179,6 +179,32 @@ def _cmd_biplanar(args) -> int:
     return EXIT_OK
 
 
+def _cmd_register(args) -> int:
+    from .register_command import run_register_2d3d, run_register_3d3d
+
+    progress = None if args.quiet else _print_progress
+    if args.moving or args.fixed:
+        if not (args.moving and args.fixed) or args.ct:
+            raise InputError("3D/3D registration takes --moving and --fixed surfaces (and no --ct).")
+        run = run_register_3d3d(args.out, args.moving, args.fixed, units=args.units, lps=args.lps, progress=progress)
+        print(f"Registered {args.moving} onto {args.fixed}: RMS surface distance {run.record['rms_before_mm']:.2f} -> "
+              f"{run.record['rms_after_mm']:.2f} mm; wrote {', '.join(run.files)} to {run.out_dir}")
+        return EXIT_OK
+    if not (args.ct and args.geometry and args.images):
+        raise InputError("2D/3D registration takes --ct, --geometry and --images (one radiograph per view).")
+    run = run_register_2d3d(args.out, args.ct, args.geometry, args.images, labels_path=args.labels,
+                            label_table=args.label_table, levels=args.levels.split(",") if args.levels else None,
+                            whole=not args.no_whole, progress=progress)
+    poses = run.record["poses"]
+    print(f"Registered {', '.join(poses)}; converged: "
+          f"{', '.join(n for n, p in poses.items() if p['converged']) or 'none'}; wrote {len(run.files)} files to "
+          f"{run.out_dir}")
+    for name, entry in poses.items():
+        if not entry["converged"]:
+            print(f"bonerecon: {name} did not converge (image agreement {entry['ncc']})", file=sys.stderr)
+    return EXIT_OK
+
+
 def _cmd_evaluate(args) -> int:
     from .evaluate_command import evaluate_folders, write_evaluation_csv
 
@@ -396,6 +422,28 @@ def build_parser() -> argparse.ArgumentParser:
     biplanar_run.add_argument("--no-role-check", action="store_true",
                               help="do not test whether the AP and lateral images were swapped")
     biplanar_run.set_defaults(func=_cmd_biplanar)
+
+    register = commands.add_parser(
+        "register", help="CT (+ vertebra labels) -> radiographs (2D/3D), or surface -> surface (3D/3D), rigid",
+        description="2D/3D: find the rigid pose of a CT whose DRRs match radiographs of known geometry, then with "
+        "--labels each labelled vertebra's own pose (it moves with the rest of the CT fixed); writes "
+        "registration.json (4x4 poses in RAS, image agreement, converged), <level>.vtk surfaces in the radiographs' "
+        "frame (ground truth for 'bonerecon evaluate') and report.md. 3D/3D: --moving and --fixed surfaces, rigid "
+        "ICP; writes registration.json and moved.vtk.")
+    register.add_argument("--out", required=True, help="output folder")
+    register.add_argument("--ct", help="CT in HU (NRRD/NIfTI/MHA)")
+    register.add_argument("--geometry", help="views JSON of the radiographs")
+    register.add_argument("--images", nargs="+", help="the radiographs, one per view in the geometry's order")
+    register.add_argument("--labels", help="vertebra label map on the CT's grid: register each level too")
+    register.add_argument("--label-table", default="totalsegmentator", help="label ids (default totalsegmentator)")
+    register.add_argument("--levels", help="comma-separated levels (default: every lumbar level labelled)")
+    register.add_argument("--no-whole", action="store_true",
+                          help="the CT already sits where the radiographs were taken: register the levels only")
+    register.add_argument("--moving", help="3D/3D: the surface to move")
+    register.add_argument("--fixed", help="3D/3D: the surface to move it onto")
+    register.add_argument("--units", choices=["mm", "cm", "m"], help="3D/3D: units of both surfaces (default mm)")
+    register.add_argument("--lps", action="store_true", help="3D/3D: both surfaces are in LPS coordinates")
+    register.set_defaults(func=_cmd_register)
 
     evaluate = commands.add_parser(
         "evaluate", help="reconstructed vertebra surfaces against ground truth: distances, Dice, landmarks",
