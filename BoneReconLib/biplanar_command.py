@@ -20,7 +20,7 @@ from .errors import InputError
 from .geometry import View, load_geometry
 from .biplanar_result_nodes import MEASUREMENT_COLUMNS
 from .mesh_io import write_surface
-from .mrml_io import check_input_file, save_scene_mrb
+from .mrml_io import check_input_file, save_markups_json, save_scene_mrb
 from .progress import ProgressCallback, as_progress
 from .scene_transaction import rollback_on_error
 from .spine_alignment import LEVELS
@@ -83,7 +83,7 @@ def run_biplanar(out_dir, ap_path, lat_path, geometry_path, weights=None, preset
         for level, points in result.reconstruction.points.items():
             write_surface(points, models[level].triangles, out.path(f"{level}.vtk"))
             written.append(f"{level}.vtk")
-        _write_markups(scene, nodes["landmarks"], out.path(LANDMARKS_FILE))
+        save_markups_json(scene, nodes["landmarks"], out.path(LANDMARKS_FILE))
         written.append(LANDMARKS_FILE)
         rows = measurement_rows(result.measurements) if result.measurements is not None else []
         write_measurements_csv(rows, out.path(MEASUREMENTS_FILE))
@@ -110,19 +110,6 @@ def write_measurements_csv(rows, path) -> None:
         writer = csv.DictWriter(handle, fieldnames=list(MEASUREMENT_COLUMNS))
         writer.writeheader()
         writer.writerows(rows)
-
-
-def _write_markups(scene, node, path) -> None:
-    import slicer
-
-    storage = slicer.vtkMRMLMarkupsJsonStorageNode()
-    scene.AddNode(storage)
-    try:
-        storage.SetFileName(str(path))
-        if not storage.WriteData(node):
-            raise RuntimeError(f"MRML could not write the landmarks to {path}.")
-    finally:
-        scene.RemoveNode(storage)
 
 
 def report_markdown(result: BiplanarResult, inputs: Sequence[str], preset: str, seconds: Dict[str, float], rows,

@@ -65,6 +65,22 @@ def save_volume(node, path) -> Path:
     return path
 
 
+def save_markups_json(scene, node, path) -> Path:
+    """Write a markups node as a Slicer ``.mrk.json`` file (through a temporary storage node)."""
+    import slicer
+
+    path = Path(path)
+    storage = slicer.vtkMRMLMarkupsJsonStorageNode()
+    scene.AddNode(storage)
+    try:
+        storage.SetFileName(str(path))
+        if not storage.WriteData(node) or not path.is_file():
+            raise RuntimeError(f"MRML could not write the landmarks to {path}.")
+    finally:
+        scene.RemoveNode(storage)
+    return path
+
+
 def save_scene_mrb(scene, path) -> Path:
     """Write the whole scene as a Slicer bundle (.mrb), atomically: a failed write leaves no file."""
     path = Path(path)

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .cma_search import coarse_to_fine
 from .drr import Volume, render_attenuation
 from .errors import InputError
 from .geometry import View, rotation_about
@@ -79,9 +80,6 @@ def register_volume(volume: Volume, views: Sequence[View], images: Sequence[np.n
     """Rigid pose of ``volume`` (attenuation) whose DRRs best match ``images`` (one per view, any
     monotone display of the line integrals, e.g. a bone-bright radiograph). ``background``: per view
     line integrals (same pixels as the images) added to every render, e.g. the rest of the CT."""
-    from cmaes import CMA
-
-    report = as_progress(progress)
     views = list(views)
     if len(images) != len(views) or not views:
         raise InputError("Give one radiograph per view.")
@@ -97,7 +95,6 @@ def register_volume(volume: Volume, views: Sequence[View], images: Sequence[np.n
     targets = [torch.as_tensor(np.asarray(image, dtype=np.float64)) for image in images]
     masks = [torch.as_tensor(np.asarray(f, dtype=bool)) if f is not None else torch.ones(view.shape, dtype=torch.bool)
              for f, view in zip(footprints or [None] * len(views), views)]
-    best_x, history, done, total = np.zeros(6), [], 0, sum(generations)
     bounds = np.array([[-15.0, 15.0]] * 6)
 
     def score(population, factor):
@@ -116,19 +113,9 @@ def register_volume(volume: Volume, views: Sequence[View], images: Sequence[np.n
         ncc = torch.stack(ncc, dim=1).numpy()
         return 1.0 - ncc.mean(axis=1), ncc
 
-    for factor, count in zip(levels, generations):
-        optimizer = CMA(mean=best_x.copy(), sigma=1.0 if not history else 0.5, bounds=bounds, seed=seed)
-        best_cost = float(score(best_x[None], factor)[0][0])
-        for _ in range(count):
-            candidates = np.array([optimizer.ask() for _ in range(optimizer.population_size)])
-            costs, _ = score(candidates, factor)
-            optimizer.tell(list(zip(candidates, costs)))
-            k = int(np.argmin(costs))
-            if costs[k] < best_cost:
-                best_cost, best_x = float(costs[k]), candidates[k].copy()
-            history.append(best_cost)
-            done += 1
-            report(done / total, f"Registering: image agreement {1 - best_cost:.3f}")
+    best_x, history = coarse_to_fine(lambda factor: (lambda candidates: score(candidates, factor)[0]), 6, levels,
+                                     generations, bounds, seed=seed, progress=progress,
+                                     describe=lambda cost: f"Registering: image agreement {1 - cost:.3f}")
     _, ncc = score(best_x[None], 1)
     pose = pose_of(best_x, initial, centre, rotation_unit_deg, translation_unit_mm)
     return RigidResult(pose, ncc[0], bool(ncc[0].min() >= MIN_NCC), history)

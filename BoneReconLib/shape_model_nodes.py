@@ -45,20 +45,17 @@ def add_landmark_node(scene, model: ShapeModel, name: str):
 
 def write_landmark_markups(model: ShapeModel, path) -> None:
     """The mean's landmarks as a Slicer markups file (``.mrk.json``: drag and drop into Slicer)."""
-    import slicer
-
     from .app_context import get_context
+    from .mrml_io import save_markups_json
 
     scene = get_context().scene
     points = add_landmark_node(scene, model, f"{model.name} landmarks")
-    storage = slicer.vtkMRMLMarkupsJsonStorageNode()
-    scene.AddNode(storage)
     try:
-        storage.SetFileName(str(path))
-        if not storage.WriteData(points):
-            raise InputError(f"Could not write the landmarks to {path}.")
+        save_markups_json(scene, points, path)
+    except RuntimeError:
+        raise InputError(f"Could not write the landmarks to {path}.") from None
     finally:
-        for node in (points.GetDisplayNode(), points, storage):
+        for node in (points.GetDisplayNode(), points):
             if node is not None:
                 scene.RemoveNode(node)
 

@@ -30,9 +30,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .cma_search import coarse_to_fine
 from .geometry import View, rotation_about
 from .mesh_depth import mesh_depth
-from .progress import ProgressCallback, as_progress
+from .progress import ProgressCallback
 from .shape_model import ShapeModel
 
 ROTATION_UNIT_DEG = 3.0  # one CMA-ES unit of each parameter
@@ -175,9 +176,6 @@ def register_vertebra(model: ShapeModel, rotation, translation, scale: float, ta
                       weights: Optional[RegistrationWeights] = None,
                       progress: Optional[ProgressCallback] = None) -> RegistrationResult:
     """Register ``model`` from the similarity (rotation, translation, scale) to ``target``."""
-    from cmaes import CMA
-
-    report = as_progress(progress)
     weights = weights or RegistrationWeights()
     modes = min(modes, model.n_modes)
     dimension = 7 + modes
@@ -185,24 +183,14 @@ def register_vertebra(model: ShapeModel, rotation, translation, scale: float, ta
     centre = scale * model.mean.mean(axis=0) @ rotation.T + translation
     bounds = np.array([[-10.0, 10.0]] * 7 + [[-3.0, 3.0]] * modes)
     surface = coarse_surface(model)
-    best_x, history = np.zeros(dimension), []
-    total = sum(generations)
-    done = 0
-    for factor, count in zip(levels, generations):
+
+    def costs_at(factor):
         problem = _Problem(model, rotation, translation, scale, centre, target, factor, modes, weights, surface)
-        optimizer = CMA(mean=best_x.copy(), sigma=1.0 if not history else 0.5, bounds=bounds, seed=seed,
-                        population_size=population)
-        best_cost = problem.evaluate(best_x[None])[0][0]
-        for _ in range(count):
-            candidates = np.array([optimizer.ask() for _ in range(optimizer.population_size)])
-            costs, _, _ = problem.evaluate(candidates)
-            optimizer.tell(list(zip(candidates, costs)))
-            k = int(np.argmin(costs))
-            if costs[k] < best_cost:
-                best_cost, best_x = float(costs[k]), candidates[k].copy()
-            history.append(best_cost)
-            done += 1
-            report(done / total, f"Registering {model.name}: cost {best_cost:.3f}")
+        return lambda candidates: problem.evaluate(candidates)[0]
+
+    best_x, history = coarse_to_fine(costs_at, dimension, levels, generations, bounds, seed=seed,
+                                     population=population, progress=progress,
+                                     describe=f"Registering {model.name}: cost {{:.3f}}".format)
     full = _Problem(model, rotation, translation, scale, centre, target, 1, modes, weights)
     cost, ncc, rms = full.evaluate(best_x[None])
     r, t, s, c = full.pose(best_x)

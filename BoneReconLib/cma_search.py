@@ -1,0 +1,44 @@
+"""Coarse-to-fine CMA-ES: one search per image resolution, each restarting from the last one's best.
+
+Shared by the shape-model registration (``vertebra_registration``) and the rigid CT registration
+(``rigid_registration``): both score a whole population per call. Core module (numpy + cmaes).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .progress import ProgressCallback, as_progress
+
+Costs = Callable[[np.ndarray], np.ndarray]  # (N, D) parameter vectors -> (N,) costs
+
+
+def coarse_to_fine(costs_at: Callable[[int], Costs], dimension: int, levels: Sequence[int],
+                   generations: Sequence[int], bounds: np.ndarray, seed: int = 0, population: Optional[int] = None,
+                   progress: Optional[ProgressCallback] = None,
+                   describe: Callable[[float], str] = "cost {:.3f}".format) -> Tuple[np.ndarray, List[float]]:
+    """(best parameter vector, best cost after every generation). ``costs_at(factor)`` gives the cost
+    function at that resolution; the search starts at zero with step 1, later levels with step 0.5."""
+    from cmaes import CMA
+
+    report = as_progress(progress)
+    best_x, history = np.zeros(dimension), []
+    total, done = sum(generations), 0
+    for factor, count in zip(levels, generations):
+        costs_of = costs_at(factor)
+        optimizer = CMA(mean=best_x.copy(), sigma=1.0 if not history else 0.5, bounds=bounds, seed=seed,
+                        population_size=population)
+        best_cost = float(costs_of(best_x[None])[0])
+        for _ in range(count):
+            candidates = np.array([optimizer.ask() for _ in range(optimizer.population_size)])
+            costs = costs_of(candidates)
+            optimizer.tell(list(zip(candidates, costs)))
+            k = int(np.argmin(costs))
+            if costs[k] < best_cost:
+                best_cost, best_x = float(costs[k]), candidates[k].copy()
+            history.append(best_cost)
+            done += 1
+            report(done / total, describe(best_cost))
+    return best_x, history
