@@ -26,9 +26,9 @@ from .geometry import View, triangulate
 from .progress import ProgressCallback, as_progress
 from .shape_model import ShapeModel
 from .spine_alignment import LEVELS
-from .spine_measurements import measure_spine
+from .spine_measurements import consecutive_levels, measure_spine
 from .spine_reconstruction import SpineReconstruction, reconstruct_spine
-from .vertebra_registration import coarser
+from .vertebra_registration import block_pool, coarser
 
 PRESETS = {
     "fast": dict(modes=4, levels_of_detail=(4, 2), generations=(25, 15)),
@@ -87,9 +87,7 @@ def _working_resolution(views, images, landmarks, spacing_mm: float):
     out_views, out_images, out_landmarks = [], [], []
     for view, image, found in zip(views, images, landmarks):
         small = coarser(view, factor)
-        image = torch.as_tensor(np.asarray(image, dtype=np.float64))
-        rows, columns = small.size[1] * factor, small.size[0] * factor
-        pooled = torch.nn.functional.avg_pool2d(image[:, None, :rows, :columns], factor)[:, 0].numpy()
+        pooled = block_pool(image, factor).numpy()
         # Same millimetres from the detector centre at both resolutions (see vertebra_registration).
         half, small_half = (np.asarray(view.size) - 1) / 2, (np.asarray(small.size) - 1) / 2
         moved = [dict(m, i=(m["i"] - half[0]) / factor + small_half[0], j=(m["j"] - half[1]) / factor + small_half[1])
@@ -111,15 +109,6 @@ def _roles_swapped(network, images, views, names, given: Sequence[Detection]) ->
                 f"vertebrae instead of {found_given}. Give the AP image as AP and the lateral image as lateral "
                 "(each with its own view).")
     return None
-
-
-def _consecutive_run(levels: Sequence[str], good: Sequence[str]) -> List[str]:
-    best, run = [], []
-    for level in levels:
-        run = run + [level] if level in good else []
-        if len(run) > len(best):
-            best = run
-    return best
 
 
 def reconstruct_biplanar(network, models: Mapping[str, ShapeModel], images: Sequence[np.ndarray],
@@ -166,7 +155,7 @@ def reconstruct_biplanar(network, models: Mapping[str, ShapeModel], images: Sequ
     for level, points in reconstruction.points.items():
         positions = models[level].landmark_positions(torch.as_tensor(points)[None])[0].numpy()
         landmarks[level] = {name: positions[k] for k, name in enumerate(names)}
-    measured = _consecutive_run(levels, [level for level in levels if level in reconstruction.results
+    measured = consecutive_levels(levels, [level for level in levels if level in reconstruction.results
                                          and reconstruction.results[level].converged])
     measurements = measure_spine(landmarks, measured) if len(measured) >= 2 else None
     if measurements is None:

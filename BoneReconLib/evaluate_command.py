@@ -64,7 +64,7 @@ def evaluate_folders(found_dir, truth_dir, levels: Sequence[str] = LEVELS, truth
                      units: Optional[str] = None, lps: bool = False) -> Evaluation:
     """``units``/``lps`` describe the truth surfaces (the found ones are BoneRecon's: RAS mm)."""
     from .mesh_io import read_surface
-    from .spine_measurements import measure_spine, measurement_rows
+    from .spine_measurements import consecutive_levels, measure_spine, measurement_rows
     from .surface_evaluation import compare_surfaces
     from .surface_metrics import triangles as triangle_arrays
 
@@ -99,7 +99,7 @@ def evaluate_folders(found_dir, truth_dir, levels: Sequence[str] = LEVELS, truth
                          f"L2.stl ..., one of {', '.join(SURFACE_SUFFIXES)}).")
     measured = []
     both = [level for level in levels if level in found_marks and level in true_marks]
-    run = _neighbours(levels, both)
+    run = consecutive_levels(levels, both)
     if len(run) >= 2:
         try:
             truth_rows = measurement_rows(measure_spine(true_marks, run))
@@ -111,14 +111,6 @@ def evaluate_folders(found_dir, truth_dir, levels: Sequence[str] = LEVELS, truth
                 measured.append(dict(measure=a["measure"], where=a["where"], unit=a["unit"], found=b["value"],
                                      true=a["value"], error=round(b["value"] - a["value"], 2)))
     return Evaluation(rows, measured, missing)
-
-
-def _neighbours(levels: Sequence[str], present: Sequence[str]) -> List[str]:
-    best, run = [], []
-    for level in levels:
-        run = run + [level] if level in present else []
-        best = run if len(run) > len(best) else best
-    return best
 
 
 def write_evaluation_csv(evaluation: Evaluation, path) -> Path:

@@ -28,7 +28,7 @@ from .drr import Volume, render_attenuation
 from .errors import InputError
 from .geometry import View, rotation_about
 from .progress import ProgressCallback, as_progress
-from .vertebra_registration import coarser
+from .vertebra_registration import block_pool, coarser
 
 MIN_NCC = 0.6  # below this in a view: not converged
 
@@ -51,15 +51,6 @@ def pose_of(x: np.ndarray, initial: np.ndarray, centre: np.ndarray, rotation_uni
         delta[:3, :3] = rotation_about(turn / angle, angle)
     delta[:3, 3] = centre - delta[:3, :3] @ centre + np.asarray(x[3:6], dtype=np.float64) * translation_unit_mm
     return delta @ initial
-
-
-def _block(image: torch.Tensor, factor: int, reduce: str = "mean") -> torch.Tensor:
-    if factor == 1:
-        return image
-    rows, cols = (image.shape[-2] // factor) * factor, (image.shape[-1] // factor) * factor
-    cropped = image[None, None, :rows, :cols]
-    pooled = F.avg_pool2d(cropped, factor) if reduce == "mean" else F.max_pool2d(cropped, factor)
-    return pooled[0, 0]
 
 
 def _masked_ncc(rendered: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -105,10 +96,9 @@ def register_volume(volume: Volume, views: Sequence[View], images: Sequence[np.n
         ncc = []
         for v in range(len(views)):
             if background is not None:
-                rendered[:, v] += _block(torch.as_tensor(np.asarray(background[v], dtype=np.float64)), factor).to(
-                    rendered.dtype)
-            target = _block(targets[v], factor)
-            mask = _block(masks[v].double(), factor, "max") > 0
+                rendered[:, v] += block_pool(background[v], factor).to(rendered.dtype)
+            target = block_pool(targets[v], factor)
+            mask = block_pool(masks[v].double(), factor, "max") > 0
             ncc.append(_masked_ncc(rendered[:, v].double(), target, mask))
         ncc = torch.stack(ncc, dim=1).numpy()
         return 1.0 - ncc.mean(axis=1), ncc

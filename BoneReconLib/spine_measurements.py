@@ -49,6 +49,18 @@ from .spine_alignment import endplate_frame
 Landmarks = Mapping[str, Mapping[str, np.ndarray]]  # level -> landmark name -> (3,) mm
 
 
+def consecutive_levels(levels: Sequence[str], present: Sequence[str]) -> List[str]:
+    """The longest run of neighbouring ``levels`` (top to bottom) that are all in ``present``: what
+    the measurements can be taken over."""
+    best: List[str] = []
+    run: List[str] = []
+    for level in levels:
+        run = run + [level] if level in present else []
+        if len(run) > len(best):
+            best = run
+    return best
+
+
 def spine_frame(landmarks: Landmarks, levels: Sequence[str]) -> np.ndarray:
     """3x3 columns x (right), y (anterior), z (up) of the spine (see the module notes)."""
     rights = [endplate_frame(landmarks[level], which)[:3, 0] for level in levels for which in ("superior", "inferior")]

@@ -93,10 +93,16 @@ def _centred_mm(ij: np.ndarray, view: View) -> np.ndarray:
     return (np.asarray(ij, dtype=np.float64) - (np.asarray(view.size, dtype=np.float64) - 1) / 2) * view.pixel_spacing
 
 
-def _block_mean(image: np.ndarray, factor: int) -> torch.Tensor:
+def block_pool(image, factor: int, reduce: str = "mean") -> torch.Tensor:
+    """Means (or maxima) of ``factor`` x ``factor`` pixel blocks of (..., rows, columns), float64; the
+    last rows and columns that do not fill a block are dropped (as ``coarser`` drops them)."""
     t = torch.as_tensor(np.asarray(image, dtype=np.float64))
-    rows, cols = (t.shape[0] // factor) * factor, (t.shape[1] // factor) * factor
-    return F.avg_pool2d(t[None, None, :rows, :cols], factor)[0, 0]
+    if factor == 1:
+        return t
+    rows, cols = (t.shape[-2] // factor) * factor, (t.shape[-1] // factor) * factor
+    flat = t[..., :rows, :cols].reshape(-1, 1, rows, cols)
+    pooled = F.avg_pool2d(flat, factor) if reduce == "mean" else F.max_pool2d(flat, factor)
+    return pooled.reshape(*t.shape[:-2], rows // factor, cols // factor)
 
 
 def _ncc(rendered: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -115,7 +121,7 @@ class _Problem:
         self.surface = surface  # (vertex subset, triangles) to render, or None for the full surface
         self.rotation0, self.translation0, self.scale0, self.centre = rotation, translation, scale, centre
         self.views = [coarser(v, factor) if factor > 1 else v for v in target.views]
-        self.images = [_block_mean(image, factor) for image in target.images]
+        self.images = [block_pool(image, factor) for image in target.images]
         regions = np.array([1.0 if lm.region == "body" else weights.posterior_weight for lm in model.landmarks])
         self.landmark_weight = [np.asarray(c, dtype=np.float64) * regions for c in target.confidences]
         self.landmarks_mm = [_centred_mm(ij, view) for ij, view in zip(target.landmarks_ij, target.views)]

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 
 from BoneReconLib.biplanar_command import pick_views
-from BoneReconLib.biplanar_pipeline import _consecutive_run, _working_resolution, check_views
+from BoneReconLib.biplanar_pipeline import _working_resolution, check_views
 from BoneReconLib.errors import InputError
 from BoneReconLib.geometry import View, ap_view, biplanar_rig
+from BoneReconLib.spine_measurements import consecutive_levels
 
 
 def _images(views):
@@ -62,10 +63,10 @@ def test_working_resolution_keeps_every_landmark_on_its_ray():
 
 def test_measured_levels_are_the_longest_converged_run():
     levels = ["L1", "L2", "L3", "L4", "L5"]
-    assert _consecutive_run(levels, ["L1", "L2", "L4", "L5", "L3"]) == levels
-    assert _consecutive_run(levels, ["L1", "L3", "L4", "L5"]) == ["L3", "L4", "L5"]
-    assert _consecutive_run(levels, ["L2", "L4"]) == ["L2"]
-    assert _consecutive_run(levels, []) == []
+    assert consecutive_levels(levels, ["L1", "L2", "L4", "L5", "L3"]) == levels
+    assert consecutive_levels(levels, ["L1", "L3", "L4", "L5"]) == ["L3", "L4", "L5"]
+    assert consecutive_levels(levels, ["L2", "L4"]) == ["L2"]
+    assert consecutive_levels(levels, []) == []
 
 
 def test_views_are_picked_by_name_or_order():
