@@ -30,10 +30,10 @@ from .spine_measurements import consecutive_levels, measure_spine
 from .spine_reconstruction import SpineReconstruction, reconstruct_spine
 from .vertebra_registration import block_pool, coarser
 
-PRESETS = {
-    "fast": dict(modes=4, levels_of_detail=(4, 2), generations=(25, 15)),
-    "balanced": dict(modes=6, levels_of_detail=(4, 2), generations=(40, 25)),
-    "accurate": dict(modes=10, levels_of_detail=(4, 2, 1), generations=(50, 30, 15)),
+PRESETS = {  # measured with benchmarks/biplanar_reconstruction.py (see the README)
+    "fast": dict(modes=6, levels_of_detail=(4, 2), generations=(25, 15)),
+    "balanced": dict(modes=12, levels_of_detail=(4, 2), generations=(40, 25)),
+    "accurate": dict(modes=16, levels_of_detail=(4, 2), generations=(50, 30)),
 }
 WORKING_SPACING_MM = 1.5  # registration pixels at the detector (the network's own resolution)
 MIN_VIEW_ANGLE_DEG = 30.0  # between the two beams; AP + lateral is about 90
@@ -113,10 +113,11 @@ def _roles_swapped(network, images, views, names, given: Sequence[Detection]) ->
 
 def reconstruct_biplanar(network, models: Mapping[str, ShapeModel], images: Sequence[np.ndarray],
                          views: Sequence[View], levels: Sequence[str] = LEVELS, preset: str = "balanced",
-                         check_roles: bool = True, seed: int = 0,
+                         check_roles: bool = True, seed: int = 0, modes: Optional[int] = None,
                          progress: Optional[ProgressCallback] = None) -> BiplanarResult:
     """``images``: the AP and lateral radiographs, bone bright, in [0, 1] (``radiograph_file.displayed``),
-    on the detectors of ``views`` (AP first). Raises InputError for inputs that cannot be combined."""
+    on the detectors of ``views`` (AP first); ``modes`` overrides the preset's shape modes. Raises
+    InputError for inputs that cannot be combined."""
     if preset not in PRESETS:
         raise InputError(f"Unknown preset '{preset}'; use one of {', '.join(PRESETS)}.")
     unknown = [level for level in levels if level not in LEVELS]
@@ -144,7 +145,7 @@ def reconstruct_biplanar(network, models: Mapping[str, ShapeModel], images: Sequ
     found_marks = [[m for k in chosen for m in detections[role].landmarks[k * per:(k + 1) * per]]
                    for role in VIEW_NAMES]
     work_views, work_images, work_marks = _working_resolution(views, found_images, found_marks, WORKING_SPACING_MM)
-    settings = PRESETS[preset]
+    settings = dict(PRESETS[preset], **({"modes": modes} if modes else {}))
     reconstruction = reconstruct_spine(models, work_views, work_images, work_marks, list(levels), seed=seed,
                                        progress=lambda f, m: report(0.05 + 0.9 * f, m), **settings)
     seconds.update(reconstruction.seconds)

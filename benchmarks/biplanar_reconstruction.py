@@ -1,7 +1,7 @@
 """BiplanarRecon reconstruction on held-out synthetic cases: surface error per vertebra and time per stage.
 
     python benchmarks/biplanar_reconstruction.py --data DATASET [--cases 5] [--source oracle|network]
-                                                 [--weights W] [--modes 6]
+                                                 [--weights W] [--preset P] [--modes K]
 
 --source oracle feeds the registration the cases' true per-vertebra images and landmarks (what a
 perfect network would give: this measures the initialisation + registration alone); --source
@@ -26,6 +26,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from BoneReconLib.biplanar_pipeline import PRESETS  # noqa: E402
 from BoneReconLib.dataset_store import CaseDataset  # noqa: E402
 from BoneReconLib.geometry import View  # noqa: E402
 from BoneReconLib.shape_model_library import load_models  # noqa: E402
@@ -51,11 +52,12 @@ def main():
     parser.add_argument("--cases", type=int, default=5)
     parser.add_argument("--source", choices=["oracle", "network"], default="oracle")
     parser.add_argument("--weights")
-    parser.add_argument("--modes", type=int, default=6)
-    parser.add_argument("--preset", default="balanced", help="with --source network (fast, balanced, accurate)")
+    parser.add_argument("--preset", default="balanced", choices=list(PRESETS), help="registration preset")
+    parser.add_argument("--modes", type=int, help="shape modes (default: the preset's)")
     args = parser.parse_args()
     models = load_models()
     cases = CaseDataset(args.data, args.split)
+    settings = dict(PRESETS[args.preset], **({"modes": args.modes} if args.modes else {}))
     names = models["L1"].landmark_names
     if args.source == "network":
         from BoneReconLib.biplanar_network import load_network
@@ -73,11 +75,11 @@ def main():
             landmarks = [[dict(vertebra=level, name=name, i=float(p[0]), j=float(p[1]), confidence=1.0)
                           for level, per in zip(LEVELS, ij[v]) for name, p in zip(names, per)] for v in range(2)]
             detection_s = time.perf_counter() - tick
-            result = reconstruct_spine(models, views, images, landmarks, LEVELS, modes=args.modes)
+            result = reconstruct_spine(models, views, images, landmarks, LEVELS, **settings)
             times.append(dict(network=detection_s, **result.seconds))
         else:
             images = [case["image"][v].numpy() for v in range(2)]
-            chain = reconstruct_biplanar(network, models, images, views, preset=args.preset)
+            chain = reconstruct_biplanar(network, models, images, views, preset=args.preset, modes=args.modes)
             result = chain.reconstruction
             times.append(dict(chain.seconds))
         truth_marks = case["landmarks"].numpy()
@@ -100,7 +102,8 @@ def main():
             initial.append(surface_errors(models[level], pose.apply(models[level].mean), truth, truth_marks[n],
                                           with_dice=False)[0])
         print(f"case {case['meta']['case']}: {', '.join(result.messages) or 'all levels converged'}", flush=True)
-    print(f"\n{args.source} inputs, {min(args.cases, len(cases))} {args.split} cases, {args.modes} modes, "
+    print(f"\n{args.source} inputs, {min(args.cases, len(cases))} {args.split} cases, preset {args.preset} "
+          f"({settings['modes']} modes, generations {settings['generations']}), "
           f"device cpu ({torch.get_num_threads()} threads)")
     print(f"{'level':6s}{'found':>6s}{'mean mm':>9s}{'RMS':>7s}{'HD95':>7s}{'posterior':>10s}{'landmarks':>10s}"
           f"{'converged':>10s}{'Dice':>7s}")
