@@ -62,6 +62,7 @@ class BiplanarReconParameterNode:
     apRadiograph: vtkMRMLScalarVolumeNode
     latRadiograph: vtkMRMLScalarVolumeNode
     preset: Annotated[str, Choice(list(PRESETS))] = "balanced"
+    inputCT: vtkMRMLScalarVolumeNode
 
 
 class BiplanarReconWidget(BoneReconWidgetMixin, ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -82,6 +83,7 @@ class BiplanarReconWidget(BoneReconWidgetMixin, ScriptedLoadableModuleWidget, VT
         self.ui.detectButton.connect("clicked(bool)", self.onDetectButton)
         self.ui.reconstructButton.connect("clicked(bool)", self.onReconstructButton)
         self.ui.loadSampleRadiographsButton.connect("clicked(bool)", self.onLoadSampleRadiographsButton)
+        self.ui.registerButton.connect("clicked(bool)", self.onRegisterButton)
 
     def _checkCanApply(self, caller=None, event=None):
         super()._checkCanApply(caller, event)
@@ -90,6 +92,7 @@ class BiplanarReconWidget(BoneReconWidgetMixin, ScriptedLoadableModuleWidget, VT
         self.ui.detectButton.enabled = hasRadiograph and self._running is None
         hasBoth = bool(params and params.apRadiograph and params.latRadiograph)
         self.ui.reconstructButton.enabled = hasBoth and self._running is None
+        self.ui.registerButton.enabled = bool(params and params.inputCT and hasRadiograph) and self._running is None
 
     def onLoadSampleButton(self):
         with slicer.util.tryWithErrorDisplay("Could not load the sample case.", waitCursor=True):
@@ -147,6 +150,20 @@ class BiplanarReconWidget(BoneReconWidgetMixin, ScriptedLoadableModuleWidget, VT
                 slicer.app.layoutManager().setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpTableView)
                 slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(done["table"].GetID())
                 slicer.app.applicationLogic().PropagateTableSelection()
+
+
+    def onRegisterButton(self):
+        params = self._parameterNode
+        radiographs = [node for node in (params.apRadiograph, params.latRadiograph) if node is not None]
+        done = self.runWithProgress(
+            lambda progress: self.logic.registerToRadiographs(params.inputCT, radiographs, params.inputLabelMap,
+                                                              params.labelTable, progress=progress),
+            "Failed to register the CT to the radiographs.",
+        )
+        if done is not None:
+            self.ui.statusLabel.text = "\n".join(
+                f"{'CT' if name == 'volume' else name}: image agreement {', '.join(f'{c:.2f}' for c in r.ncc)}"
+                + ("" if r.converged else " (did not converge)") for name, r in done["results"].items())
 
 
 class BiplanarReconTest(ScriptedLoadableModuleTest):

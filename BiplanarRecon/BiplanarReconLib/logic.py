@@ -99,6 +99,56 @@ class BiplanarReconLogic(ModuleLogic):
             added = add_result_nodes(self.scene, result, models)
         return dict(result=result, **added)
 
+    def registerToRadiographs(self, ctNode, radiographNodes: Sequence, labelMapNode=None,
+                              labelTable: str = "totalsegmentator", initial=None,
+                              progress: Optional[ProgressCallback] = None) -> Dict[str, object]:
+        """Ground truth for radiographs: the rigid pose of ``ctNode`` whose DRRs match the radiograph nodes
+        (each carrying its view), then with ``labelMapNode`` each labelled lumbar vertebra's own pose.
+        Adds a linear transform node per result ("CT to radiographs", "L3 to radiographs", ...) and, with
+        labels, each level's surface model under its transform. ``initial``: a 4x4 starting pose of the
+        CT (default identity). Returns {"results": {name: RigidResult}, "transforms": {name: node},
+        "models": {level: node}}; nothing is added on error or cancel."""
+        import numpy as np
+        import slicer.util
+
+        from BoneReconLib.errors import InputError
+        from BoneReconLib.radiograph_file import displayed
+        from BoneReconLib.radiograph_node import get_view, image_of
+        from BoneReconLib.rigid_registration import register_labels, register_volume
+        from BoneReconLib.vertebra_labels import load_label_table, select_levels
+        from BoneReconLib.volume_node import attenuation_volume, volume_array
+
+        if ctNode is None or not radiographNodes:
+            raise ValueError("Select the CT and at least one radiograph.")
+        views = [get_view(node) for node in radiographNodes]
+        images = [displayed(image_of(node), what=f"'{node.GetName()}'") for node in radiographNodes]
+        mu = attenuation_volume(ctNode)
+        if labelMapNode is not None:
+            labels, matrix = volume_array(labelMapNode)
+            if labels.shape != tuple(mu.data.shape) or not np.allclose(matrix, mu.ijk_to_ras, atol=1e-3):
+                raise InputError("The label map is not on the CT's voxel grid.")
+            names = select_levels(np.unique(labels), load_label_table(labelTable))
+            results = register_labels(mu, labels.astype(np.int64), names, views, images, initial=initial,
+                                      progress=progress)
+        else:
+            results = {"volume": register_volume(mu.crop_to_content(), views, images, initial, progress=progress)}
+        transforms, models = {}, {}
+        with rollback_on_error(self.scene):
+            for name, result in results.items():
+                label = "CT" if name == "volume" else name
+                node = self.scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", f"{label} to radiographs")
+                node.SetMatrixTransformToParent(slicer.util.vtkMatrixFromArray(result.pose))
+                node.SetDescription(f"image agreement (NCC per view) {', '.join(f'{c:.3f}' for c in result.ncc)}; "
+                                    f"{'converged' if result.converged else 'did not converge'}")
+                transforms[name] = node
+            if labelMapNode is not None:
+                _, built = create_vertebra_models(labelMapNode, labelTable)
+                for level, model in built.items():
+                    if level in transforms:
+                        model.SetAndObserveTransformNodeID(transforms[level].GetID())
+                        models[level] = model
+        return dict(results=results, transforms=transforms, models=models)
+
     def createVertebraModels(
         self,
         labelMapNode,

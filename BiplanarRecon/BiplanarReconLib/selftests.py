@@ -7,6 +7,7 @@ fresh install as well as in CI.
 from __future__ import annotations
 
 import numpy as np
+import vtk
 
 from BoneReconLib.errors import InputError
 from BoneReconLib.mrml_io import load_scene_mrb, save_scene_mrb
@@ -205,6 +206,47 @@ def test_reconstruction_from_the_sample_radiographs(context, tmp_dir):
     assert slicer.util.arrayFromModelPoints(done["models"]["L1"]).shape == (len(logic.shapeModels()["L1"].mean), 3)
 
 
+def test_ct_registered_back_onto_its_own_radiographs(context, tmp_dir):
+    """Ground truth: the sample CT started 4 deg / 6 mm away from where its DRRs were rendered comes
+    back to under 1.5 mm (corners of its box), every vertebra on its own to under 1.5 mm (its own
+    box), with a transform node per result and each level's model under its transform."""
+    import slicer.util
+
+    from BoneReconLib.geometry import rotation_about
+
+    logic = BiplanarReconLogic(context.scene)
+    rendered = logic.renderSampleRadiographs()
+    ct = context.scene.GetFirstNodeByName("Sample CT")
+    labels = context.scene.GetFirstNodeByName("Sample vertebra labels")
+    bounds = [0.0] * 6
+    ct.GetRASBounds(bounds)
+    corners = np.array([[x, y, z] for x in bounds[0:2] for y in bounds[2:4] for z in bounds[4:6]])
+    centre = corners.mean(axis=0)
+    start = np.eye(4)
+    start[:3, :3] = rotation_about(np.array([0.6, -0.3, 0.75]) / np.linalg.norm([0.6, -0.3, 0.75]), np.radians(4.0))
+    start[:3, 3] = centre - start[:3, :3] @ centre + [3.0, -4.0, 3.5]
+    moved = lambda pose, points: points @ pose[:3, :3].T + pose[:3, 3]  # noqa: E731
+    assert np.linalg.norm(moved(start, corners) - corners, axis=1).max() > 5.0
+    done = logic.registerToRadiographs(ct, [rendered.radiographs["AP"], rendered.radiographs["LAT"]], labels,
+                                       initial=start)
+    assert sorted(done["results"]) == sorted(["volume", *LUMBAR_LEVELS])
+    found = slicer.util.arrayFromTransformMatrix(done["transforms"]["volume"])
+    assert np.linalg.norm(moved(found, corners) - corners, axis=1).max() < 1.5
+    value_of = {name: value for value, name in BUILTIN_TABLES["totalsegmentator"].items()}
+    for level in LUMBAR_LEVELS:
+        result = done["results"][level]
+        assert result.converged, (level, result.ncc)
+        kji = np.argwhere(slicer.util.arrayFromVolume(labels) == value_of[level])
+        low, high = kji.min(axis=0)[::-1], kji.max(axis=0)[::-1]  # (i, j, k)
+        box = np.array([[a, b, c] for a in (low[0], high[0]) for b in (low[1], high[1]) for c in (low[2], high[2])],
+                       dtype=float)
+        matrix = vtk.vtkMatrix4x4()
+        labels.GetIJKToRASMatrix(matrix)
+        ras = moved(slicer.util.arrayFromVTKMatrix(matrix), box)
+        assert np.linalg.norm(moved(result.pose, ras) - ras, axis=1).max() < 1.5, level
+        assert done["models"][level].GetTransformNodeID() == done["transforms"][level].GetID()
+
+
 SELF_TESTS = [
     test_sample_vertebra_models_match_labels,
     test_wrong_label_table_is_reported_and_changes_nothing,
@@ -212,4 +254,5 @@ SELF_TESTS = [
     test_scene_bundle_round_trip,
     test_network_landmarks_and_initial_poses_on_the_sample,
     test_reconstruction_from_the_sample_radiographs,
+    test_ct_registered_back_onto_its_own_radiographs,
 ]
