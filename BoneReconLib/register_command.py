@@ -49,7 +49,7 @@ def run_register_2d3d(out_dir, ct_path, geometry_path, image_paths: Sequence, la
     from .mesh_io import write_surface
     from .mrml_io import check_input_file
     from .radiograph_file import read_radiograph
-    from .rigid_registration import register_labels, register_volume
+    from .rigid_registration import register_ct
     from .vertebra_labels import load_label_table, select_levels
 
     report = as_progress(progress)
@@ -58,28 +58,19 @@ def run_register_2d3d(out_dir, ct_path, geometry_path, image_paths: Sequence, la
         raise InputError(f"The geometry has {len(views)} views ({', '.join(v.name for v in views)}) but "
                          f"{len(image_paths)} radiographs were given; give one per view, in the same order.")
     images = [read_radiograph(path, view.pixel_spacing).pixels for path, view in zip(image_paths, views)]
-    for path, image, view in zip(image_paths, images, views):
-        if image.shape != view.shape:
-            raise InputError(f"{Path(path).name} is {image.shape[1]}x{image.shape[0]} pixels but view '{view.name}' "
-                             f"is {view.size[0]}x{view.size[1]}.")
     hu, matrix = read_volume_array(ct_path, "CT")
     mu = Volume.from_numpy(hu_to_mu(hu), matrix)
     names: Dict[int, str] = {}
-    labels = None
+    labels = label_matrix = None
     if labels_path is not None:
         labels, label_matrix = read_label_map(labels_path)
-        if labels.shape != hu.shape or not np.allclose(label_matrix, matrix, atol=1e-3):
-            raise InputError("The label map is not on the CT's voxel grid.")
         table = load_label_table(label_table)
         present = np.unique(labels)
         names = select_levels(present, table, levels) if levels else select_levels(present, table)
     files, record = [], dict(ct=str(ct_path), images=[str(p) for p in image_paths], views=[v.name for v in views])
     with StagedOutput(out_dir) as out:
-        steps = dict(progress=lambda f, m: report(0.9 * f, m), generations=generations)
-        if names:
-            results = register_labels(mu, labels, names, views, images, whole=whole, **steps)
-        else:
-            results = {"volume": register_volume(mu.crop_to_content(threshold=0.0), views, images, **steps)}
+        results = register_ct(mu, views, images, labels, label_matrix, names, whole=whole, generations=generations,
+                              progress=lambda f, m: report(0.9 * f, m))
         record["poses"] = {name: _pose_record(r) for name, r in results.items()}
         report(0.9, "Writing the registered surfaces")
         for value, name in names.items():

@@ -170,3 +170,19 @@ def register_labels(mu: Volume, labels_kji: np.ndarray, names: Mapping[int, str]
                                         seed=seed, progress=lambda f, m, n=n, name=name: report(
                                             (n + (1 if whole else 0) + f) / steps, f"{name}: {m}"))
     return results
+
+
+def register_ct(mu: Volume, views: Sequence[View], images: Sequence[np.ndarray], labels_kji=None, label_matrix=None,
+                names: Optional[Mapping[int, str]] = None, initial=None, whole: bool = True,
+                generations: Sequence[int] = (50, 30),
+                progress: Optional[ProgressCallback] = None) -> Dict[str, RigidResult]:
+    """The CT alone ({"volume": ...}), or with a label map on its voxel grid (``label_matrix`` its
+    IJK-to-RAS) the CT and then each of ``names`` (``register_labels``)."""
+    if labels_kji is None:
+        return {"volume": register_volume(mu.crop_to_content(threshold=0.0), views, images, initial,
+                                          generations=generations, progress=progress)}
+    labels_kji = np.asarray(labels_kji)
+    if labels_kji.shape != tuple(mu.data.shape) or not np.allclose(label_matrix, mu.ijk_to_ras, atol=1e-3):
+        raise InputError("The label map is not on the CT's voxel grid.")
+    return register_labels(mu, labels_kji.astype(np.int64), names, views, images, initial=initial, whole=whole,
+                           generations=generations, progress=progress)

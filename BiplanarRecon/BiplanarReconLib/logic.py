@@ -111,10 +111,9 @@ class BiplanarReconLogic(ModuleLogic):
         import numpy as np
         import slicer.util
 
-        from BoneReconLib.errors import InputError
         from BoneReconLib.radiograph_file import displayed
         from BoneReconLib.radiograph_node import get_view, image_of
-        from BoneReconLib.rigid_registration import register_labels, register_volume
+        from BoneReconLib.rigid_registration import register_ct
         from BoneReconLib.vertebra_labels import load_label_table, select_levels
         from BoneReconLib.volume_node import attenuation_volume, volume_array
 
@@ -122,16 +121,12 @@ class BiplanarReconLogic(ModuleLogic):
             raise ValueError("Select the CT and at least one radiograph.")
         views = [get_view(node) for node in radiographNodes]
         images = [displayed(image_of(node), what=f"'{node.GetName()}'") for node in radiographNodes]
-        mu = attenuation_volume(ctNode)
+        labels = matrix = names = None
         if labelMapNode is not None:
             labels, matrix = volume_array(labelMapNode)
-            if labels.shape != tuple(mu.data.shape) or not np.allclose(matrix, mu.ijk_to_ras, atol=1e-3):
-                raise InputError("The label map is not on the CT's voxel grid.")
             names = select_levels(np.unique(labels), load_label_table(labelTable))
-            results = register_labels(mu, labels.astype(np.int64), names, views, images, initial=initial,
-                                      progress=progress)
-        else:
-            results = {"volume": register_volume(mu.crop_to_content(), views, images, initial, progress=progress)}
+        results = register_ct(attenuation_volume(ctNode), views, images, labels, matrix, names, initial=initial,
+                              progress=progress)
         transforms, models = {}, {}
         with rollback_on_error(self.scene):
             for name, result in results.items():

@@ -7,7 +7,6 @@ fresh install as well as in CI.
 from __future__ import annotations
 
 import numpy as np
-import vtk
 
 from BoneReconLib.errors import InputError
 from BoneReconLib.mrml_io import load_scene_mrb, save_scene_mrb
@@ -213,6 +212,7 @@ def test_ct_registered_back_onto_its_own_radiographs(context, tmp_dir):
     import slicer.util
 
     from BoneReconLib.geometry import rotation_about
+    from BoneReconLib.volume_node import ijk_to_world
 
     logic = BiplanarReconLogic(context.scene)
     rendered = logic.renderSampleRadiographs()
@@ -240,9 +240,7 @@ def test_ct_registered_back_onto_its_own_radiographs(context, tmp_dir):
         low, high = kji.min(axis=0)[::-1], kji.max(axis=0)[::-1]  # (i, j, k)
         box = np.array([[a, b, c] for a in (low[0], high[0]) for b in (low[1], high[1]) for c in (low[2], high[2])],
                        dtype=float)
-        matrix = vtk.vtkMatrix4x4()
-        labels.GetIJKToRASMatrix(matrix)
-        ras = moved(slicer.util.arrayFromVTKMatrix(matrix), box)
+        ras = moved(ijk_to_world(labels), box)
         assert np.linalg.norm(moved(result.pose, ras) - ras, axis=1).max() < 1.5, level
         assert done["models"][level].GetTransformNodeID() == done["transforms"][level].GetID()
 
