@@ -18,7 +18,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
-from .biplanar_network import DECOMPOSITION_SCALE, VIEWS, BiplanarNet, decode_landmarks
+from .biplanar_network import DECOMPOSITION_SCALE, VIEWS, BiplanarNet, landmark_positions
 from .biplanar_samples import from_network_pixels, network_transform, normalise, resample, resample_covered
 from .errors import InputError
 from .spine_alignment import LEVELS
@@ -68,7 +68,7 @@ def detect(model: BiplanarNet, pixels: np.ndarray, spacing_mm: Sequence[float], 
     picture, covered = resample_covered(image, transform)
     network_input = normalise(picture, covered)[None]
     output = model(network_input, torch.tensor([float(VIEWS.index(view))]))
-    positions, confidence = decode_landmarks(output["heatmaps"][0], model.landmark_stride)
+    positions, confidence = (value[0] for value in landmark_positions(model, output))
     found = from_network_pixels(positions.double().numpy(), transform)
     landmarks = []
     for k, ((i, j), c) in enumerate(zip(found, confidence.tolist())):

@@ -15,14 +15,16 @@ the network as a second input channel. A shared U-Net-style encoder/decoder feed
   split one).
 
 The heads are fused: the landmark head sees the decomposition head's features, pooled to its
-scale (a vertebra's landmarks lie on its own decomposition image). Small enough for CPU
-inference. Core module (torch), no MRML.
+scale (a vertebra's landmarks lie on its own decomposition image). With a ``refiner``
+configuration the network also takes a second look at each vertebra
+(:mod:`.landmark_refinement`): its output then holds ``refined`` positions, which
+``landmark_positions`` prefers. Small enough for CPU inference. Core module (torch), no MRML.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Dict, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -44,7 +46,7 @@ class BiplanarNet(nn.Module):
     """Shared encoder-decoder, decomposition head, landmark head fused with it."""
 
     def __init__(self, levels: int = 5, landmarks_per_level: int = 19, widths: Sequence[int] = (16, 32, 64, 96, 128),
-                 landmark_stride: int = 4):
+                 landmark_stride: int = 4, refiner: Optional[dict] = None):
         super().__init__()
         scale = int(round(math.log2(landmark_stride)))
         if landmark_stride < 1 or 2 ** scale != landmark_stride or scale >= len(widths):
@@ -66,6 +68,14 @@ class BiplanarNet(nn.Module):
         width = 2 * widths[scale]
         self.landmark_features = _block(widths[scale] + top, width)
         self.landmark_out = nn.Conv2d(width, levels * landmarks_per_level, 1)
+        self.refiner = None
+        if refiner is not None:
+            from .landmark_refinement import LandmarkRefiner
+
+            self.refiner = LandmarkRefiner(**refiner)
+            if self.refiner.landmarks_per_level != landmarks_per_level:
+                raise ValueError("The refiner's landmark count differs from the network's.")
+            self.config["refiner"] = self.refiner.config
 
     def forward(self, image: torch.Tensor, view: torch.Tensor) -> Dict[str, torch.Tensor]:
         """``image`` (B, 1, H, W) normalised, ``view`` (B,) 0 = AP, 1 = lateral; H, W multiples of 16."""
@@ -84,8 +94,26 @@ class BiplanarNet(nn.Module):
         s = self.landmark_stride
         pooled = F.avg_pool2d(decomposition_features, s) if s > 1 else decomposition_features
         landmark_features = self.landmark_features(torch.cat([decoded[s], pooled], dim=1))
-        return dict(decomposition=self.decomposition_out(decomposition_features),
-                    heatmaps=self.landmark_out(landmark_features))
+        output = dict(decomposition=self.decomposition_out(decomposition_features),
+                      heatmaps=self.landmark_out(landmark_features))
+        if self.refiner is not None:
+            from .landmark_refinement import refine
+
+            coarse, _ = decode_landmarks(output["heatmaps"], s)
+            output["refined"] = refine(self.refiner, image, view, coarse, self.levels)
+        return output
+
+    def base_config(self) -> dict:
+        """The configuration without the refiner (what a refiner is trained on top of)."""
+        return {key: value for key, value in self.config.items() if key != "refiner"}
+
+
+def landmark_positions(model: BiplanarNet, output: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Positions (..., K, 2) in input pixels and confidences (..., K) of a network output: the
+    refined positions when the network has a refiner, else the decoded heatmaps; the confidences
+    are always the main heatmaps' (the found rule is calibrated on them)."""
+    positions, confidence = decode_landmarks(output["heatmaps"], model.landmark_stride)
+    return output.get("refined", positions), confidence
 
 
 def decode_landmarks(heatmaps: torch.Tensor, stride: int = 1,

@@ -27,9 +27,10 @@ from typing import Optional
 import numpy as np
 import torch
 
-from .biplanar_network import INPUT_SIZE, BiplanarNet, decode_landmarks
+from .biplanar_network import INPUT_SIZE, BiplanarNet, decode_landmarks, landmark_positions
 from .biplanar_samples import BiplanarSamples
 from .errors import InputError
+from .landmark_refinement import training_crops
 from .progress import ProgressCallback, as_progress
 
 DECOMPOSITION_WEIGHT = 10.0
@@ -51,6 +52,34 @@ def collate(items) -> dict:
     return {key: torch.stack([item[key] for item in items]) for key in items[0]}
 
 
+def heatmap_losses(heatmaps: torch.Tensor, landmarks: torch.Tensor, weight: torch.Tensor, stride: int):
+    """(cross-entropy, soft-argmax position error in input pixels) of heatmap logits (B, K, h, w)
+    made at 1/``stride`` of the input against ``landmarks`` (B, K, 2) input pixels, weighted (B, K)."""
+    b, k, h, w = heatmaps.shape
+    log_p = torch.log_softmax(heatmaps.reshape(b, k, h * w), dim=-1)
+    rows = torch.arange(h, dtype=log_p.dtype, device=log_p.device)
+    cols = torch.arange(w, dtype=log_p.dtype, device=log_p.device)
+    target = (landmarks - (stride - 1) / 2) / stride  # input pixels -> heatmap pixels
+    gauss_i = torch.exp(-(cols - target[..., 0:1]) ** 2 / (2 * HEATMAP_SIGMA_PX ** 2))  # (B, K, W)
+    gauss_j = torch.exp(-(rows - target[..., 1:2]) ** 2 / (2 * HEATMAP_SIGMA_PX ** 2))  # (B, K, H)
+    # The target is separable (rows x columns), so its cross-entropy needs no (B, K, H, W) target map.
+    mass = (gauss_j.sum(dim=-1) * gauss_i.sum(dim=-1)).clamp_min(1e-12)
+    expected_log_p = torch.einsum("bkr,bkrc,bkc->bk", gauss_j, log_p.reshape(b, k, h, w), gauss_i) / mass
+    count = weight.sum().clamp_min(1.0)
+    cross_entropy = (-expected_log_p * weight).sum() / count
+    decoded, _ = decode_landmarks(heatmaps, stride)
+    position = ((decoded - landmarks).norm(dim=-1) * weight).sum() / count
+    return cross_entropy, position
+
+
+def refiner_losses(model: BiplanarNet, batch: dict, rng: np.random.Generator) -> dict:
+    """The refiner's loss terms on crops about the (moved) true body centres of a batch."""
+    crops = training_crops(model.refiner, batch, model.levels, rng)
+    heatmaps = model.refiner(crops["crops"], crops["view"])
+    cross_entropy, position = heatmap_losses(heatmaps, crops["landmarks"], crops["weight"], model.refiner.stride)
+    return dict(total=cross_entropy + POSITION_WEIGHT * position, cross_entropy=cross_entropy, position_px=position)
+
+
 def losses(output: dict, batch: dict) -> dict:
     """The loss terms of one batch (see the module notes)."""
     per_sample = (output["decomposition"] - batch["decomposition"]).abs().mean(dim=(1, 2, 3))
@@ -60,23 +89,8 @@ def losses(output: dict, batch: dict) -> dict:
     counted = (true_mass >= MIN_MASS).float() * decomposition_weight[:, None]
     relative = (output["decomposition"].sum(dim=(2, 3)) - true_mass).abs() / true_mass.clamp_min(MIN_MASS)
     mass_error = (relative * counted).sum() / counted.sum().clamp_min(1.0)
-    heatmaps = output["heatmaps"]
-    b, k, h, w = heatmaps.shape
-    stride = batch["image"].shape[-1] // w
-    log_p = torch.log_softmax(heatmaps.reshape(b, k, h * w), dim=-1)
-    rows = torch.arange(h, dtype=log_p.dtype, device=log_p.device)
-    cols = torch.arange(w, dtype=log_p.dtype, device=log_p.device)
-    target = (batch["landmarks"] - (stride - 1) / 2) / stride  # input pixels -> heatmap pixels
-    gauss_i = torch.exp(-(cols - target[..., 0:1]) ** 2 / (2 * HEATMAP_SIGMA_PX ** 2))  # (B, K, W)
-    gauss_j = torch.exp(-(rows - target[..., 1:2]) ** 2 / (2 * HEATMAP_SIGMA_PX ** 2))  # (B, K, H)
-    # The target is separable (rows x columns), so its cross-entropy needs no (B, K, H, W) target map.
-    mass = (gauss_j.sum(dim=-1) * gauss_i.sum(dim=-1)).clamp_min(1e-12)
-    expected_log_p = torch.einsum("bkr,bkrc,bkc->bk", gauss_j, log_p.reshape(b, k, h, w), gauss_i) / mass
-    weight = batch["weight"]
-    count = weight.sum().clamp_min(1.0)
-    cross_entropy = (-expected_log_p * weight).sum() / count
-    decoded, _ = decode_landmarks(heatmaps, stride)
-    position = ((decoded - batch["landmarks"]).norm(dim=-1) * weight).sum() / count
+    stride = batch["image"].shape[-1] // output["heatmaps"].shape[-1]
+    cross_entropy, position = heatmap_losses(output["heatmaps"], batch["landmarks"], batch["weight"], stride)
     total = DECOMPOSITION_WEIGHT * decomposition + MASS_WEIGHT * mass_error + cross_entropy + POSITION_WEIGHT * position
     return dict(total=total, decomposition=decomposition, mass_error=mass_error, cross_entropy=cross_entropy,
                 position_px=position)
@@ -89,7 +103,7 @@ def _landmark_errors(model: BiplanarNet, samples, device, batch_size: int = 8):
         batch = collate([samples[i] for i in range(start, min(start + batch_size, len(samples)))])
         batch = {key: value.to(device) for key, value in batch.items()}
         output = model(batch["image"], batch["view"])
-        decoded, _ = decode_landmarks(output["heatmaps"], model.landmark_stride)
+        decoded, _ = landmark_positions(model, output)
         error_mm = (decoded - batch["landmarks"]).norm(dim=-1) * batch["spacing_mm"][:, None]
         mae = (output["decomposition"] - batch["decomposition"]).abs().mean(dim=(1, 2, 3))
         for row in range(len(error_mm)):
@@ -113,6 +127,15 @@ def evaluate(model: BiplanarNet, samples: BiplanarSamples, device, real=None) ->
     return result
 
 
+def body_landmarks() -> list:
+    """Indices (within one level) of the bundled shape models' vertebral-body landmarks: the
+    refiner's crops are centred on them."""
+    from .shape_model_library import load_models
+
+    model = next(iter(load_models(levels=["L1"]).values()))
+    return [k for k, landmark in enumerate(model.landmarks) if landmark.region == "body"]
+
+
 def _save(path: Path, state: dict) -> None:
     partial = path.with_name(path.name + ".partial")
     torch.save(state, partial)
@@ -121,15 +144,19 @@ def _save(path: Path, state: dict) -> None:
 
 def train_biplanar(data_dir, out_dir, steps: int = 20000, batch_size: int = 8, learning_rate: float = 1e-3,
                    seed: int = 0, device: str = "auto", validate_every: int = 500, checkpoint_every: int = 100,
-                   size: int = INPUT_SIZE, init=None, real_ap=None,
+                   size: int = INPUT_SIZE, init=None, real_ap=None, refiner: bool = False,
                    progress: Optional[ProgressCallback] = None) -> dict:
     """Train (or resume) into ``out_dir``; returns the history (losses, validations, timings).
 
     ``init``: weights to start from (fine-tuning). ``real_ap``: an annotated real AP folder
     (:mod:`.real_ap_corners`); then one sample of every batch is a real radiograph of its "train"
     rows (corner landmarks only), its "validation" rows are validated on too, and its "report"
-    rows are never touched."""
+    rows are never touched. ``refiner``: train only a landmark refiner
+    (:mod:`.landmark_refinement`) on top of the network in ``init`` (kept fixed); the result is that
+    network with its refiner."""
     report = as_progress(progress)
+    if refiner and init is None:
+        raise InputError("Training a refiner needs the network it refines (--init WEIGHTS).")
     if steps < 1 or batch_size < 1 or not learning_rate > 0:
         raise InputError("Steps and batch size must be at least 1 and the learning rate positive.")
     if size % 16:
@@ -152,8 +179,9 @@ def train_biplanar(data_dir, out_dir, steps: int = 20000, batch_size: int = 8, l
     out.mkdir(parents=True, exist_ok=True)
     checkpoint_path = out / "checkpoint.pt"
     torch.manual_seed(seed)
-    model = BiplanarNet().to(device)
-    optimiser = torch.optim.Adam(model.parameters(), lr=learning_rate)
+    model = BiplanarNet(refiner=dict(centre_landmarks=body_landmarks()) if refiner else None).to(device)
+    trained = model.refiner if refiner else model
+    optimiser = torch.optim.Adam(trained.parameters(), lr=learning_rate)
     settings = dict(data=str(Path(data_dir).resolve()), steps=steps, batch_size=batch_size,
                     learning_rate=learning_rate, seed=seed, size=size, config=model.config,
                     init=None if init is None else str(Path(init).resolve()),
@@ -172,9 +200,10 @@ def train_biplanar(data_dir, out_dir, steps: int = 20000, batch_size: int = 8, l
         from .biplanar_network import load_network
 
         start_model = load_network(init, device)
-        if start_model.config != model.config:
+        if start_model.base_config() != model.base_config() or (not refiner and start_model.refiner is not None):
             raise InputError(f"The starting weights {init} are of another network ({start_model.config}).")
-        model.load_state_dict(start_model.state_dict())
+        same_refiner = start_model.refiner is not None and start_model.refiner.config == model.refiner.config
+        model.load_state_dict(start_model.state_dict(), strict=same_refiner)
 
     def checkpoint():
         _save(checkpoint_path, dict(model=model.state_dict(), optimiser=optimiser.state_dict(), step=step,
@@ -195,7 +224,10 @@ def train_biplanar(data_dir, out_dir, steps: int = 20000, batch_size: int = 8, l
         batch = {key: value.to(device) for key, value in collate(items).items()}
         for group in optimiser.param_groups:
             group["lr"] = learning_rate * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / steps)))
-        terms = losses(model(batch["image"], batch["view"]), batch)
+        if refiner:
+            terms = refiner_losses(model, batch, rng)
+        else:
+            terms = losses(model(batch["image"], batch["view"]), batch)
         optimiser.zero_grad()
         terms["total"].backward()
         optimiser.step()

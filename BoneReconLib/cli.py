@@ -151,7 +151,7 @@ def _cmd_train_biplanar(args) -> int:
         history = train_biplanar(args.data, args.out, steps=args.steps, batch_size=args.batch,
                                  learning_rate=args.lr, seed=args.seed, device=args.device,
                                  validate_every=args.validate_every, init=args.init, real_ap=args.real_ap,
-                                 progress=None if args.quiet else _print_progress)
+                                 refiner=args.refiner, progress=None if args.quiet else _print_progress)
     except (KeyboardInterrupt, Cancelled):
         print(f"bonerecon: interrupted; {args.out}/checkpoint.pt holds the last checkpoint: run the same command "
               "again to resume.", file=sys.stderr)
@@ -496,6 +496,9 @@ def build_parser() -> argparse.ArgumentParser:
     biplanar.add_argument("--init", help="weights to start from (fine-tuning), e.g. an earlier run's best.pt")
     biplanar.add_argument("--real-ap", help="annotated real AP radiographs (AASCE format: images/, filenames.csv, "
                           "landmarks.csv) mixed into every batch; every 4th image is never used (kept for the report)")
+    biplanar.add_argument("--refiner", action="store_true",
+                          help="train only a landmark refiner (a second look at each vertebra on a crop) on top of the "
+                          "network given by --init, which stays fixed")
     biplanar.set_defaults(func=_cmd_train_biplanar)
     return parser
 

@@ -31,7 +31,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from BoneReconLib.biplanar_network import decode_landmarks, load_network  # noqa: E402
+from BoneReconLib.biplanar_network import landmark_positions, load_network  # noqa: E402
 from BoneReconLib.biplanar_samples import BiplanarSamples  # noqa: E402
 from BoneReconLib.image_metrics import mae, ncc, psnr, ssim  # noqa: E402
 from BoneReconLib.shape_model_library import load_models  # noqa: E402
@@ -65,7 +65,7 @@ def main():
         views = torch.stack([item["view"] for item in items])
         tick = time.perf_counter()
         output = model(images, views)
-        positions, confidence = decode_landmarks(output["heatmaps"], model.landmark_stride)
+        positions, confidence = landmark_positions(model, output)
         seconds.append(time.perf_counter() - tick)
         for item, predicted, found, sure in zip(items, output["decomposition"], positions, confidence):
             v = int(item["view"])

@@ -1,0 +1,122 @@
+"""Landmark refiner: crops that sample the image where they say, body centres, crop-pixel
+bookkeeping of the refined positions (a refiner whose heatmaps peak at known pixels), training on
+top of fixed weights, and loading back a network with its refiner."""
+
+import numpy as np
+import pytest
+import torch
+
+from BoneReconLib.biplanar_network import BiplanarNet, landmark_positions, load_network
+from BoneReconLib.biplanar_training import body_landmarks, train_biplanar
+from BoneReconLib.errors import InputError
+from BoneReconLib.landmark_refinement import (
+    LandmarkRefiner,
+    body_centres,
+    crop,
+    crop_origin,
+    refine,
+    training_crops,
+)
+
+
+def _ramp(height=60, width=70):
+    """An image whose value is column + 1000 x row: bilinear sampling reproduces it exactly."""
+    rows, cols = torch.meshgrid(torch.arange(height, dtype=torch.float32), torch.arange(width, dtype=torch.float32),
+                                indexing="ij")
+    return (cols + 1000 * rows)[None, None]
+
+
+def test_crops_sample_the_image_at_their_sub_pixel_window_and_zero_outside():
+    image = _ramp().repeat(2, 1, 1, 1)
+    image[1] *= 2
+    centres = torch.tensor([[[30.25, 20.5], [40.0, 35.75]], [[10.5, 12.0], [66.0, 55.0]]])
+    crops = crop(image, centres, 16)
+    assert tuple(crops.shape) == (4, 1, 16, 16)
+    origin = crop_origin(centres, 16)
+    for n, (b, level) in enumerate([(0, 0), (0, 1), (1, 0), (1, 1)]):
+        x0, y0 = (float(v) for v in origin[b, level])
+        for a, c in [(0, 0), (3, 7), (15, 15)]:
+            x, y = x0 + a, y0 + c
+            inside = 0 <= x <= 69 and 0 <= y <= 59
+            expected = (x + 1000 * y) * (b + 1) if inside else None
+            if expected is not None:
+                assert float(crops[n, 0, c, a]) == pytest.approx(expected, rel=1e-5)
+    assert float(crops[3, 0, 15, 15]) == 0.0  # (73.5, 62.5) lies outside the 70 x 60 image
+
+
+def test_body_centres_are_the_median_or_the_weighted_mean_of_the_body_landmarks():
+    refiner = LandmarkRefiner(landmarks_per_level=4, centre_landmarks=[0, 1, 2], crop_size=16, widths=(4, 8))
+    positions = torch.tensor([[[0.0, 0.0], [2.0, 4.0], [10.0, 2.0], [99.0, 99.0],
+                               [5.0, 5.0], [7.0, 9.0], [6.0, 7.0], [-50.0, 0.0]]])
+    assert body_centres(positions, refiner, 2).tolist() == [[[2.0, 2.0], [6.0, 7.0]]]
+    weight = torch.tensor([[1.0, 1.0, 0.0, 1.0, 0.0, 1.0, 1.0, 1.0]])
+    assert body_centres(positions, refiner, 2, weight).tolist() == [[[1.0, 2.0], [6.5, 8.0]]]
+
+
+class _PeakRefiner(LandmarkRefiner):
+    """A refiner whose heatmap k peaks sharply at heatmap pixel peaks[k] whatever the crop."""
+
+    def __init__(self, peaks, **kwargs):
+        super().__init__(**kwargs)
+        self.peaks = peaks
+
+    def forward(self, crops, view):
+        size = self.crop_size // self.stride
+        rows, cols = torch.meshgrid(torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32),
+                                    indexing="ij")
+        maps = torch.stack([-((cols - i) ** 2 + (rows - j) ** 2) * 20.0 for i, j in self.peaks])
+        return maps[None].expand(len(crops), -1, -1, -1)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_refined_positions_are_the_crop_origin_plus_the_decoded_peak(stride):
+    peaks = [(3, 4), (10, 2), (7, 7)]
+    refiner = _PeakRefiner(peaks, landmarks_per_level=3, centre_landmarks=[0, 1], crop_size=32, stride=stride,
+                           widths=(4, 8, 8))
+    coarse = torch.tensor([[[20.0, 30.0], [24.0, 34.0], [90.0, 90.0], [50.0, 10.0], [52.0, 14.0], [0.0, 0.0]]])
+    refined = refine(refiner, torch.zeros(1, 1, 64, 64), torch.zeros(1), coarse, levels=2)
+    centres = [(22.0, 32.0), (51.0, 12.0)]  # median of two body landmarks = their mean
+    expected = [[cx - 15.5 + stride * i + (stride - 1) / 2, cy - 15.5 + stride * j + (stride - 1) / 2]
+                for cx, cy in centres for i, j in peaks]
+    assert np.allclose(refined[0].numpy(), expected, atol=1e-3), (refined[0].tolist(), expected)
+
+
+def test_training_crops_put_each_level_s_landmarks_in_crop_pixels():
+    refiner = LandmarkRefiner(landmarks_per_level=3, centre_landmarks=[0, 1], crop_size=32, widths=(4, 8))
+    image = _ramp()
+    landmarks = torch.tensor([[[20.0, 20.0], [22.0, 24.0], [60.0, 22.0], [40.0, 40.0], [42.0, 41.0], [43.0, 42.0]]])
+    weight = torch.tensor([[1.0, 1.0, 1.0, 1.0, 0.0, 1.0]])  # level 2 has only one body landmark in the field
+    batch = dict(image=image, view=torch.tensor([1.0]), landmarks=landmarks, weight=weight)
+    for seed in range(5):
+        items = training_crops(refiner, batch, 2, np.random.default_rng(seed))
+        assert tuple(items["crops"].shape) == (1, 1, 32, 32) and items["view"].tolist() == [1.0]
+        origin = landmarks[0, :3] - items["landmarks"][0]
+        assert torch.allclose(origin, origin[0].expand(3, 2))  # one crop origin for the level's landmarks
+        x0, y0 = (float(v) for v in origin[0])
+        # The crop starts at that origin (ramp value at its pixel (16, 16), always inside the image),
+        # which lies within the jitter of the body centre.
+        assert float(items["crops"][0, 0, 16, 16]) == pytest.approx(x0 + 16 + 1000 * (y0 + 16), rel=1e-5)
+        assert abs(x0 - (21.0 - 15.5)) <= 12.0 and abs(y0 - (22.0 - 15.5)) <= 12.0
+        assert items["weight"][0].tolist() == [1.0, 1.0, 0.0]  # landmark 3 lies beyond the crop's right edge
+
+
+def test_refiner_trains_on_top_of_fixed_weights_and_loads_back_with_them(tiny_lumbar, tmp_path):
+    with pytest.raises(InputError, match="needs the network it refines"):
+        train_biplanar(tiny_lumbar, tmp_path / "nothing", steps=1, refiner=True)
+    train_biplanar(tiny_lumbar, tmp_path / "base", steps=1, batch_size=1, validate_every=1, size=32)
+    base = torch.load(tmp_path / "base" / "best.pt", weights_only=False)["model"]
+    history = train_biplanar(tiny_lumbar, tmp_path / "refined", steps=2, batch_size=2, validate_every=2, size=32,
+                             init=tmp_path / "base" / "best.pt", refiner=True)
+    assert history["train"][0]["total"] > 0 and len(history["validation"]) == 1
+    model = load_network(tmp_path / "refined" / "best.pt")
+    assert model.refiner is not None and model.config["refiner"]["centre_landmarks"] == body_landmarks()
+    for key, value in base.items():  # the network under the refiner is unchanged
+        assert torch.equal(model.state_dict()[key], value), key
+    fresh = BiplanarNet(refiner=model.config["refiner"]).state_dict()
+    assert any(not torch.equal(fresh[k], v) for k, v in model.state_dict().items() if k.startswith("refiner."))
+    with torch.no_grad():
+        output = model(torch.randn(1, 1, 32, 32), torch.tensor([1.0]))
+    positions, confidence = landmark_positions(model, output)
+    assert torch.equal(positions, output["refined"]) and tuple(confidence.shape) == (1, 95)
+    with pytest.raises(InputError, match="another network"):  # a refined network is not a base to train on
+        train_biplanar(tiny_lumbar, tmp_path / "again", steps=1, size=32, init=tmp_path / "refined" / "best.pt")
