@@ -67,7 +67,7 @@ def detect(model: BiplanarNet, pixels: np.ndarray, spacing_mm: Sequence[float], 
     transform = network_transform(image.shape, spacing_mm, centre_ij=centre_ij)
     picture, covered = resample_covered(image, transform)
     network_input = normalise(picture, covered)[None]
-    output = model(network_input, torch.tensor([float(VIEWS.index(view))]))
+    output = model(network_input, torch.tensor([float(VIEWS.index(view))]), covered[None])
     positions, confidence = (value[0] for value in landmark_positions(model, output))
     found = from_network_pixels(positions.double().numpy(), transform)
     landmarks = []

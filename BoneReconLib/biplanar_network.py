@@ -77,8 +77,10 @@ class BiplanarNet(nn.Module):
                 raise ValueError("The refiner's landmark count differs from the network's.")
             self.config["refiner"] = self.refiner.config
 
-    def forward(self, image: torch.Tensor, view: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """``image`` (B, 1, H, W) normalised, ``view`` (B,) 0 = AP, 1 = lateral; H, W multiples of 16."""
+    def forward(self, image: torch.Tensor, view: torch.Tensor,
+                valid: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+        """``image`` (B, 1, H, W) normalised, ``view`` (B,) 0 = AP, 1 = lateral; H, W multiples of 16;
+        ``valid`` (B, 1, H, W): where the image holds the radiograph rather than padding (for the refiner)."""
         plane = view.to(image.dtype).reshape(-1, 1, 1, 1).expand_as(image)
         x = torch.cat([image, plane], dim=1)
         skips = []
@@ -100,7 +102,7 @@ class BiplanarNet(nn.Module):
             from .landmark_refinement import refine
 
             coarse, _ = decode_landmarks(output["heatmaps"], s)
-            output["refined"] = refine(self.refiner, image, view, coarse, self.levels)
+            output["refined"] = refine(self.refiner, image, view, coarse, self.levels, valid)
         return output
 
     def base_config(self) -> dict:

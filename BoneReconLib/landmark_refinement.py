@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 CENTRE_JITTER_PX = 5.0  # training: spread of the crop centre about the true body centre (network pixels)
 CENTRE_JITTER_MAX_PX = 12.0
+MIN_CROP_COVERAGE = 0.9  # a crop reaching further into the padding than this keeps the main network's positions
 
 
 def _block(c_in: int, c_out: int) -> nn.Sequential:
@@ -105,9 +106,12 @@ def body_centres(positions: torch.Tensor, refiner: LandmarkRefiner, levels: int,
 
 
 def refine(refiner: LandmarkRefiner, image: torch.Tensor, view: torch.Tensor, coarse: torch.Tensor,
-           levels: int) -> torch.Tensor:
+           levels: int, valid: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Refined positions (B, K, 2) in network pixels from the network input ``image`` (B, 1, H, W),
-    ``view`` (B,) and the main network's positions ``coarse`` (B, K, 2)."""
+    ``view`` (B,) and the main network's positions ``coarse`` (B, K, 2). ``valid`` (B, 1, H, W):
+    the input pixels that hold the radiograph (not padding); a level whose crop is less than
+    ``MIN_CROP_COVERAGE`` valid keeps its coarse positions (the refiner was trained on crops inside
+    the image, and on a small radiograph the crops of its end levels reach into the padding)."""
     from .biplanar_network import decode_landmarks
 
     b = image.shape[0]
@@ -115,7 +119,12 @@ def refine(refiner: LandmarkRefiner, image: torch.Tensor, view: torch.Tensor, co
     heatmaps = refiner(crop(image, centres, refiner.crop_size), view.repeat_interleave(levels))
     found, _ = decode_landmarks(heatmaps, refiner.stride)  # (B * L, 19, 2) crop pixels
     origin = crop_origin(centres, refiner.crop_size).reshape(b * levels, 1, 2)
-    return (found + origin).reshape(b, levels * refiner.landmarks_per_level, 2)
+    refined = (found + origin).reshape(b, levels, refiner.landmarks_per_level, 2)
+    if valid is not None:
+        coverage = crop(valid.to(image.dtype), centres, refiner.crop_size).mean(dim=(1, 2, 3)).reshape(b, levels)
+        keep = (coverage >= MIN_CROP_COVERAGE)[..., None, None]
+        refined = torch.where(keep, refined, coarse.reshape(refined.shape).to(refined.dtype))
+    return refined.reshape(b, levels * refiner.landmarks_per_level, 2)
 
 
 def training_crops(refiner: LandmarkRefiner, batch: Dict[str, torch.Tensor], levels: int,

@@ -79,6 +79,13 @@ def test_refined_positions_are_the_crop_origin_plus_the_decoded_peak(stride):
     expected = [[cx - 15.5 + stride * i + (stride - 1) / 2, cy - 15.5 + stride * j + (stride - 1) / 2]
                 for cx, cy in centres for i, j in peaks]
     assert np.allclose(refined[0].numpy(), expected, atol=1e-3), (refined[0].tolist(), expected)
+    # Where the radiograph covers only the left half, the second level's crop (centred at column 51)
+    # is mostly padding: it keeps the coarse positions, the first (centred at column 22) is refined.
+    valid = torch.zeros(1, 1, 64, 64)
+    valid[..., :40] = 1
+    kept = refine(refiner, torch.zeros(1, 1, 64, 64), torch.zeros(1), coarse, levels=2, valid=valid)
+    assert np.allclose(kept[0, :3].numpy(), expected[:3], atol=1e-3)
+    assert torch.equal(kept[0, 3:], coarse[0, 3:])
 
 
 def test_training_crops_put_each_level_s_landmarks_in_crop_pixels():

@@ -1,13 +1,16 @@
 """Bundle a trained BiplanarRecon network: weights + manifest entry (data, training, metrics, licence).
 
     python Utilities/package_biplanar_network.py --run RUN --version 1.0.0 --metrics METRICS.json
-        [--real-metrics REAL.json] [--checkpoint best.pt]
+        [--real-metrics REAL.json] [--checkpoint best.pt] [--refiner-run REFINER_RUN]
 
 RUN is a `bonerecon train biplanar` folder; METRICS.json is written by
 `python benchmarks/biplanar_network.py --data DATASET --weights RUN/best.pt --json METRICS.json` (held-out
 synthetic test split) and REAL.json by `benchmarks/biplanar_real_ap.py --json` (real AP radiographs).
 The manifest records the dataset's description (seed, size, backgrounds, shape-model hashes and
 split), the training settings, steps, time and device, the best validation, and those metrics.
+With --refiner-run (a `bonerecon train biplanar --refiner` folder) the landmark refiner of that
+run's best.pt is attached to RUN's network (written as REFINER_RUN/combined.pt, then bundled) and
+its training is recorded too; METRICS.json must then be measured on that combined file.
 """
 
 import argparse
@@ -23,6 +26,25 @@ sys.path.insert(0, str(REPO))
 from BoneReconLib.network_library import package_weights  # noqa: E402
 
 
+def combine(base_checkpoint: Path, refiner_run: Path):
+    """RUN's network with the refiner of ``refiner_run``'s best.pt: (path of the combined weights,
+    the refiner's training summary)."""
+    base = torch.load(base_checkpoint, map_location="cpu", weights_only=False)
+    refined = torch.load(refiner_run / "best.pt", map_location="cpu", weights_only=False)
+    config = dict(base.get("config") or base["history"]["settings"]["config"])
+    if "refiner" not in refined["config"] or {k: v for k, v in refined["config"].items() if k != "refiner"} != config:
+        raise SystemExit(f"{refiner_run}/best.pt holds no refiner for this network.")
+    config["refiner"] = refined["config"]["refiner"]
+    model = dict(base["model"])
+    model.update({key: value for key, value in refined["model"].items() if key.startswith("refiner.")})
+    combined = refiner_run / "combined.pt"
+    torch.save(dict(model=model, config=config, step=base.get("step"), validation=base.get("validation")), combined)
+    history = json.loads((refiner_run / "history.json").read_text())
+    settings = {k: v for k, v in history["settings"].items() if k not in ("data", "init")}
+    return combined, dict(settings=settings, step=refined.get("step"), seconds=round(history.get("seconds", 0.0), 1),
+                          device=history.get("device", "cpu"), validation=refined.get("validation"))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--run", required=True)
@@ -30,9 +52,13 @@ def main():
     parser.add_argument("--metrics", required=True)
     parser.add_argument("--real-metrics")
     parser.add_argument("--checkpoint", default="best.pt")
+    parser.add_argument("--refiner-run", help="a refiner training folder whose refiner joins RUN's network")
     args = parser.parse_args()
     run = Path(args.run)
     checkpoint = run / args.checkpoint
+    refiner_training = None
+    if args.refiner_run:
+        checkpoint, refiner_training = combine(checkpoint, Path(args.refiner_run))
     history = json.loads((run / "history.json").read_text())
     settings = history["settings"]
     data = json.loads((Path(settings["data"]) / "manifest.json").read_text())
@@ -51,6 +77,9 @@ def main():
                       validation=best.get("validation")),
         metrics=dict(synthetic_test=json.loads(Path(args.metrics).read_text())),
     )
+    if refiner_training:
+        summary["task"] += "; landmarks refined per vertebra on 168 mm crops"
+        summary["refiner_training"] = refiner_training
     if args.real_metrics:
         summary["metrics"]["real_ap"] = json.loads(Path(args.real_metrics).read_text())
     entry = package_weights(checkpoint, "biplanar", args.version, summary,

@@ -23,6 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from BoneReconLib.biplanar_network import landmark_positions, load_network  # noqa: E402
+from BoneReconLib.biplanar_samples import resample_covered  # noqa: E402
 from BoneReconLib.biplanar_samples import from_network_pixels  # noqa: E402
 from BoneReconLib.dataset_store import CaseDataset  # noqa: E402
 from BoneReconLib.real_ap_corners import RealAPSamples, body_width_mm  # noqa: E402
@@ -50,9 +51,10 @@ def main():
     px, mm, share, confidence, per_level = [], [], [], [], {level: [] for level in LEVELS}
     for n, item in enumerate(samples.items):
         sample = samples[n]
-        output = model(sample["image"][None], sample["view"][None])
-        found, sure = (value[0] for value in landmark_positions(model, output))
         transform = samples.transform(item, samples.pixels(n).shape)
+        _, covered = resample_covered(samples.pixels(n)[None], transform)  # as at inference
+        output = model(sample["image"][None], sample["view"][None], covered[None])
+        found, sure = (value[0] for value in landmark_positions(model, output))
         corners = from_network_pixels(found.double().numpy()[index.reshape(-1)], transform).reshape(5, 4, 2)
         error = np.linalg.norm(corners - item.corners, axis=-1)  # (5, 4) image pixels
         px.extend(error.ravel())
