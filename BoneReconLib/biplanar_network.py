@@ -36,10 +36,34 @@ DECOMPOSITION_SCALE = 0.5  # decomposition target = line integral x this
 VIEWS = ("AP", "LAT")
 
 
-def _block(c_in: int, c_out: int) -> nn.Sequential:
+def conv_block(c_in: int, c_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.GroupNorm(min(8, c_out), c_out),
                          nn.ReLU(inplace=True), nn.Conv2d(c_out, c_out, 3, padding=1, bias=False),
                          nn.GroupNorm(min(8, c_out), c_out), nn.ReLU(inplace=True))
+
+
+def encoder(c_in: int, widths: Sequence[int]) -> nn.ModuleList:
+    """One block per scale, widths[k] channels at 1/2**k of the input (a U-Net's down path)."""
+    blocks = nn.ModuleList()
+    for width in widths:
+        blocks.append(conv_block(c_in, width))
+        c_in = width
+    return blocks
+
+
+def encode(blocks: nn.ModuleList, x: torch.Tensor) -> list:
+    """The features of every scale (the skips), each block after a 2 x 2 max-pool but the first."""
+    skips = []
+    for k, block in enumerate(blocks):
+        x = block(x if k == 0 else F.max_pool2d(x, 2))
+        skips.append(x)
+    return skips
+
+
+def up(block: nn.Module, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+    """One step of a U-Net's up path: ``x`` enlarged to ``skip``'s size, joined to it, ``block``."""
+    return block(torch.cat([F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False), skip],
+                           dim=1))
 
 
 class BiplanarNet(nn.Module):
@@ -54,19 +78,15 @@ class BiplanarNet(nn.Module):
         self.config = dict(levels=levels, landmarks_per_level=landmarks_per_level, widths=list(widths),
                            landmark_stride=landmark_stride)
         self.levels, self.landmarks_per_level, self.landmark_stride = levels, landmarks_per_level, landmark_stride
-        self.down = nn.ModuleList()
-        c_in = 2
-        for width in widths:
-            self.down.append(_block(c_in, width))
-            c_in = width
+        self.down = encoder(2, widths)
         self.up = nn.ModuleList()
         for skip, width in zip(reversed(widths[:-1]), reversed(widths[1:])):
-            self.up.append(_block(width + skip, skip))
+            self.up.append(conv_block(width + skip, skip))
         top = widths[0]
-        self.decomposition_features = _block(top, top)
+        self.decomposition_features = conv_block(top, top)
         self.decomposition_out = nn.Conv2d(top, levels, 1)
         width = 2 * widths[scale]
-        self.landmark_features = _block(widths[scale] + top, width)
+        self.landmark_features = conv_block(widths[scale] + top, width)
         self.landmark_out = nn.Conv2d(width, levels * landmarks_per_level, 1)
         self.refiner = None
         if refiner is not None:
@@ -83,14 +103,11 @@ class BiplanarNet(nn.Module):
         ``valid`` (B, 1, H, W): where the image holds the radiograph rather than padding (for the refiner)."""
         plane = view.to(image.dtype).reshape(-1, 1, 1, 1).expand_as(image)
         x = torch.cat([image, plane], dim=1)
-        skips = []
-        for k, block in enumerate(self.down):
-            x = block(x if k == 0 else F.max_pool2d(x, 2))
-            skips.append(x)
+        skips = encode(self.down, x)
+        x = skips[-1]
         decoded = {}  # stride -> decoder features
         for block, skip in zip(self.up, reversed(skips[:-1])):
-            x = block(torch.cat([F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False),
-                                 skip], dim=1))
+            x = up(block, x, skip)
             decoded[image.shape[-1] // x.shape[-1]] = x
         decomposition_features = self.decomposition_features(x)
         s = self.landmark_stride

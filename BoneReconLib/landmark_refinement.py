@@ -20,15 +20,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .biplanar_network import conv_block, decode_landmarks, encode, encoder, up
+
 CENTRE_JITTER_PX = 5.0  # training: spread of the crop centre about the true body centre (network pixels)
 CENTRE_JITTER_MAX_PX = 12.0
 MIN_CROP_COVERAGE = 0.9  # a crop reaching further into the padding than this keeps the main network's positions
-
-
-def _block(c_in: int, c_out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.GroupNorm(min(8, c_out), c_out),
-                         nn.ReLU(inplace=True), nn.Conv2d(c_out, c_out, 3, padding=1, bias=False),
-                         nn.GroupNorm(min(8, c_out), c_out), nn.ReLU(inplace=True))
 
 
 class LandmarkRefiner(nn.Module):
@@ -45,28 +41,21 @@ class LandmarkRefiner(nn.Module):
         self.config = dict(landmarks_per_level=landmarks_per_level, centre_landmarks=[int(k) for k in centre_landmarks],
                            crop_size=crop_size, stride=stride, widths=list(widths))
         self.landmarks_per_level, self.crop_size, self.stride = landmarks_per_level, crop_size, stride
-        self.down = nn.ModuleList()
-        c_in = 2
-        for width in widths:
-            self.down.append(_block(c_in, width))
-            c_in = width
+        self.down = encoder(2, widths)
         # Decode only up to the heatmap scale: stride 2 stops one level above full resolution.
         steps = depth - int(round(np.log2(stride)))
-        self.up = nn.ModuleList(_block(widths[k + 1] + widths[k], widths[k]) for k in reversed(range(depth))
+        self.up = nn.ModuleList(conv_block(widths[k + 1] + widths[k], widths[k]) for k in reversed(range(depth))
                                 if k >= depth - steps)
         top = widths[depth - steps]
-        self.out = nn.Sequential(_block(top, 2 * top), nn.Conv2d(2 * top, landmarks_per_level, 1))
+        self.out = nn.Sequential(conv_block(top, 2 * top), nn.Conv2d(2 * top, landmarks_per_level, 1))
 
     def forward(self, crops: torch.Tensor, view: torch.Tensor) -> torch.Tensor:
         plane = view.to(crops.dtype).reshape(-1, 1, 1, 1).expand_as(crops)
         x = torch.cat([crops, plane], dim=1)
-        skips = []
-        for k, block in enumerate(self.down):
-            x = block(x if k == 0 else F.max_pool2d(x, 2))
-            skips.append(x)
+        skips = encode(self.down, x)
+        x = skips[-1]
         for block, skip in zip(self.up, reversed(skips[:-1])):
-            x = block(torch.cat([F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False),
-                                 skip], dim=1))
+            x = up(block, x, skip)
         return self.out(x)
 
 
@@ -112,8 +101,6 @@ def refine(refiner: LandmarkRefiner, image: torch.Tensor, view: torch.Tensor, co
     the input pixels that hold the radiograph (not padding); a level whose crop is less than
     ``MIN_CROP_COVERAGE`` valid keeps its coarse positions (the refiner was trained on crops inside
     the image, and on a small radiograph the crops of its end levels reach into the padding)."""
-    from .biplanar_network import decode_landmarks
-
     b = image.shape[0]
     centres = body_centres(coarse, refiner, levels)
     heatmaps = refiner(crop(image, centres, refiner.crop_size), view.repeat_interleave(levels))
