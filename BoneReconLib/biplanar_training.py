@@ -202,8 +202,8 @@ def train_biplanar(data_dir, out_dir, steps: int = 20000, batch_size: int = 8, l
         start_model = load_network(init, device)
         if start_model.base_config() != model.base_config() or (not refiner and start_model.refiner is not None):
             raise InputError(f"The starting weights {init} are of another network ({start_model.config}).")
-        same_refiner = start_model.refiner is not None and start_model.refiner.config == model.refiner.config
-        model.load_state_dict(start_model.state_dict(), strict=same_refiner)
+        # Strict, except for a new refiner on weights that had none (its parameters start fresh).
+        model.load_state_dict(start_model.state_dict(), strict=not (refiner and start_model.refiner is None))
 
     def checkpoint():
         _save(checkpoint_path, dict(model=model.state_dict(), optimiser=optimiser.state_dict(), step=step,
