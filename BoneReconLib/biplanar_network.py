@@ -18,7 +18,9 @@ The heads are fused: the landmark head sees the decomposition head's features, p
 scale (a vertebra's landmarks lie on its own decomposition image). With a ``refiner``
 configuration the network also takes a second look at each vertebra
 (:mod:`.landmark_refinement`): its output then holds ``refined`` positions, which
-``landmark_positions`` prefers. Small enough for CPU inference. Core module (torch), no MRML.
+``landmark_positions`` prefers, and with a decomposing refiner its ``decomposition`` is the
+refiner's (the main network's is kept as ``coarse_decomposition``). Small enough for CPU
+inference. Core module (torch), no MRML.
 """
 
 from __future__ import annotations
@@ -119,7 +121,11 @@ class BiplanarNet(nn.Module):
             from .landmark_refinement import refine
 
             coarse, _ = decode_landmarks(output["heatmaps"], s)
-            output["refined"] = refine(self.refiner, image, view, coarse, self.levels, valid)
+            refined = refine(self.refiner, image, view, coarse, self.levels, valid, output["decomposition"])
+            output["refined"] = refined["positions"]
+            if "decomposition" in refined:
+                output["coarse_decomposition"] = output["decomposition"]
+                output["decomposition"] = refined["decomposition"]
         return output
 
     def base_config(self) -> dict:

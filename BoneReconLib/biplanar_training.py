@@ -75,20 +75,35 @@ def heatmap_losses(heatmaps: torch.Tensor, landmarks: torch.Tensor, weight: torc
 def refiner_losses(model: BiplanarNet, batch: dict, rng: np.random.Generator) -> dict:
     """The refiner's loss terms on crops about the (moved) true body centres of a batch."""
     crops = training_crops(model.refiner, batch, model.levels, rng)
-    heatmaps = model.refiner(crops["crops"], crops["view"])
-    cross_entropy, position = heatmap_losses(heatmaps, crops["landmarks"], crops["weight"], model.refiner.stride)
-    return dict(total=cross_entropy + POSITION_WEIGHT * position, cross_entropy=cross_entropy, position_px=position)
+    output = model.refiner(crops["crops"], crops["view"])
+    stride = model.refiner.stride
+    cross_entropy, position = heatmap_losses(output["heatmaps"], crops["landmarks"], crops["weight"], stride)
+    terms = dict(total=cross_entropy + POSITION_WEIGHT * position, cross_entropy=cross_entropy, position_px=position)
+    if "decomposition" in output:
+        decomposition, mass_error = decomposition_losses(output["decomposition"], crops["decomposition"],
+                                                         crops["decomposition_weight"], stride ** 2)
+        terms["total"] = terms["total"] + DECOMPOSITION_WEIGHT * decomposition + MASS_WEIGHT * mass_error
+        terms.update(decomposition=decomposition, mass_error=mass_error)
+    return terms
+
+
+def decomposition_losses(predicted: torch.Tensor, true: torch.Tensor, weight: torch.Tensor, pixel_area: float = 1.0):
+    """(mean absolute error, relative mass error) of vertebra images (B, L, H, W) weighted per sample
+    (B,); a level whose true mass (sum x ``pixel_area``: network pixels) is below ``MIN_MASS`` is
+    not in the field and has no mass term."""
+    per_sample = (predicted - true).abs().mean(dim=(1, 2, 3))
+    decomposition = (per_sample * weight).sum() / weight.sum().clamp_min(1.0)
+    true_mass = true.sum(dim=(2, 3)) * pixel_area  # (B, L)
+    counted = (true_mass >= MIN_MASS).float() * weight[:, None]
+    relative = (predicted.sum(dim=(2, 3)) * pixel_area - true_mass).abs() / true_mass.clamp_min(MIN_MASS)
+    return decomposition, (relative * counted).sum() / counted.sum().clamp_min(1.0)
 
 
 def losses(output: dict, batch: dict) -> dict:
     """The loss terms of one batch (see the module notes)."""
-    per_sample = (output["decomposition"] - batch["decomposition"]).abs().mean(dim=(1, 2, 3))
-    decomposition_weight = batch.get("decomposition_weight", torch.ones_like(per_sample))
-    decomposition = (per_sample * decomposition_weight).sum() / decomposition_weight.sum().clamp_min(1.0)
-    true_mass = batch["decomposition"].sum(dim=(2, 3))  # (B, levels)
-    counted = (true_mass >= MIN_MASS).float() * decomposition_weight[:, None]
-    relative = (output["decomposition"].sum(dim=(2, 3)) - true_mass).abs() / true_mass.clamp_min(MIN_MASS)
-    mass_error = (relative * counted).sum() / counted.sum().clamp_min(1.0)
+    weight = batch.get("decomposition_weight", torch.ones(len(batch["decomposition"]),
+                                                          device=batch["decomposition"].device))
+    decomposition, mass_error = decomposition_losses(output["decomposition"], batch["decomposition"], weight)
     stride = batch["image"].shape[-1] // output["heatmaps"].shape[-1]
     cross_entropy, position = heatmap_losses(output["heatmaps"], batch["landmarks"], batch["weight"], stride)
     total = DECOMPOSITION_WEIGHT * decomposition + MASS_WEIGHT * mass_error + cross_entropy + POSITION_WEIGHT * position
@@ -179,7 +194,16 @@ def train_biplanar(data_dir, out_dir, steps: int = 20000, batch_size: int = 8, l
     out.mkdir(parents=True, exist_ok=True)
     checkpoint_path = out / "checkpoint.pt"
     torch.manual_seed(seed)
-    model = BiplanarNet(refiner=dict(centre_landmarks=body_landmarks()) if refiner else None).to(device)
+    start_model = None
+    if init is not None:
+        from .biplanar_network import load_network
+
+        start_model = load_network(init, device)
+    refiner_config = None
+    if refiner:  # a refiner already on the starting weights keeps its layout and gains the decomposition head
+        refiner_config = dict(start_model.refiner.config if start_model.refiner is not None else
+                              dict(centre_landmarks=body_landmarks()), decomposition=True)
+    model = BiplanarNet(refiner=refiner_config).to(device)
     trained = model.refiner if refiner else model
     optimiser = torch.optim.Adam(trained.parameters(), lr=learning_rate)
     settings = dict(data=str(Path(data_dir).resolve()), steps=steps, batch_size=batch_size,
@@ -196,14 +220,14 @@ def train_biplanar(data_dir, out_dir, steps: int = 20000, batch_size: int = 8, l
         model.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimiser"])
         step, history = state["step"], state["history"]
-    elif init is not None:
-        from .biplanar_network import load_network
-
-        start_model = load_network(init, device)
+    elif start_model is not None:
         if start_model.base_config() != model.base_config() or (not refiner and start_model.refiner is not None):
             raise InputError(f"The starting weights {init} are of another network ({start_model.config}).")
-        # Strict, except for a new refiner on weights that had none (its parameters start fresh).
-        model.load_state_dict(start_model.state_dict(), strict=not (refiner and start_model.refiner is None))
+        # Every starting weight is used; only a refiner's new parts (all of a new refiner, or the
+        # decomposition head of one that had none) start fresh.
+        missing, unexpected = model.load_state_dict(start_model.state_dict(), strict=False)
+        if unexpected or any(not key.startswith("refiner.") for key in missing):
+            raise InputError(f"The starting weights {init} do not fit: missing {missing}, unexpected {unexpected}.")
 
     def checkpoint():
         _save(checkpoint_path, dict(model=model.state_dict(), optimiser=optimiser.state_dict(), step=step,

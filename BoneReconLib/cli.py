@@ -497,8 +497,8 @@ def build_parser() -> argparse.ArgumentParser:
     biplanar.add_argument("--real-ap", help="annotated real AP radiographs (AASCE format: images/, filenames.csv, "
                           "landmarks.csv) mixed into every batch; every 4th image is never used (kept for the report)")
     biplanar.add_argument("--refiner", action="store_true",
-                          help="train only a landmark refiner (a second look at each vertebra on a crop) on top of the "
-                          "network given by --init, which stays fixed")
+                          help="train only a refiner (a second look at each vertebra on a crop: its landmarks and its "
+                          "own image) on top of the network given by --init, which stays fixed")
     biplanar.set_defaults(func=_cmd_train_biplanar)
     return parser
 

@@ -8,7 +8,13 @@ again at each vertebra alone: a ``crop_size`` x ``crop_size`` window of the same
 1/``stride`` of the crop (3 mm pixels), decoded by the same soft-argmax. One refiner serves all
 levels and both views (the view is a second input plane, as in the main network); it is trained
 on crops around the true body centre moved at random (``CENTRE_JITTER_PX``) so that it tolerates
-the main network's misplacement. Core module (torch), no MRML.
+the main network's misplacement.
+
+With ``decomposition`` the refiner also draws the centred vertebra alone (its line integral, as
+the main network's decomposition head, at the heatmaps' 3 mm pixels), pasted back onto the
+network grid (``paste``) in place of the main network's image of that level. The crop settles
+which vertebra is meant (the one in the middle), which the main network's whole-field head must
+work out by counting: biplanar-1.0.0's L3-L5 images stayed empty. Core module (torch), no MRML.
 """
 
 from __future__ import annotations
@@ -28,10 +34,12 @@ MIN_CROP_COVERAGE = 0.9  # a crop reaching further into the padding than this ke
 
 
 class LandmarkRefiner(nn.Module):
-    """Crop (N, 1, C, C) + view (N,) -> heatmaps (N, landmarks, C / stride, C / stride) of one vertebra."""
+    """Crop (N, 1, C, C) + view (N,) -> {"heatmaps": (N, landmarks, C / stride, C / stride)} of the
+    vertebra in the middle, and with ``decomposition`` its image {"decomposition": (N, 1, C / stride, C / stride)}."""
 
     def __init__(self, landmarks_per_level: int = 19, centre_landmarks: Sequence[int] = tuple(range(10)),
-                 crop_size: int = 112, stride: int = 2, widths: Sequence[int] = (16, 32, 64, 128)):
+                 crop_size: int = 112, stride: int = 2, widths: Sequence[int] = (16, 32, 64, 128),
+                 decomposition: bool = False):
         super().__init__()
         depth = len(widths) - 1
         if crop_size % (2 ** depth) or stride not in (1, 2, 4) or 2 ** depth < stride:
@@ -40,6 +48,8 @@ class LandmarkRefiner(nn.Module):
             raise ValueError("centre_landmarks must name landmarks of one level.")
         self.config = dict(landmarks_per_level=landmarks_per_level, centre_landmarks=[int(k) for k in centre_landmarks],
                            crop_size=crop_size, stride=stride, widths=list(widths))
+        if decomposition:  # absent from older refiners' configurations (biplanar-1.1.0)
+            self.config["decomposition"] = True
         self.landmarks_per_level, self.crop_size, self.stride = landmarks_per_level, crop_size, stride
         self.down = encoder(2, widths)
         # Decode only up to the heatmap scale: stride 2 stops one level above full resolution.
@@ -48,15 +58,24 @@ class LandmarkRefiner(nn.Module):
                                 if k >= depth - steps)
         top = widths[depth - steps]
         self.out = nn.Sequential(conv_block(top, 2 * top), nn.Conv2d(2 * top, landmarks_per_level, 1))
+        self.decomposition_out = None
+        if decomposition:
+            self.decomposition_out = nn.Sequential(conv_block(top, top), nn.Conv2d(top, 1, 1))
+            # Starts drawing nothing: a head added to a trained refiner must not jolt its shared features.
+            nn.init.zeros_(self.decomposition_out[-1].weight)
+            nn.init.zeros_(self.decomposition_out[-1].bias)
 
-    def forward(self, crops: torch.Tensor, view: torch.Tensor) -> torch.Tensor:
+    def forward(self, crops: torch.Tensor, view: torch.Tensor) -> Dict[str, torch.Tensor]:
         plane = view.to(crops.dtype).reshape(-1, 1, 1, 1).expand_as(crops)
         x = torch.cat([crops, plane], dim=1)
         skips = encode(self.down, x)
         x = skips[-1]
         for block, skip in zip(self.up, reversed(skips[:-1])):
             x = up(block, x, skip)
-        return self.out(x)
+        output = dict(heatmaps=self.out(x))
+        if self.decomposition_out is not None:
+            output["decomposition"] = self.decomposition_out(x)
+        return output
 
 
 def crop_origin(centres: torch.Tensor, crop_size: int) -> torch.Tensor:
@@ -81,6 +100,22 @@ def crop(images: torch.Tensor, centres: torch.Tensor, crop_size: int) -> torch.T
         b * levels, channels, crop_size, crop_size)
 
 
+def paste(maps: torch.Tensor, centres: torch.Tensor, crop_size: int, stride: int, size) -> torch.Tensor:
+    """The inverse of ``crop``: maps (B * L, 1, S / stride, S / stride) made on crops centred on
+    ``centres`` (B, L, 2) -> images (B, L, H, W) on the network grid (``size`` = (H, W); bilinear,
+    zero beyond each crop). Map pixel k covers crop pixels stride*k .. stride*k + stride - 1."""
+    b, levels = centres.shape[:2]
+    height, width = size
+    h, w = maps.shape[-2:]
+    origin = crop_origin(centres.to(maps.dtype), crop_size).reshape(b * levels, 1, 1, 2)
+    rows, cols = torch.meshgrid(torch.arange(height, dtype=maps.dtype, device=maps.device),
+                                torch.arange(width, dtype=maps.dtype, device=maps.device), indexing="ij")
+    at = (torch.stack([cols, rows], dim=-1)[None] - origin - (stride - 1) / 2) / stride  # (B * L, H, W, 2) map px
+    grid = torch.stack([2 * at[..., 0] / max(w - 1, 1) - 1, 2 * at[..., 1] / max(h - 1, 1) - 1], dim=-1)
+    pasted = F.grid_sample(maps, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    return pasted.reshape(b, levels, height, width)
+
+
 def body_centres(positions: torch.Tensor, refiner: LandmarkRefiner, levels: int,
                  weight: Optional[torch.Tensor] = None) -> torch.Tensor:
     """(B, levels, 2) vertebral-body centres from landmark positions (B, K, 2): the median of each
@@ -95,30 +130,40 @@ def body_centres(positions: torch.Tensor, refiner: LandmarkRefiner, levels: int,
 
 
 def refine(refiner: LandmarkRefiner, image: torch.Tensor, view: torch.Tensor, coarse: torch.Tensor,
-           levels: int, valid: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """Refined positions (B, K, 2) in network pixels from the network input ``image`` (B, 1, H, W),
-    ``view`` (B,) and the main network's positions ``coarse`` (B, K, 2). ``valid`` (B, 1, H, W):
-    the input pixels that hold the radiograph (not padding); a level whose crop is less than
-    ``MIN_CROP_COVERAGE`` valid keeps its coarse positions (the refiner was trained on crops inside
-    the image, and on a small radiograph the crops of its end levels reach into the padding)."""
+           levels: int, valid: Optional[torch.Tensor] = None,
+           decomposition: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+    """{"positions": refined (B, K, 2) network pixels} from the network input ``image`` (B, 1, H, W),
+    ``view`` (B,) and the main network's positions ``coarse`` (B, K, 2), and for a decomposing
+    refiner {"decomposition": (B, L, H, W)}, each level's pasted image in place of the main
+    network's ``decomposition`` (B, L, H, W). ``valid`` (B, 1, H, W): the input pixels that hold the
+    radiograph (not padding); a level whose crop is less than ``MIN_CROP_COVERAGE`` valid keeps its
+    coarse positions and image (the refiner was trained on crops inside the image, and on a small
+    radiograph the crops of its end levels reach into the padding)."""
     b = image.shape[0]
     centres = body_centres(coarse, refiner, levels)
-    heatmaps = refiner(crop(image, centres, refiner.crop_size), view.repeat_interleave(levels))
-    found, _ = decode_landmarks(heatmaps, refiner.stride)  # (B * L, 19, 2) crop pixels
+    output = refiner(crop(image, centres, refiner.crop_size), view.repeat_interleave(levels))
+    found, _ = decode_landmarks(output["heatmaps"], refiner.stride)  # (B * L, 19, 2) crop pixels
     origin = crop_origin(centres, refiner.crop_size).reshape(b * levels, 1, 2)
     refined = (found + origin).reshape(b, levels, refiner.landmarks_per_level, 2)
+    keep = torch.ones(b, levels, dtype=torch.bool, device=image.device)
     if valid is not None:
         coverage = crop(valid.to(image.dtype), centres, refiner.crop_size).mean(dim=(1, 2, 3)).reshape(b, levels)
-        keep = (coverage >= MIN_CROP_COVERAGE)[..., None, None]
-        refined = torch.where(keep, refined, coarse.reshape(refined.shape).to(refined.dtype))
-    return refined.reshape(b, levels * refiner.landmarks_per_level, 2)
+        keep = coverage >= MIN_CROP_COVERAGE
+        refined = torch.where(keep[..., None, None], refined, coarse.reshape(refined.shape).to(refined.dtype))
+    result = dict(positions=refined.reshape(b, levels * refiner.landmarks_per_level, 2))
+    if "decomposition" in output and decomposition is not None:
+        pasted = paste(output["decomposition"], centres, refiner.crop_size, refiner.stride, image.shape[-2:])
+        result["decomposition"] = torch.where(keep[..., None, None], pasted, decomposition)
+    return result
 
 
 def training_crops(refiner: LandmarkRefiner, batch: Dict[str, torch.Tensor], levels: int,
                    rng: np.random.Generator) -> Dict[str, torch.Tensor]:
     """Refiner training items from a batch of network samples: per sample and level whose body is
     in the field, a crop about the true body centre moved by a random offset, the view, and that
-    level's landmarks in crop pixels with their weights (zero outside the crop)."""
+    level's landmarks in crop pixels with their weights (zero outside the crop); for a decomposing
+    refiner also that level's true image on the crop, averaged to the refiner's output pixels
+    ("decomposition"), and its weight (the sample's "decomposition_weight": 0 for real radiographs)."""
     landmarks, weight = batch["landmarks"], batch["weight"]
     b = landmarks.shape[0]
     per = refiner.landmarks_per_level
@@ -133,5 +178,11 @@ def training_crops(refiner: LandmarkRefiner, batch: Dict[str, torch.Tensor], lev
     local = landmarks.reshape(b * levels, per, 2) - origin
     inside = ((local >= 0) & (local <= refiner.crop_size - 1)).all(dim=-1).to(weight.dtype)
     local_weight = weight.reshape(b * levels, per) * inside
-    return dict(crops=crops[present], view=batch["view"].repeat_interleave(levels)[present],
-                landmarks=local[present], weight=local_weight[present])
+    items = dict(crops=crops[present], view=batch["view"].repeat_interleave(levels)[present],
+                 landmarks=local[present], weight=local_weight[present])
+    if refiner.decomposition_out is not None:
+        own = crop(batch["decomposition"], centres, refiner.crop_size)  # (B * L, L, S, S): every level's image
+        own = own[torch.arange(b * levels), torch.arange(levels).repeat(b)][:, None]  # the crop's own level
+        items["decomposition"] = F.avg_pool2d(own, refiner.stride)[present] if refiner.stride > 1 else own[present]
+        items["decomposition_weight"] = batch["decomposition_weight"].repeat_interleave(levels)[present]
+    return items

@@ -10,7 +10,9 @@ The manifest records the dataset's description (seed, size, backgrounds, shape-m
 split), the training settings, steps, time and device, the best validation, and those metrics.
 With --refiner-run (a `bonerecon train biplanar --refiner` folder) the landmark refiner of that
 run's best.pt is attached to RUN's network (written as REFINER_RUN/combined.pt, then bundled) and
-its training is recorded too; METRICS.json must then be measured on that combined file.
+its training is recorded too; METRICS.json must then be measured on that combined file. A
+refiner with a decomposition head (its config's "decomposition") also replaces the main
+network's per-vertebra images.
 """
 
 import argparse
@@ -79,6 +81,8 @@ def main():
     )
     if refiner_training:
         summary["task"] += "; landmarks refined per vertebra on 168 mm crops"
+        if best["config"]["refiner"].get("decomposition"):
+            summary["task"] += ", which also draw each vertebra's own image"
         summary["refiner_training"] = refiner_training
     if args.real_metrics:
         summary["metrics"]["real_ap"] = json.loads(Path(args.real_metrics).read_text())
