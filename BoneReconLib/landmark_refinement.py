@@ -181,8 +181,9 @@ def training_crops(refiner: LandmarkRefiner, batch: Dict[str, torch.Tensor], lev
     items = dict(crops=crops[present], view=batch["view"].repeat_interleave(levels)[present],
                  landmarks=local[present], weight=local_weight[present])
     if refiner.decomposition_out is not None:
-        own = crop(batch["decomposition"], centres, refiner.crop_size)  # (B * L, L, S, S): every level's image
-        own = own[torch.arange(b * levels), torch.arange(levels).repeat(b)][:, None]  # the crop's own level
+        # Each level's image (one channel of B * L) cropped about its own centre: (B * L, 1, S, S).
+        own = crop(batch["decomposition"].reshape(b * levels, 1, *batch["decomposition"].shape[-2:]),
+                   centres.reshape(b * levels, 1, 2), refiner.crop_size)
         items["decomposition"] = F.avg_pool2d(own, refiner.stride)[present] if refiner.stride > 1 else own[present]
         items["decomposition_weight"] = batch["decomposition_weight"].repeat_interleave(levels)[present]
     return items
