@@ -73,7 +73,7 @@ def heatmap_losses(heatmaps: torch.Tensor, landmarks: torch.Tensor, weight: torc
 
 
 def refiner_losses(model: BiplanarNet, batch: dict, rng: np.random.Generator) -> dict:
-    """The refiner's loss terms on crops about the (moved) true body centres of a batch."""
+    """The refiner's loss terms on crops about the (moved) true centres of a batch's levels."""
     crops = training_crops(model.refiner, batch, model.levels, rng)
     output = model.refiner(crops["crops"], crops["view"])
     stride = model.refiner.stride
@@ -200,9 +200,10 @@ def train_biplanar(data_dir, out_dir, steps: int = 20000, batch_size: int = 8, l
 
         start_model = load_network(init, device)
     refiner_config = None
-    if refiner:  # a refiner already on the starting weights keeps its layout and gains the decomposition head
+    if refiner:  # a refiner already on the starting weights keeps its layout, gains the decomposition
+        # head and crops centred on all of a level's landmarks
         refiner_config = dict(start_model.refiner.config if start_model.refiner is not None else
-                              dict(centre_landmarks=body_landmarks()), decomposition=True)
+                              dict(centre_landmarks=body_landmarks()), decomposition=True, centre="landmarks")
     model = BiplanarNet(refiner=refiner_config).to(device)
     trained = model.refiner if refiner else model
     optimiser = torch.optim.Adam(trained.parameters(), lr=learning_rate)

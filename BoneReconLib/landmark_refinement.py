@@ -3,11 +3,12 @@
 The main network's landmark heatmaps are made at 6 mm pixels over the whole 384 mm field, where
 95 landmarks share one decoder; its landmarks end about 5 mm from the truth. The refiner looks
 again at each vertebra alone: a ``crop_size`` x ``crop_size`` window of the same network input
-(1.5 mm pixels, 168 mm by default) centred on the vertebral body as the main network placed it
-(the median of its body landmarks), and predicts that vertebra's landmarks as heatmaps at
+(1.5 mm pixels, 168 mm by default) centred on the vertebra as the main network placed it (the
+mean of its landmarks; refiners before biplanar-1.3.0: the median of its body landmarks, which
+left lateral spinous tips outside the crop), and predicts that vertebra's landmarks as heatmaps at
 1/``stride`` of the crop (3 mm pixels), decoded by the same soft-argmax. One refiner serves all
 levels and both views (the view is a second input plane, as in the main network); it is trained
-on crops around the true body centre moved at random (``CENTRE_JITTER_PX``) so that it tolerates
+on crops around the true centre moved at random (``CENTRE_JITTER_PX``) so that it tolerates
 the main network's misplacement.
 
 With ``decomposition`` the refiner also draws the centred vertebra alone (its line integral, as
@@ -28,8 +29,9 @@ import torch.nn.functional as F
 
 from .biplanar_network import conv_block, decode_landmarks, encode, encoder, up
 
-CENTRE_JITTER_PX = 5.0  # training: spread of the crop centre about the true body centre (network pixels)
+CENTRE_JITTER_PX = 5.0  # training: spread of the crop centre about the true centre (network pixels)
 CENTRE_JITTER_MAX_PX = 12.0
+CROP_MARGIN_PX = 6.0  # inference: how far inside the crop's edge a level's coarse landmarks are brought
 MIN_CROP_COVERAGE = 0.9  # a crop reaching further into the padding than this keeps the main network's positions
 
 
@@ -39,7 +41,7 @@ class LandmarkRefiner(nn.Module):
 
     def __init__(self, landmarks_per_level: int = 19, centre_landmarks: Sequence[int] = tuple(range(10)),
                  crop_size: int = 112, stride: int = 2, widths: Sequence[int] = (16, 32, 64, 128),
-                 decomposition: bool = False):
+                 decomposition: bool = False, centre: str = "body"):
         super().__init__()
         depth = len(widths) - 1
         if crop_size % (2 ** depth) or stride not in (1, 2, 4) or 2 ** depth < stride:
@@ -48,8 +50,12 @@ class LandmarkRefiner(nn.Module):
             raise ValueError("centre_landmarks must name landmarks of one level.")
         self.config = dict(landmarks_per_level=landmarks_per_level, centre_landmarks=[int(k) for k in centre_landmarks],
                            crop_size=crop_size, stride=stride, widths=list(widths))
+        if centre not in ("landmarks", "body"):
+            raise ValueError('centre must be "landmarks" or "body".')
         if decomposition:  # absent from older refiners' configurations (biplanar-1.1.0)
             self.config["decomposition"] = True
+        if centre != "body":  # absent from older refiners' configurations (biplanar-1.2.0 and before)
+            self.config["centre"] = centre
         self.landmarks_per_level, self.crop_size, self.stride = landmarks_per_level, crop_size, stride
         self.down = encoder(2, widths)
         # Decode only up to the heatmap scale: stride 2 stops one level above full resolution.
@@ -116,17 +122,40 @@ def paste(maps: torch.Tensor, centres: torch.Tensor, crop_size: int, stride: int
     return pasted.reshape(b, levels, height, width)
 
 
-def body_centres(positions: torch.Tensor, refiner: LandmarkRefiner, levels: int,
-                 weight: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """(B, levels, 2) vertebral-body centres from landmark positions (B, K, 2): the median of each
-    level's body landmarks, or with ``weight`` (B, K) the weighted mean (training: true positions,
-    only those inside the field)."""
+def level_centres(positions: torch.Tensor, refiner: LandmarkRefiner, levels: int,
+                  weight: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """(B, levels, 2) centres of each level's crop from landmark positions (B, K, 2): with the
+    refiner's ``centre`` "landmarks" the mean of all the level's landmarks (a lateral spinous tip
+    lies 90 mm behind the body centre, beyond the reach of a crop centred on the body), with
+    "body" (refiners before biplanar-1.3.0) the median of its body landmarks. With ``weight``
+    (B, K) a weighted mean (training: true positions, only those inside the field)."""
     b = positions.shape[0]
-    per_level = positions.reshape(b, levels, refiner.landmarks_per_level, 2)[:, :, refiner.config["centre_landmarks"]]
+    per_level = positions.reshape(b, levels, refiner.landmarks_per_level, 2)
+    by_body = refiner.config.get("centre", "body") == "body"
+    if by_body:
+        per_level = per_level[:, :, refiner.config["centre_landmarks"]]
     if weight is None:
-        return per_level.quantile(0.5, dim=2)  # torch.median would take the lower middle value
-    w = weight.reshape(b, levels, refiner.landmarks_per_level)[:, :, refiner.config["centre_landmarks"]]
+        # torch.median would take the lower middle value
+        return per_level.quantile(0.5, dim=2) if by_body else per_level.mean(dim=2)
+    w = weight.reshape(b, levels, refiner.landmarks_per_level)
+    if by_body:
+        w = w[:, :, refiner.config["centre_landmarks"]]
     return (per_level * w[..., None]).sum(dim=2) / w.sum(dim=2).clamp_min(1e-6)[..., None]
+
+
+def crop_centres(coarse: torch.Tensor, refiner: LandmarkRefiner, levels: int) -> torch.Tensor:
+    """(B, levels, 2) crop centres for the main network's positions ``coarse`` (B, K, 2): each
+    level's centre (``level_centres``) moved so that all its landmarks lie ``CROP_MARGIN_PX``
+    inside the crop, by at most ``CENTRE_JITTER_MAX_PX`` per axis (the largest offset the refiner
+    saw in training). Why: on a body-centred crop a lateral spinous tip (about 60 px behind the
+    body centre) lies beyond the 56 px half-width of the default crop."""
+    b = coarse.shape[0]
+    centres = level_centres(coarse, refiner, levels)
+    per_level = coarse.reshape(b, levels, refiner.landmarks_per_level, 2)
+    half = (refiner.crop_size - 1) / 2 - CROP_MARGIN_PX
+    over = (per_level.amax(dim=2) - (centres + half)).clamp_min(0)
+    under = ((centres - half) - per_level.amin(dim=2)).clamp_min(0)
+    return centres + (over - under).clamp(-CENTRE_JITTER_MAX_PX, CENTRE_JITTER_MAX_PX)
 
 
 def refine(refiner: LandmarkRefiner, image: torch.Tensor, view: torch.Tensor, coarse: torch.Tensor,
@@ -140,7 +169,7 @@ def refine(refiner: LandmarkRefiner, image: torch.Tensor, view: torch.Tensor, co
     coarse positions and image (the refiner was trained on crops inside the image, and on a small
     radiograph the crops of its end levels reach into the padding)."""
     b = image.shape[0]
-    centres = body_centres(coarse, refiner, levels)
+    centres = crop_centres(coarse, refiner, levels)
     output = refiner(crop(image, centres, refiner.crop_size), view.repeat_interleave(levels))
     found, _ = decode_landmarks(output["heatmaps"], refiner.stride)  # (B * L, 19, 2) crop pixels
     origin = crop_origin(centres, refiner.crop_size).reshape(b * levels, 1, 2)
@@ -160,7 +189,7 @@ def refine(refiner: LandmarkRefiner, image: torch.Tensor, view: torch.Tensor, co
 def training_crops(refiner: LandmarkRefiner, batch: Dict[str, torch.Tensor], levels: int,
                    rng: np.random.Generator) -> Dict[str, torch.Tensor]:
     """Refiner training items from a batch of network samples: per sample and level whose body is
-    in the field, a crop about the true body centre moved by a random offset, the view, and that
+    in the field, a crop about the level's true centre moved by a random offset, the view, and that
     level's landmarks in crop pixels with their weights (zero outside the crop); for a decomposing
     refiner also that level's true image on the crop, averaged to the refiner's output pixels
     ("decomposition"), and its weight (the sample's "decomposition_weight": 0 for real radiographs)."""
@@ -169,7 +198,7 @@ def training_crops(refiner: LandmarkRefiner, batch: Dict[str, torch.Tensor], lev
     per = refiner.landmarks_per_level
     body_weight = weight.reshape(b, levels, per)[:, :, refiner.config["centre_landmarks"]]
     present = (body_weight.sum(dim=2) >= 2).reshape(-1)  # at least two body landmarks in the field
-    centres = body_centres(landmarks, refiner, levels, weight)
+    centres = level_centres(landmarks, refiner, levels, weight)
     jitter = np.clip(rng.normal(0.0, CENTRE_JITTER_PX, size=(b, levels, 2)), -CENTRE_JITTER_MAX_PX,
                      CENTRE_JITTER_MAX_PX)
     centres = centres + torch.as_tensor(jitter, dtype=centres.dtype, device=centres.device)

@@ -11,10 +11,12 @@ from BoneReconLib.biplanar_network import BiplanarNet, landmark_positions, load_
 from BoneReconLib.biplanar_training import body_landmarks, train_biplanar
 from BoneReconLib.errors import InputError
 from BoneReconLib.landmark_refinement import (
+    CENTRE_JITTER_MAX_PX,
     LandmarkRefiner,
-    body_centres,
     crop,
+    crop_centres,
     crop_origin,
+    level_centres,
     paste,
     refine,
     training_crops,
@@ -46,13 +48,41 @@ def test_crops_sample_the_image_at_their_sub_pixel_window_and_zero_outside():
     assert float(crops[3, 0, 15, 15]) == 0.0  # (73.5, 62.5) lies outside the 70 x 60 image
 
 
-def test_body_centres_are_the_median_or_the_weighted_mean_of_the_body_landmarks():
-    refiner = LandmarkRefiner(landmarks_per_level=4, centre_landmarks=[0, 1, 2], crop_size=16, widths=(4, 8))
-    positions = torch.tensor([[[0.0, 0.0], [2.0, 4.0], [10.0, 2.0], [99.0, 99.0],
-                               [5.0, 5.0], [7.0, 9.0], [6.0, 7.0], [-50.0, 0.0]]])
-    assert body_centres(positions, refiner, 2).tolist() == [[[2.0, 2.0], [6.0, 7.0]]]
-    weight = torch.tensor([[1.0, 1.0, 0.0, 1.0, 0.0, 1.0, 1.0, 1.0]])
-    assert body_centres(positions, refiner, 2, weight).tolist() == [[[1.0, 2.0], [6.5, 8.0]]]
+_POSITIONS = torch.tensor([[[0.0, 0.0], [2.0, 4.0], [10.0, 2.0], [99.0, 99.0],
+                            [5.0, 5.0], [7.0, 9.0], [6.0, 7.0], [-50.0, 0.0]]])
+_WEIGHT = torch.tensor([[1.0, 1.0, 0.0, 1.0, 0.0, 1.0, 1.0, 1.0]])
+
+
+def test_body_centred_crops_sit_on_the_median_or_the_weighted_mean_of_the_body_landmarks():
+    refiner = LandmarkRefiner(landmarks_per_level=4, centre_landmarks=[0, 1, 2], crop_size=16, widths=(4, 8),
+                              centre="body")
+    assert "centre" not in refiner.config  # the layout of refiners before the centre was a choice
+    assert level_centres(_POSITIONS, refiner, 2).tolist() == [[[2.0, 2.0], [6.0, 7.0]]]
+    assert level_centres(_POSITIONS, refiner, 2, _WEIGHT).tolist() == [[[1.0, 2.0], [6.5, 8.0]]]
+
+
+def test_landmark_centred_crops_sit_on_the_mean_or_the_weighted_mean_of_all_the_level_landmarks():
+    refiner = LandmarkRefiner(landmarks_per_level=4, centre_landmarks=[0, 1, 2], crop_size=16, widths=(4, 8),
+                              centre="landmarks")
+    assert refiner.config["centre"] == "landmarks"
+    assert level_centres(_POSITIONS, refiner, 2).tolist() == [[[27.75, 26.25], [-8.0, 5.25]]]
+    weighted = level_centres(_POSITIONS, refiner, 2, _WEIGHT).flatten().tolist()
+    assert weighted == pytest.approx([101 / 3, 103 / 3, -37 / 3, 16 / 3])
+    with pytest.raises(ValueError):
+        LandmarkRefiner(centre="spine")
+
+
+def test_crops_move_towards_landmarks_near_their_edge_by_at_most_the_training_offset():
+    # A 112-pixel crop on the body (median (50, 50)) reaches 55.5 px each way; a tip at x = 100
+    # should lie CROP_MARGIN_PX (6) inside: the centre moves right by 100 - (50 + 55.5 - 6) = 0.5.
+    refiner = LandmarkRefiner(landmarks_per_level=4, centre_landmarks=[0, 1, 2], centre="body")
+    body = [[49.0, 50.0], [50.0, 50.0], [51.0, 50.0]]
+    near = torch.tensor([body + [[100.0, 50.0]]])
+    assert crop_centres(near, refiner, 1).tolist() == [[[50.5, 50.0]]]
+    far = torch.tensor([body + [[150.0, 50.0]]])  # beyond reach: moved by the training's largest offset only
+    assert crop_centres(far, refiner, 1).tolist() == [[[50.0 + CENTRE_JITTER_MAX_PX, 50.0]]]
+    both = torch.tensor([body + [[-10.0, 50.0]]])  # the other side: moved left
+    assert crop_centres(both, refiner, 1).tolist() == [[[39.5, 50.0]]]
 
 
 class _PeakRefiner(LandmarkRefiner):
@@ -79,7 +109,7 @@ def test_refined_positions_are_the_crop_origin_plus_the_decoded_peak(stride):
     peaks = [(3, 4), (10, 2), (7, 7)]
     refiner = _PeakRefiner(peaks, landmarks_per_level=3, centre_landmarks=[0, 1], crop_size=32, stride=stride,
                            widths=(4, 8, 8))
-    coarse = torch.tensor([[[20.0, 30.0], [24.0, 34.0], [90.0, 90.0], [50.0, 10.0], [52.0, 14.0], [0.0, 0.0]]])
+    coarse = torch.tensor([[[20.0, 30.0], [24.0, 34.0], [26.0, 28.0], [50.0, 10.0], [52.0, 14.0], [48.0, 16.0]]])
     refined = refine(refiner, torch.zeros(1, 1, 64, 64), torch.zeros(1), coarse, levels=2)["positions"]
     centres = [(22.0, 32.0), (51.0, 12.0)]  # median of two body landmarks = their mean
     expected = [[cx - 15.5 + stride * i + (stride - 1) / 2, cy - 15.5 + stride * j + (stride - 1) / 2]
@@ -122,7 +152,7 @@ def test_a_decomposing_refiner_pastes_each_level_s_image_and_keeps_the_main_one_
     refiner = _PeakRefiner([(3, 4), (10, 2), (7, 7)], landmarks_per_level=3, centre_landmarks=[0, 1], crop_size=32,
                            stride=2, widths=(4, 8, 8), decomposition=True)
     assert refiner.config["decomposition"] is True
-    coarse = torch.tensor([[[20.0, 30.0], [24.0, 34.0], [90.0, 90.0], [50.0, 10.0], [52.0, 14.0], [0.0, 0.0]]])
+    coarse = torch.tensor([[[20.0, 30.0], [24.0, 34.0], [26.0, 28.0], [50.0, 10.0], [52.0, 14.0], [48.0, 16.0]]])
     main = torch.full((1, 2, 64, 64), -5.0)
     valid = torch.zeros(1, 1, 64, 64)
     valid[..., :40] = 1
