@@ -141,7 +141,8 @@ def _cmd_dataset_lumbar(args) -> int:
               if level in models}
     return _run_dataset(args, lambda progress: generate_lumbar_dataset(
         args.out, backgrounds, models, args.cases, seed=args.seed, size=(args.size, args.size), model_hashes=hashes,
-        progress=progress), f"{len(backgrounds)} background CT(s)")
+        fractions=tuple(args.fractions), beyond_span_mm=args.beyond_span_mm, progress=progress),
+        f"{len(backgrounds)} background CT(s)")
 
 
 def _cmd_train_biplanar(args) -> int:
@@ -401,6 +402,13 @@ def build_parser() -> argparse.ArgumentParser:
     lumbar.add_argument("--cases", type=int, default=1000, help="number of cases (default 1000)")
     lumbar.add_argument("--size", type=int, default=256, help="image size in pixels per view (default 256)")
     lumbar.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    lumbar.add_argument("--fractions", type=float, nargs=3, default=(0.8, 0.1, 0.1),
+                        metavar=("TRAIN", "VALIDATION", "TEST"),
+                        help="split fractions by subject (default 0.8 0.1 0.1; 0 0 1 for a test-only set)")
+    lumbar.add_argument("--beyond-span-mm", type=float, default=0.0, metavar="MM",
+                        help="add a smooth free-form field of this amplitude (mm per axis, 8 mm correlation "
+                        "length) to every shape, so that the shapes lie outside the models' span: held-out "
+                        "shapes for testing registration beyond the span (default 0: shapes from the models)")
     lumbar.set_defaults(func=_cmd_dataset_lumbar)
 
     biplanar_run = commands.add_parser(

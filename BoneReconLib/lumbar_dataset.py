@@ -42,6 +42,7 @@ from .lumbar_radiograph import SpineCT, axis_frame, render_lumbar
 from .progress import ProgressCallback, as_progress
 from .radiograph_realism import exposed_field, realistic_radiograph, sample_realism
 from .shape_model import ShapeModel
+from .shape_refinement import DEFAULT_SIGMA_MM, SmoothDeformation
 from .spine_alignment import LEVELS, measured_alignment, place_spine, sample_alignment
 
 KIND = "lumbar-biplanar"
@@ -74,13 +75,36 @@ def _moved_view(view: View, rotation: np.ndarray, centre: np.ndarray) -> View:
                 detector_v=rotation @ view.detector_v, pixel_spacing=view.pixel_spacing, size=view.size)
 
 
+def beyond_span_deformation(model: ShapeModel, amplitude_mm: float) -> SmoothDeformation:
+    """The smooth free-form field that takes a case's shapes out of the model's span (made once per
+    model and amplitude: its eigenfunctions take seconds)."""
+    key = (id(model), float(amplitude_mm))
+    if key not in _DEFORMATIONS:
+        _DEFORMATIONS[key] = (model, SmoothDeformation.on_points(model.mean, amplitude=amplitude_mm))
+    return _DEFORMATIONS[key][1]
+
+
+_DEFORMATIONS: dict = {}
+
+
 def draw_case(models: Mapping[str, ShapeModel], background: SpineCT, rng: np.random.Generator, size=(256, 256),
-              energy_kev: float = 60.0) -> tuple:
-    """One case: (arrays, metadata), reproducible from ``rng``."""
+              energy_kev: float = 60.0, beyond_span_mm: float = 0.0) -> tuple:
+    """One case: (arrays, metadata), reproducible from ``rng``. ``beyond_span_mm`` > 0: every
+    shape gets a smooth free-form field of that amplitude (mm per axis, weights standard normal,
+    :mod:`.shape_refinement`) on top of its model instance, so that it lies outside the models'
+    span (held-out shapes for testing registration beyond the span)."""
     offered = {level: np.clip(rng.standard_normal((1 if level == "L5" else SHAPE_CANDIDATES, models[level].n_modes)),
                               -3.0, 3.0) for level in LEVELS}
-    placed = place_spine(models, {level: models[level].instances(torch.as_tensor(offered[level])).numpy()
-                                  for level in LEVELS}, sample_alignment(rng))
+    free_form = {}
+    if beyond_span_mm > 0:
+        for level in LEVELS:
+            deformation = beyond_span_deformation(models[level], beyond_span_mm)
+            free_form[level] = np.clip(rng.standard_normal((len(offered[level]), deformation.n_functions, 3)), -3, 3)
+    shapes = {level: models[level].instances(
+        torch.as_tensor(offered[level]), displacements=None if level not in free_form else
+        beyond_span_deformation(models[level], beyond_span_mm).displacements(free_form[level])).numpy()
+        for level in LEVELS}
+    placed = place_spine(models, shapes, sample_alignment(rng))
     coefficients = {level: offered[level][placed.chosen[level]] for level in LEVELS}
     points = placed.points
     world = {level: placed.world(level) for level in LEVELS}
@@ -119,22 +143,29 @@ def draw_case(models: Mapping[str, ShapeModel], background: SpineCT, rng: np.ran
     for level in LEVELS:
         arrays[f"vertices_{level}"] = world[level].astype(np.float32)
         arrays[f"coefficients_{level}"] = coefficients[level].astype(np.float32)
+        if level in free_form:
+            arrays[f"free_form_{level}"] = free_form[level][placed.chosen[level]].astype(np.float32)
     meta = dict(geometry={"views": [view.to_dict() for view in views]}, realism=realisms,
                 density=density.to_dict(), alignment=placed.alignment.to_dict(),
                 measured_alignment=measured_alignment(models, points, poses),
                 facet_overlap_mm={k: round(v, 3) for k, v in placed.overlap_mm.items()},
                 background=background.name, levels=list(LEVELS), landmark_names=models["L1"].landmark_names)
+    if beyond_span_mm > 0:
+        meta["beyond_span"] = dict(amplitude_mm=beyond_span_mm, sigma_mm=DEFAULT_SIGMA_MM)
     return arrays, meta
 
 
 def generate_lumbar_dataset(out_dir, backgrounds: Sequence[SpineCT], models: Mapping[str, ShapeModel], cases: int,
                             seed: int = 0, size=(256, 256), fractions=(0.8, 0.1, 0.1),
-                            model_hashes: Optional[Dict[str, str]] = None,
+                            model_hashes: Optional[Dict[str, str]] = None, beyond_span_mm: float = 0.0,
                             progress: Optional[ProgressCallback] = None) -> dict:
-    """Write ``cases`` cases (backgrounds taken in turn); returns the manifest (with the rate)."""
+    """Write ``cases`` cases (backgrounds taken in turn); returns the manifest (with the rate).
+    ``beyond_span_mm``: see ``draw_case``."""
     report = as_progress(progress)
     if not backgrounds or cases < 1:
         raise InputError("Give at least one background CT and one case.")
+    if not 0 <= beyond_span_mm <= 5:
+        raise InputError("The free-form amplitude beyond the models' span must lie between 0 and 5 mm.")
     missing = [level for level in LEVELS if level not in models]
     if missing:
         raise InputError(f"Shape models are missing for {', '.join(missing)}.")
@@ -143,13 +174,16 @@ def generate_lumbar_dataset(out_dir, backgrounds: Sequence[SpineCT], models: Map
         raise InputError("The shape models' landmark names differ between levels.")
     description = dict(seed=seed, size=list(size), cases=cases, backgrounds=[b.name for b in backgrounds],
                        shape_models=dict(model_hashes or {}))
+    if beyond_span_mm > 0:
+        description["beyond_span_mm"] = beyond_span_mm
     writer = DatasetWriter(out_dir, KIND, description)
     start = time.perf_counter()
     for n in range(cases):
         case_id = f"case-{n:05d}"
         if not writer.has(case_id):
             rng = np.random.default_rng([seed, n])  # each case reproducible on its own (resume)
-            arrays, meta = draw_case(models, backgrounds[n % len(backgrounds)], rng, size)
+            arrays, meta = draw_case(models, backgrounds[n % len(backgrounds)], rng, size,
+                                     beyond_span_mm=beyond_span_mm)
             writer.add(case_id, case_id, arrays, meta)
         report((n + 1) / cases, f"case {n + 1} of {cases}")
     manifest = writer.finish(fractions, seed)

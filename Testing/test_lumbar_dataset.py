@@ -77,3 +77,28 @@ def test_command_line_writes_a_dataset_and_refuses_bad_input(tmp_path, capsys):
     code = main(["--quiet", "dataset", "lumbar", "--out", str(out), "--background", str(SAMPLE_CT),
                  str(SAMPLE_VERTEBRA_LABELS), "--cases", "2", "--size", "32"])
     assert code == 2 and "already holds a finished dataset" in capsys.readouterr().err
+
+
+def test_shapes_beyond_the_span_are_model_instances_plus_their_stored_free_form_field(tmp_path, bundled_models):
+    from BoneReconLib.lumbar_dataset import beyond_span_deformation
+
+    out = tmp_path / "beyond"
+    code = main(["--quiet", "dataset", "lumbar", "--out", str(out), "--background", str(SAMPLE_CT),
+                 str(SAMPLE_VERTEBRA_LABELS), "--cases", "2", "--size", "32", "--seed", "5",
+                 "--beyond-span-mm", "1.5", "--fractions", "0", "0", "1"])
+    assert code == 0
+    manifest = read_manifest(out)
+    assert {c["split"] for c in manifest["cases"]} == {"test"}
+    assert manifest["description"]["beyond_span_mm"] == 1.5
+    arrays = arrays_of(out, "case-00000")
+    for n, level in enumerate(["L1", "L2", "L3", "L4", "L5"]):
+        model = bundled_models[level]
+        pose = arrays["poses"][n]
+        in_model_frame = (arrays[f"vertices_{level}"] - pose[:3, 3]) @ pose[:3, :3]
+        instance = model.instances(arrays[f"coefficients_{level}"].astype(np.float64)).numpy()[0]
+        field = beyond_span_deformation(model, 1.5).displacements(arrays[f"free_form_{level}"][None]).numpy()[0]
+        assert np.abs(field).mean() > 0.3  # a field of about a millimetre, not nothing
+        assert np.allclose(in_model_frame, instance + field, atol=2e-3), level
+    code = main(["--quiet", "dataset", "lumbar", "--out", str(tmp_path / "bad"), "--background", str(SAMPLE_CT),
+                 str(SAMPLE_VERTEBRA_LABELS), "--beyond-span-mm", "-1"])
+    assert code == 2 and not (tmp_path / "bad").exists()
