@@ -31,9 +31,9 @@ from .spine_reconstruction import SpineReconstruction, reconstruct_spine
 from .vertebra_registration import block_pool, coarser
 
 PRESETS = {  # measured with benchmarks/biplanar_reconstruction.py (see the README)
-    "fast": dict(modes=6, levels_of_detail=(4, 2), generations=(25, 15)),
-    "balanced": dict(modes=12, levels_of_detail=(4, 2), generations=(40, 25)),
-    "accurate": dict(modes=16, levels_of_detail=(4, 2), generations=(50, 30)),
+    "fast": dict(modes=6, levels_of_detail=(4, 2), generations=(25, 15), free_form_steps=0),
+    "balanced": dict(modes=12, levels_of_detail=(4, 2), generations=(40, 25), free_form_steps=30),
+    "accurate": dict(modes=16, levels_of_detail=(4, 2), generations=(50, 30), free_form_steps=60),
 }
 WORKING_SPACING_MM = 1.5  # registration pixels at the detector (the network's own resolution)
 MIN_VIEW_ANGLE_DEG = 30.0  # between the two beams; AP + lateral is about 90
@@ -114,9 +114,11 @@ def _roles_swapped(network, images, views, names, given: Sequence[Detection]) ->
 def reconstruct_biplanar(network, models: Mapping[str, ShapeModel], images: Sequence[np.ndarray],
                          views: Sequence[View], levels: Sequence[str] = LEVELS, preset: str = "balanced",
                          check_roles: bool = True, seed: int = 0, modes: Optional[int] = None,
+                         free_form_steps: Optional[int] = None,
                          progress: Optional[ProgressCallback] = None) -> BiplanarResult:
     """``images``: the AP and lateral radiographs, bone bright, in [0, 1] (``radiograph_file.displayed``),
-    on the detectors of ``views`` (AP first); ``modes`` overrides the preset's shape modes. Raises
+    on the detectors of ``views`` (AP first); ``modes`` and ``free_form_steps`` (the refinement
+    beyond the models' span) override the preset's. Raises
     InputError for inputs that cannot be combined."""
     if preset not in PRESETS:
         raise InputError(f"Unknown preset '{preset}'; use one of {', '.join(PRESETS)}.")
@@ -145,7 +147,8 @@ def reconstruct_biplanar(network, models: Mapping[str, ShapeModel], images: Sequ
     found_marks = [[m for k in chosen for m in detections[role].landmarks[k * per:(k + 1) * per]]
                    for role in VIEW_NAMES]
     work_views, work_images, work_marks = _working_resolution(views, found_images, found_marks, WORKING_SPACING_MM)
-    settings = dict(PRESETS[preset], **({"modes": modes} if modes else {}))
+    settings = dict(PRESETS[preset], **({"modes": modes} if modes else {}),
+                    **({"free_form_steps": free_form_steps} if free_form_steps is not None else {}))
     reconstruction = reconstruct_spine(models, work_views, work_images, work_marks, list(levels), seed=seed,
                                        progress=lambda f, m: report(0.05 + 0.9 * f, m), **settings)
     seconds.update(reconstruction.seconds)

@@ -1,7 +1,8 @@
 """AP + lateral per-vertebra images and landmarks -> L1-L5 shape-model instances (the biplanar pipeline).
 
 Initial poses from the triangulated landmarks (:mod:`.spine_initialisation`), then each placed
-vertebra registered to its own two images and landmarks (:mod:`.vertebra_registration`). Levels
+vertebra registered to its own two images and landmarks (:mod:`.vertebra_registration`), then
+with ``free_form_steps`` refined beyond its shape model's span (:mod:`.free_form_registration`). Levels
 that cannot be placed or do not converge are named in ``messages``. Neighbours are registered
 one at a time (joint registration against overlap is still to come). Core module, no MRML.
 """
@@ -14,6 +15,7 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
+from .free_form_registration import FreeFormSettings, refine_beyond_span
 from .geometry import View
 from .progress import ProgressCallback, as_progress
 from .shape_model import ShapeModel
@@ -33,9 +35,11 @@ class SpineReconstruction:
 def reconstruct_spine(models: Mapping[str, ShapeModel], views: Sequence[View], images: Sequence[np.ndarray],
                       landmarks: Sequence[Sequence[Mapping]], levels: Sequence[str], modes: int = 6,
                       levels_of_detail: Sequence[int] = (4, 2), generations: Sequence[int] = (40, 25),
-                      seed: int = 0, progress: Optional[ProgressCallback] = None) -> SpineReconstruction:
+                      seed: int = 0, free_form_steps: int = 0,
+                      progress: Optional[ProgressCallback] = None) -> SpineReconstruction:
     """``images``: per view (levels, nv, nu) the per-vertebra images; ``landmarks``: per view the
-    detected landmark dicts (vertebra, name, i, j, confidence), level by level."""
+    detected landmark dicts (vertebra, name, i, j, confidence), level by level. ``free_form_steps``:
+    gradient steps of the refinement beyond the models' span after each registration (0: none)."""
     report = as_progress(progress)
     tick = time.perf_counter()
     means = mean_landmarks(models, levels)
@@ -53,10 +57,15 @@ def reconstruct_spine(models: Mapping[str, ShapeModel], views: Sequence[View], i
             views, [np.asarray(images[v][k], dtype=np.float64) for v in range(len(views))],
             [np.array([[m["i"], m["j"]] for m in landmarks[v][k * per:(k + 1) * per]]) for v in range(len(views))],
             [np.array([m["confidence"] for m in landmarks[v][k * per:(k + 1) * per]]) for v in range(len(views))])
+        share = 0.8 if free_form_steps > 0 else 1.0
         result = register_vertebra(
             models[level], pose.rotation, pose.translation, pose.scale, target, modes=modes, levels=levels_of_detail,
             generations=generations, seed=seed,
-            progress=lambda f, m, n=n: report((n + f) / max(len(placed), 1), m))
+            progress=lambda f, m, n=n: report((n + share * f) / max(len(placed), 1), m))
+        if free_form_steps > 0 and result.converged:  # a failed fit is not bent into looking right
+            result = refine_beyond_span(
+                models[level], result, target, settings=FreeFormSettings(steps=free_form_steps),
+                progress=lambda f, m, n=n: report((n + share + (1 - share) * f) / max(len(placed), 1), m))
         results[level] = result
         points[level] = result.points(models[level])
         if not result.converged:

@@ -73,11 +73,14 @@ class RegistrationResult:
     landmark_rms_mm: float
     converged: bool
     history: list = field(default_factory=list)  # best cost per generation
+    displacement: Optional[np.ndarray] = None  # (P, 3) free-form field beyond the model (model frame)
 
     def points(self, model: ShapeModel) -> np.ndarray:
         pose = np.eye(4)
         pose[:3, :3], pose[:3, 3] = self.rotation, self.translation
-        return model.instances(self.coefficients[None], poses=pose[None], scales=[self.scale]).numpy()[0]
+        displacements = None if self.displacement is None else self.displacement[None]
+        return model.instances(self.coefficients[None], poses=pose[None], scales=[self.scale],
+                               displacements=displacements).numpy()[0]
 
 
 def coarser(view: View, factor: int) -> View:
