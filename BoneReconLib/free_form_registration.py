@@ -26,10 +26,9 @@ import torch
 from .mesh_depth import mesh_depth
 from .progress import ProgressCallback, as_progress
 from .shape_model import ShapeModel
-from .shape_refinement import DEFAULT_AMPLITUDE_MM, DEFAULT_SIGMA_MM, SmoothDeformation
+from .shape_refinement import DEFAULT_AMPLITUDE_MM, DEFAULT_SIGMA_MM, SmoothDeformation, model_deformation
 from .vertebra_registration import (LOG_SCALE_UNIT, ROTATION_UNIT_DEG, TRANSLATION_UNIT_MM, RegistrationResult,
-                                    RegistrationWeights, VertebraTarget, _centred_mm, _ncc, block_pool,
-                                    coarse_surface, coarser)
+                                    RegistrationWeights, VertebraTarget, _ncc, _Problem, coarse_surface)
 
 
 @dataclass
@@ -41,17 +40,6 @@ class FreeFormSettings:
     sigma_mm: float = DEFAULT_SIGMA_MM
     amplitude_mm: float = DEFAULT_AMPLITUDE_MM
     coarse_surface: bool = True  # render the search surface (a vertex subset) while refining
-
-
-_DEFORMATIONS: dict = {}
-
-
-def model_deformation(model: ShapeModel, sigma_mm: float, amplitude_mm: float) -> SmoothDeformation:
-    """The free-form field on the model's mean vertices (made once per model and settings)."""
-    key = (id(model), float(sigma_mm), float(amplitude_mm))
-    if key not in _DEFORMATIONS:
-        _DEFORMATIONS[key] = (model, SmoothDeformation.on_points(model.mean, sigma=sigma_mm, amplitude=amplitude_mm))
-    return _DEFORMATIONS[key][1]
 
 
 def _skew(v: torch.Tensor) -> torch.Tensor:
@@ -72,32 +60,27 @@ def project_centred_mm(view, points: torch.Tensor) -> torch.Tensor:
     return torch.stack([offset @ t["u"], offset @ t["v"]], dim=-1)
 
 
-class _FreeFormProblem:
-    """(pose step, coefficients, field weights) -> differentiable cost terms at one resolution."""
+class _FreeFormProblem(_Problem):
+    """(pose step, coefficients, field weights) -> differentiable cost terms at one resolution: the
+    CMA-ES problem's set-up (views, images, landmark weights) with a torch cost."""
 
     def __init__(self, model: ShapeModel, start: RegistrationResult, target: VertebraTarget, factor: int,
-                 weights: RegistrationWeights, deformation: SmoothDeformation, subset=None):
-        self.model, self.weights, self.deformation = model, weights, deformation
-        self.subset, self.triangles = subset if subset is not None else (slice(None), model.triangles)
-        self.rotation0 = torch.as_tensor(start.rotation, dtype=torch.float64)
-        self.translation0 = torch.as_tensor(start.translation, dtype=torch.float64)
-        self.scale0 = float(start.scale)
+                 weights: RegistrationWeights, deformation: SmoothDeformation, surface=None):
         centre = start.scale * model.mean.mean(axis=0) @ start.rotation.T + start.translation
-        self.centre = torch.as_tensor(centre, dtype=torch.float64)
-        self.views = [coarser(v, factor) if factor > 1 else v for v in target.views]
-        self.images = [block_pool(image, factor) for image in target.images]
-        regions = np.array([1.0 if lm.region == "body" else weights.posterior_weight for lm in model.landmarks])
-        self.landmark_weight = [torch.as_tensor(np.asarray(c, dtype=np.float64) * regions) for c in target.confidences]
-        # Detected landmarks in mm from each detector's centre (the same at every resolution).
-        self.found_mm = [torch.as_tensor(_centred_mm(ij, view)) for ij, view in zip(target.landmarks_ij, target.views)]
-        self.modes = len(start.coefficients)
+        super().__init__(model, start.rotation, start.translation, start.scale, centre, target, factor,
+                         len(start.coefficients), weights, surface)
+        self.deformation = deformation
+        self.start = {name: torch.as_tensor(np.asarray(value, dtype=np.float64)) for name, value in
+                      dict(rotation=start.rotation, translation=start.translation, centre=centre).items()}
+        self.found_mm = [torch.as_tensor(found) for found in self.landmarks_mm]
 
     def pose(self, step: torch.Tensor):
         """(rotation (3, 3), translation (3,), scale) of a pose step (7,) from the start: rotation,
         translation and log-scale in the registration's units."""
         delta = torch.linalg.matrix_exp(_skew(step[:3] * math.radians(ROTATION_UNIT_DEG)))
-        rotation = delta @ self.rotation0
-        translation = delta @ (self.translation0 - self.centre) + self.centre + step[3:6] * TRANSLATION_UNIT_MM
+        rotation = delta @ self.start["rotation"]
+        centre = self.start["centre"]
+        translation = delta @ (self.start["translation"] - centre) + centre + step[3:6] * TRANSLATION_UNIT_MM
         return rotation, translation, self.scale0 * torch.exp(step[6] * LOG_SCALE_UNIT)
 
     def points(self, step: torch.Tensor, coefficients: torch.Tensor, field: Optional[torch.Tensor]):
@@ -113,13 +96,14 @@ class _FreeFormProblem:
         """{"data": image + landmark + coefficient prior (the registration's cost), "ncc": (V,),
         "landmark_rms_mm"} of one parameter set."""
         points = self.points(step, coefficients, field)
-        thickness = mesh_depth(points[:, self.subset], self.triangles, self.views).thickness.clamp_min(0.0)
+        subset, triangles = self.surface or (slice(None), self.model.triangles)
+        thickness = mesh_depth(points[:, subset], triangles, self.views).thickness.clamp_min(0.0)
         ncc = torch.stack([_ncc(thickness[:, v], image)[0] for v, image in enumerate(self.images)])
         marks = self.model.landmark_positions(points)[0]  # (L, 3)
         squared, total = points.new_zeros(()), 0.0
         for view, found, w in zip(self.views, self.found_mm, self.landmark_weight):
             error = (project_centred_mm(view, marks) - found).norm(dim=-1)
-            squared = squared + (error ** 2 * w).sum()
+            squared = squared + (error ** 2 * torch.as_tensor(w)).sum()
             total += float(w.sum())
         mean_square = squared / max(total, 1e-9)
         w = self.weights
@@ -138,11 +122,8 @@ def refine_beyond_span(model: ShapeModel, start: RegistrationResult, target: Ver
     settings = settings or FreeFormSettings()
     report = as_progress(progress)
     deformation = model_deformation(model, settings.sigma_mm, settings.amplitude_mm)
-    subset = None
-    if settings.coarse_surface:
-        indices, triangles = coarse_surface(model)
-        subset = (indices, triangles)
-    problem = _FreeFormProblem(model, start, target, settings.factor, weights, deformation, subset)
+    surface = coarse_surface(model) if settings.coarse_surface else None
+    problem = _FreeFormProblem(model, start, target, settings.factor, weights, deformation, surface)
     step = torch.zeros(7, dtype=torch.float64, requires_grad=True)
     coefficients = torch.as_tensor(np.asarray(start.coefficients, dtype=np.float64)).clone().requires_grad_(True)
     field = torch.zeros(deformation.n_functions, 3, dtype=torch.float64, requires_grad=True)

@@ -42,7 +42,7 @@ from .lumbar_radiograph import SpineCT, axis_frame, render_lumbar
 from .progress import ProgressCallback, as_progress
 from .radiograph_realism import exposed_field, realistic_radiograph, sample_realism
 from .shape_model import ShapeModel
-from .shape_refinement import DEFAULT_SIGMA_MM, SmoothDeformation
+from .shape_refinement import DEFAULT_SIGMA_MM, model_deformation
 from .spine_alignment import LEVELS, measured_alignment, place_spine, sample_alignment
 
 KIND = "lumbar-biplanar"
@@ -75,18 +75,6 @@ def _moved_view(view: View, rotation: np.ndarray, centre: np.ndarray) -> View:
                 detector_v=rotation @ view.detector_v, pixel_spacing=view.pixel_spacing, size=view.size)
 
 
-def beyond_span_deformation(model: ShapeModel, amplitude_mm: float) -> SmoothDeformation:
-    """The smooth free-form field that takes a case's shapes out of the model's span (made once per
-    model and amplitude: its eigenfunctions take seconds)."""
-    key = (id(model), float(amplitude_mm))
-    if key not in _DEFORMATIONS:
-        _DEFORMATIONS[key] = (model, SmoothDeformation.on_points(model.mean, amplitude=amplitude_mm))
-    return _DEFORMATIONS[key][1]
-
-
-_DEFORMATIONS: dict = {}
-
-
 def draw_case(models: Mapping[str, ShapeModel], background: SpineCT, rng: np.random.Generator, size=(256, 256),
               energy_kev: float = 60.0, beyond_span_mm: float = 0.0) -> tuple:
     """One case: (arrays, metadata), reproducible from ``rng``. ``beyond_span_mm`` > 0: every
@@ -98,11 +86,11 @@ def draw_case(models: Mapping[str, ShapeModel], background: SpineCT, rng: np.ran
     free_form = {}
     if beyond_span_mm > 0:
         for level in LEVELS:
-            deformation = beyond_span_deformation(models[level], beyond_span_mm)
+            deformation = model_deformation(models[level], amplitude_mm=beyond_span_mm)
             free_form[level] = np.clip(rng.standard_normal((len(offered[level]), deformation.n_functions, 3)), -3, 3)
     shapes = {level: models[level].instances(
         torch.as_tensor(offered[level]), displacements=None if level not in free_form else
-        beyond_span_deformation(models[level], beyond_span_mm).displacements(free_form[level])).numpy()
+        model_deformation(models[level], amplitude_mm=beyond_span_mm).displacements(free_form[level])).numpy()
         for level in LEVELS}
     placed = place_spine(models, shapes, sample_alignment(rng))
     coefficients = {level: offered[level][placed.chosen[level]] for level in LEVELS}

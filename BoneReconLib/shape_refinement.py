@@ -165,3 +165,17 @@ def map_fit(model, aligned, deformation: Optional[SmoothDeformation] = None, k: 
     reconstruction = model.mean + (solution @ basis).reshape(p, 3)
     weights = solution[k:].reshape(-1, 3) if deformation is not None else None
     return solution[:k], weights, reconstruction
+
+
+_MODEL_DEFORMATIONS: dict = {}
+
+
+def model_deformation(model, sigma_mm: float = DEFAULT_SIGMA_MM,
+                      amplitude_mm: float = DEFAULT_AMPLITUDE_MM) -> SmoothDeformation:
+    """The free-form field on a shape model's mean vertices, made once per model and settings (its
+    eigenfunctions take seconds)."""
+    key = (id(model), float(sigma_mm), float(amplitude_mm))
+    if key not in _MODEL_DEFORMATIONS:  # the model is kept with it so that its id stays its own
+        _MODEL_DEFORMATIONS[key] = (model, SmoothDeformation.on_points(model.mean, sigma=sigma_mm,
+                                                                       amplitude=amplitude_mm))
+    return _MODEL_DEFORMATIONS[key][1]

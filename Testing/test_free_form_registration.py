@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from BoneReconLib.free_form_registration import (FreeFormSettings, model_deformation, project_centred_mm,
-                                                 refine_beyond_span)
+from BoneReconLib.free_form_registration import FreeFormSettings, project_centred_mm, refine_beyond_span
 from BoneReconLib.geometry import biplanar_rig
 from BoneReconLib.mesh_depth import mesh_depth
+from BoneReconLib.shape_refinement import model_deformation
 from BoneReconLib.vertebra_registration import RegistrationResult, VertebraTarget, _centred_mm
 
 

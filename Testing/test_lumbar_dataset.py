@@ -80,7 +80,7 @@ def test_command_line_writes_a_dataset_and_refuses_bad_input(tmp_path, capsys):
 
 
 def test_shapes_beyond_the_span_are_model_instances_plus_their_stored_free_form_field(tmp_path, bundled_models):
-    from BoneReconLib.lumbar_dataset import beyond_span_deformation
+    from BoneReconLib.shape_refinement import model_deformation
 
     out = tmp_path / "beyond"
     code = main(["--quiet", "dataset", "lumbar", "--out", str(out), "--background", str(SAMPLE_CT),
@@ -96,7 +96,7 @@ def test_shapes_beyond_the_span_are_model_instances_plus_their_stored_free_form_
         pose = arrays["poses"][n]
         in_model_frame = (arrays[f"vertices_{level}"] - pose[:3, 3]) @ pose[:3, :3]
         instance = model.instances(arrays[f"coefficients_{level}"].astype(np.float64)).numpy()[0]
-        field = beyond_span_deformation(model, 1.5).displacements(arrays[f"free_form_{level}"][None]).numpy()[0]
+        field = model_deformation(model, amplitude_mm=1.5).displacements(arrays[f"free_form_{level}"][None]).numpy()[0]
         assert np.abs(field).mean() > 0.3  # a field of about a millimetre, not nothing
         assert np.allclose(in_model_frame, instance + field, atol=2e-3), level
     code = main(["--quiet", "dataset", "lumbar", "--out", str(tmp_path / "bad"), "--background", str(SAMPLE_CT),
