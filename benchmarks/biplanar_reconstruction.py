@@ -1,12 +1,15 @@
 """BiplanarRecon reconstruction on held-out synthetic cases: surface error per vertebra and time per stage.
 
-    python benchmarks/biplanar_reconstruction.py --data DATASET [--cases 5] [--source oracle|network]
+    python benchmarks/biplanar_reconstruction.py --data DATASET [--cases 5] [--source SOURCE]
                                                  [--weights W] [--preset P] [--modes K] [--free-form-steps N]
 
 --source oracle feeds the registration the cases' true per-vertebra images and landmarks (what a
 perfect network would give: this measures the initialisation + registration alone); --source
 network runs the whole chain on the cases' radiographs (``biplanar_pipeline.reconstruct_biplanar``:
-input checks, the network (bundled unless --weights), initialisation, registration, measurements). Per vertebra:
+input checks, the network (bundled unless --weights), initialisation, registration, measurements);
+--source network-images (the network's vertebra images, the true landmarks) and network-landmarks
+(the true images, the network's landmarks) say which of the network's two outputs costs the
+accuracy. Per vertebra:
 mean surface distance (both directions averaged), RMS, Hausdorff 95, posterior-arch error (true
 vertices behind the body's posterior wall to the reconstructed surface), 3D landmark error, Dice,
 beside the targets (0.8 / 1.2 / 2.5 mm) and the initial pose's surface distance. Note: the
@@ -65,7 +68,8 @@ def main():
     parser.add_argument("--data", required=True)
     parser.add_argument("--split", default="test")
     parser.add_argument("--cases", type=int, default=5)
-    parser.add_argument("--source", choices=["oracle", "network"], default="oracle")
+    parser.add_argument("--source", choices=["oracle", "network", "network-images", "network-landmarks"],
+                        default="oracle")
     parser.add_argument("--weights")
     parser.add_argument("--preset", default="balanced", choices=list(PRESETS), help="registration preset")
     parser.add_argument("--modes", type=int, help="shape modes (default: the preset's)")
@@ -77,9 +81,10 @@ def main():
     settings = dict(PRESETS[args.preset], **({"modes": args.modes} if args.modes else {}),
                     **({"free_form_steps": args.free_form_steps} if args.free_form_steps is not None else {}))
     names = models["L1"].landmark_names
-    if args.source == "network":
+    if args.source != "oracle":
+        from BoneReconLib.biplanar_inference import detect
         from BoneReconLib.biplanar_network import load_network
-        from BoneReconLib.biplanar_pipeline import reconstruct_biplanar
+        from BoneReconLib.biplanar_pipeline import VIEW_NAMES, reconstruct_biplanar
 
         network = load_network(args.weights)
     rows, initial, times, measured, floor = {level: [] for level in LEVELS}, [], [], [], []
@@ -87,11 +92,18 @@ def main():
         case = cases[index]
         views = [View.from_dict(v) for v in case["meta"]["geometry"]["views"]]
         tick = time.perf_counter()
-        if args.source == "oracle":
+        if args.source != "network":
             images = [case["decomposition"][:, v].float().numpy() for v in range(2)]
             ij = case["landmarks_ij"].numpy()
             landmarks = [[dict(vertebra=level, name=name, i=float(p[0]), j=float(p[1]), confidence=1.0)
                           for level, per in zip(LEVELS, ij[v]) for name, p in zip(names, per)] for v in range(2)]
+            if args.source != "oracle":  # one of the network's outputs in place of the truth
+                found = [detect(network, case["image"][v].numpy(), views[v].pixel_spacing, VIEW_NAMES[v], names)
+                         for v in range(2)]
+                if args.source == "network-images":
+                    images = [d.decomposition for d in found]
+                else:
+                    landmarks = [d.landmarks for d in found]
             detection_s = time.perf_counter() - tick
             result = reconstruct_spine(models, views, images, landmarks, LEVELS, **settings)
             times.append(dict(network=detection_s, **result.seconds))
