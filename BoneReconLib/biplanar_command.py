@@ -134,6 +134,10 @@ def report_markdown(result: BiplanarResult, inputs: Sequence[str], preset: str, 
                      f"{fit.landmark_rms_mm:.2f} | {'converged' if fit.converged else '**did not converge**'} |")
     lines += ["", "(found: median landmark confidence of the network; NCC: agreement of the fitted model's "
               "projection with the network's image of that vertebra)", ""]
+    overlaps = result.reconstruction.overlap_mm
+    if overlaps:
+        lines += ["Neighbours (deepest point of one inside the other, mm; real ones do not overlap): "
+                  + ", ".join(f"{segment} {depth:.1f}" for segment, depth in overlaps.items()), ""]
     if result.messages:
         lines += ["## Messages", ""] + [f"- {m}" for m in result.messages] + [""]
     lines += ["## Measurements", ""]

@@ -146,6 +146,13 @@ def overlap_mm(lower: np.ndarray, upper: np.ndarray, triangles_lower: np.ndarray
     return float(max(upper_in.max(), lower_in.max()))
 
 
+def neighbour_overlaps(triangles: Mapping[str, np.ndarray], points: Mapping[str, np.ndarray]) -> Dict[str, float]:
+    """Per segment ("L1-L2") of two neighbours both in ``points`` (world vertices per level, meshes
+    ``triangles`` per level): the deepest overlap in mm (``overlap_mm`` over all vertices)."""
+    return {f"{upper}-{lower}": overlap_mm(points[lower], points[upper], triangles[lower], triangles[upper])
+            for upper, lower in zip(LEVELS[:-1], LEVELS[1:]) if upper in points and lower in points}
+
+
 def _facing_parts(lower_local: np.ndarray, upper_local: np.ndarray, lower_marks, upper_marks):
     """Indices of the vertices that can meet across the disc: the lower vertebra's top, the upper's bottom."""
     top = np.nonzero(lower_local[:, 2] > lower_marks["superior endplate centre"][2] - 12.0)[0]

@@ -4,7 +4,9 @@ Initial poses from the triangulated landmarks (:mod:`.spine_initialisation`), th
 vertebra registered to its own two images and landmarks (:mod:`.vertebra_registration`), then
 with ``free_form_steps`` refined beyond its shape model's span (:mod:`.free_form_registration`). Levels
 that cannot be placed or do not converge are named in ``messages``. Neighbours are registered
-one at a time (joint registration against overlap is still to come). Core module, no MRML.
+one at a time (joint registration against overlap is still to come); how deep reconstructed
+neighbours run into each other is measured per segment (``overlap_mm``) and named in ``messages``
+beyond ``OVERLAP_NOTE_MM``. Core module, no MRML.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from .free_form_registration import FreeFormSettings, refine_beyond_span
 from .geometry import View
 from .progress import ProgressCallback, as_progress
 from .shape_model import ShapeModel
+from .spine_alignment import neighbour_overlaps
 from .spine_initialisation import SpineInitialisation, initialise_spine, mean_landmarks
 from .vertebra_registration import RegistrationResult, VertebraTarget, register_vertebra
 
@@ -30,6 +33,11 @@ class SpineReconstruction:
     points: Dict[str, np.ndarray]  # world vertices per reconstructed level
     messages: List[str]
     seconds: Dict[str, float] = field(default_factory=dict)  # per stage
+    overlap_mm: Dict[str, float] = field(default_factory=dict)  # per segment of reconstructed neighbours
+
+
+# Real neighbours never run into each other; deeper than twice the models' vertex spacing is an error.
+OVERLAP_NOTE_MM = 3.0
 
 
 def reconstruct_spine(models: Mapping[str, ShapeModel], views: Sequence[View], images: Sequence[np.ndarray],
@@ -73,4 +81,7 @@ def reconstruct_spine(models: Mapping[str, ShapeModel], views: Sequence[View], i
                             f"{', '.join(f'{c:.2f}' for c in result.ncc)}, landmark residual "
                             f"{result.landmark_rms_mm:.1f} mm); shown for inspection only")
     seconds["registration"] = time.perf_counter() - tick
-    return SpineReconstruction(initialisation, results, points, messages, seconds)
+    overlaps = neighbour_overlaps({level: models[level].triangles for level in points}, points)
+    messages += [f"{segment}: the reconstructed neighbours run {depth:.1f} mm into each other" for segment, depth
+                 in overlaps.items() if depth > OVERLAP_NOTE_MM]
+    return SpineReconstruction(initialisation, results, points, messages, seconds, overlaps)

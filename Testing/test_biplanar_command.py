@@ -89,6 +89,7 @@ def test_biplanar_report_and_measurements_agree(biplanar_run):
     for row in rows[:5]:
         assert f"| {row['measure']} | {row['where']} | {row['value']} | {row['unit']} |" in report
     assert "| registration |" in report and "![L1-L5 reconstructed" in report
+    assert "Neighbours (deepest point of one inside the other, mm" in report and "L1-L2 " in report
     for level in ("L1", "L2", "L3", "L4", "L5"):
         assert f"| {level} |" in report
     if "did not converge" in report:

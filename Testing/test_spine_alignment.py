@@ -113,3 +113,20 @@ def test_of_several_candidate_shapes_the_one_that_fits_the_vertebra_below_is_tak
         assert both.chosen[upper] == int(np.argmin(alone))
         assert both.overlap_mm[segment] == pytest.approx(min(alone))
     assert both.points["L3"] == pytest.approx(shapes["L3"][both.chosen["L3"]])
+
+
+def test_neighbour_overlaps_name_each_segment_of_two_reconstructed_neighbours():
+    """Three spheres stacked down z as L1, L2, L4: only L1-L2 are neighbours both present, 3 mm deep."""
+    from BoneReconLib.spine_alignment import neighbour_overlaps
+
+    radius = 10.0
+    points, triangles = {}, {}
+    for level, z in (("L1", 0.0), ("L2", -(2 * radius - 3.0)), ("L4", -60.0)):
+        points[level], triangles[level] = ellipsoid(theta=60, phi=60, radii=(radius,) * 3, centre=(0.0, 0.0, z))
+    overlaps = neighbour_overlaps(triangles, points)
+    assert list(overlaps) == ["L1-L2"]
+    assert overlaps["L1-L2"] == pytest.approx(3.0, abs=0.3)
+    points["L3"], triangles["L3"] = ellipsoid(theta=60, phi=60, radii=(radius,) * 3, centre=(0.0, 0.0, -45.0))
+    overlaps = neighbour_overlaps(triangles, points)  # L3 15 mm above L4's centre: 5 mm deep; 25 mm below L2: apart
+    assert overlaps["L2-L3"] == pytest.approx(0.0, abs=1e-9)
+    assert overlaps["L3-L4"] == pytest.approx(5.0, abs=0.3)

@@ -25,6 +25,9 @@ def test_true_inputs_give_every_level_and_a_missing_level_is_reported(tiny_lumba
     assert sorted(result.points) == ["L1", "L2", "L4", "L5"]
     assert result.messages[0].startswith("L3: too few landmarks")
     assert set(result.seconds) == {"initialisation", "registration"}
+    assert set(result.overlap_mm) == {"L1-L2", "L4-L5"}  # neighbours both reconstructed; L3 is missing
+    deep = [segment for segment, depth in result.overlap_mm.items() if depth > 3.0]
+    assert [m.split(":")[0] for m in result.messages[1:] if "into each other" in m] == deep
     for level, points in result.points.items():
         truth = case[f"vertices_{level}"].numpy()
         error = surface_distance(points, bundled_models[level].triangles, truth, bundled_models[level].triangles)

@@ -16,7 +16,9 @@ beside the targets (0.8 / 1.2 / 2.5 mm) and the initial pose's surface distance.
 lumbar dataset's shapes are drawn from the bundled shape models, so they lie in the models' span,
 unless it was made with ``bonerecon dataset lumbar --beyond-span-mm``; the "in-span floor" line
 gives the mean surface distance of each true shape's best reconstruction by its model (what a
-registration confined to the span could reach at best).
+registration confined to the span could reach at best). Neighbours: how deep two reconstructed
+neighbours run into each other (``spine_alignment.neighbour_overlaps``) beside the same for the
+true shapes (the data engine's own joints overlap by a few mm, see ``spine_alignment``).
 Measurement errors: the measurements of the reconstructed landmarks (all five levels, converged or
 not) against those of the true landmarks, for cases with all five levels placed.
 """
@@ -38,7 +40,7 @@ from BoneReconLib.geometry import View  # noqa: E402
 from BoneReconLib.shape_model_library import load_models  # noqa: E402
 from BoneReconLib.shape_refinement import map_fit  # noqa: E402
 from BoneReconLib.shape_statistics import apply, rigid_align  # noqa: E402
-from BoneReconLib.spine_alignment import LEVELS  # noqa: E402
+from BoneReconLib.spine_alignment import LEVELS, neighbour_overlaps  # noqa: E402
 from BoneReconLib.surface_evaluation import compare_surfaces  # noqa: E402
 from BoneReconLib.spine_measurements import measure_spine, measurement_rows  # noqa: E402
 from BoneReconLib.spine_reconstruction import reconstruct_spine  # noqa: E402
@@ -88,6 +90,7 @@ def main():
 
         network = load_network(args.weights)
     rows, initial, times, measured, floor = {level: [] for level in LEVELS}, [], [], [], []
+    overlaps = {"reconstructed": [], "true": []}  # per segment whose two levels were reconstructed
     for index in range(min(args.cases, len(cases))):
         case = cases[index]
         views = [View.from_dict(v) for v in case["meta"]["geometry"]["views"]]
@@ -133,6 +136,10 @@ def main():
             pose = result.initialisation.poses[level]
             initial.append(surface_errors(models[level], pose.apply(models[level].mean), truth, truth_marks[n],
                                           with_dice=False)[0])
+        true_points = {level: case[f"vertices_{level}"].numpy().astype(np.float64) for level in result.points}
+        truth_overlap = neighbour_overlaps({level: models[level].triangles for level in true_points}, true_points)
+        overlaps["reconstructed"] += list(result.overlap_mm.values())
+        overlaps["true"] += list(truth_overlap.values())
         print(f"case {case['meta']['case']}: {', '.join(result.messages) or 'all levels converged'}", flush=True)
     print(f"\n{args.source} inputs, {min(args.cases, len(cases))} {args.split} cases, preset {args.preset} "
           f"({settings['modes']} modes, generations {settings['generations']}, "
@@ -158,6 +165,10 @@ def main():
     print(f"initial pose (mean shape, before registration): mean surface distance {np.mean(initial):.2f} mm")
     print(f"in-span floor (best model reconstruction of the true shapes): mean surface distance "
           f"{np.mean(floor):.2f} mm")
+    if overlaps["true"]:
+        print("neighbours, deepest point of one inside the other (mm, mean | max over segments): reconstructed "
+              + " | ".join(f"{f(overlaps['reconstructed']):.2f}" for f in (np.mean, np.max)) + "; true shapes "
+              + " | ".join(f"{f(overlaps['true']):.2f}" for f in (np.mean, np.max)))
     if measured:
         errors = {}
         for truth, found in measured:
