@@ -117,13 +117,14 @@ def main():
             result = chain.reconstruction
             times.append(dict(chain.seconds))
         truth_marks = case["landmarks"].numpy()
+        truths = {level: case[f"vertices_{level}"].numpy().astype(np.float64) for level in LEVELS}
         if len(result.points) == len(LEVELS):
             named = lambda marks: {level: dict(zip(names, marks[n])) for n, level in enumerate(LEVELS)}  # noqa: E731
             found_marks = np.stack([models[level].landmark_positions(torch.as_tensor(result.points[level])[None])[0]
                                     .numpy() for level in LEVELS])
             measured.append((measure_spine(named(truth_marks)), measure_spine(named(found_marks))))
         for n, level in enumerate(LEVELS):
-            truth = case[f"vertices_{level}"].numpy().astype(np.float64)
+            truth = truths[level]
             if level not in result.points:
                 rows[level].append(None)
                 continue
@@ -136,8 +137,8 @@ def main():
             pose = result.initialisation.poses[level]
             initial.append(surface_errors(models[level], pose.apply(models[level].mean), truth, truth_marks[n],
                                           with_dice=False)[0])
-        true_points = {level: case[f"vertices_{level}"].numpy().astype(np.float64) for level in result.points}
-        truth_overlap = neighbour_overlaps({level: models[level].triangles for level in true_points}, true_points)
+        placed_truths = {level: truths[level] for level in result.points}
+        truth_overlap = neighbour_overlaps({level: models[level].triangles for level in placed_truths}, placed_truths)
         overlaps["reconstructed"] += list(result.overlap_mm.values())
         overlaps["true"] += list(truth_overlap.values())
         print(f"case {case['meta']['case']}: {', '.join(result.messages) or 'all levels converged'}", flush=True)
