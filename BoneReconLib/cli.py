@@ -111,8 +111,8 @@ def _cmd_dataset_limb(args) -> int:
         if args.pose == "finger" and len(paths) == 1:
             subjects[name] = finger_from_file(paths[0])
         else:
-            subjects[name] = [Bone.from_file(p, units=args.units, lps=args.lps, fill_holes=args.fill_holes)
-                              for p in paths]
+            subjects[name] = [Bone.from_file(path, units=args.units, lps=args.lps, fill_holes=args.fill_holes,
+                                             name=bone or None) for bone, path in map(_named_file, paths)]
         if args.pose == "finger":
             if len(subjects[name]) != 3:
                 raise InputError(f"--pose finger: subject '{name}' needs one file of three phalanges or three "
@@ -121,9 +121,24 @@ def _cmd_dataset_limb(args) -> int:
         elif args.pose == "wrist":
             articulations[name] = wrist_joints(subjects[name])
     _check_case_counts(args)
+    variation = None
+    if args.vary is not None:
+        from .limb_variation import LimbVariation
+
+        variation = LimbVariation(scale_sd=args.vary[0], warp_mm=args.vary[1])
+    splits = dict(_named_file(entry) for entry in args.split or [])
     return _run_dataset(args, lambda progress: generate_limb_dataset(
         args.out, subjects, args.cases, seed=args.seed, size=(args.size, args.size), envelope_mm=args.envelope_mm,
-        articulations=articulations, rotation_deg=args.rotation_deg, progress=progress), f"{len(subjects)} subjects")
+        articulations=articulations, rotation_deg=args.rotation_deg, variation=variation, splits=splits,
+        fractions=tuple(args.fractions), store_meshes=args.meshes, progress=progress), f"{len(subjects)} subjects")
+
+
+def _named_file(entry: str):
+    """'NAME=PATH' -> (NAME, PATH); a plain PATH -> ('', PATH)."""
+    name, sep, rest = entry.partition("=")
+    if sep and name and "/" not in name and "\\" not in name:
+        return name, rest
+    return "", entry
 
 
 def _cmd_dataset_lumbar(args) -> int:
@@ -161,6 +176,23 @@ def _cmd_train_biplanar(args) -> int:
     print(f"Trained {args.steps} steps into {args.out}: validation landmark error AP "
           f"{last.get('landmark_mm_AP', float('nan')):.2f} mm, LAT {last.get('landmark_mm_LAT', float('nan')):.2f} mm "
           f"(best weights: {args.out}/best.pt)")
+    return EXIT_OK
+
+
+def _cmd_train_depth(args) -> int:
+    from .depth_training import train_depth
+
+    try:
+        history = train_depth(args.data, args.out, steps=args.steps, batch_size=args.batch, learning_rate=args.lr,
+                              seed=args.seed, device=args.device, validate_every=args.validate_every,
+                              progress=None if args.quiet else _print_progress)
+    except (KeyboardInterrupt, Cancelled):
+        print(f"bonerecon: interrupted; {args.out}/checkpoint.pt holds the last checkpoint: run the same command "
+              "again to resume.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    last = history["validation"][-1] if history["validation"] else {}
+    print(f"Trained {args.steps} steps into {args.out}: validation mask Dice {last.get('dice', float('nan')):.3f}, "
+          f"depth error {last.get('depth_mm', float('nan')):.2f} mm (best weights: {args.out}/best.pt)")
     return EXIT_OK
 
 
@@ -368,7 +400,8 @@ def build_parser() -> argparse.ArgumentParser:
         "interrupted run keeps its cases; the same command finishes it.")
     limb.add_argument("--out", required=True, help="dataset folder (new, or an unfinished one to resume)")
     limb.add_argument("--subject", nargs="+", action="append", required=True, metavar="NAME_OR_MESH",
-                      help="a subject's name followed by its bone surface files; repeat for every subject")
+                      help="a subject's name followed by its bone surface files (BONE=FILE names the bone, e.g. "
+                      "radius=S1_Radius.vtk; default: the file name); repeat for every subject")
     limb.add_argument("--units", choices=["mm", "cm", "m"], help="units of the surfaces (default mm)")
     limb.add_argument("--lps", action="store_true", help="the surfaces are in LPS coordinates")
     limb.add_argument("--cases", type=int, default=100, help="cases per subject (default 100)")
@@ -382,6 +415,17 @@ def build_parser() -> argparse.ArgumentParser:
                       help="largest turn of the view about the limb's long axis from the front (default 30)")
     limb.add_argument("--fill-holes", action="store_true",
                       help="cap open surfaces (bones cut by the edge of the scan, e.g. a radius shaft)")
+    limb.add_argument("--vary", type=float, nargs=2, metavar=("SCALE_SD", "WARP_MM"),
+                      help="give every case's bones a new size and proportions (log-normal scale spread along "
+                      "three random axes, e.g. 0.06) and smooth bends (typical amplitude in mm, e.g. 1.0)")
+    limb.add_argument("--fractions", type=float, nargs=3, default=(0.8, 0.1, 0.1),
+                      metavar=("TRAIN", "VALIDATION", "TEST"), help="split fractions by subject (default 0.8 0.1 0.1)")
+    limb.add_argument("--split", action="append", metavar="SUBJECT=SPLIT",
+                      help="put a subject in a given split (train, validation or test), e.g. a real subject kept "
+                      "for the test; repeatable; the other subjects are split by --fractions")
+    limb.add_argument("--meshes", action="store_true",
+                      help="keep every case's bone surfaces as posed (the truth for "
+                      "'benchmarks/depth_reconstruction.py'; about 1 MB per case)")
     limb.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     limb.set_defaults(func=_cmd_dataset_limb)
     lumbar = dataset_commands.add_parser(
@@ -508,6 +552,21 @@ def build_parser() -> argparse.ArgumentParser:
                           help="train only a refiner (a second look at each vertebra on a crop: its landmarks and its "
                           "own image) on top of the network given by --init, which stays fixed")
     biplanar.set_defaults(func=_cmd_train_biplanar)
+    depth = train_commands.add_parser(
+        "depth", help="limb dataset -> the DepthRecon network (bone masks + front/back depth per bone)",
+        description="Train the two-stage network (per-bone masks, then each bone's front and back depth relative to "
+        "the object plane) on a 'bonerecon dataset limb' folder; its bones are every bone named by the dataset's "
+        "subjects. Writes OUT/checkpoint.pt (resumable: run the same command again), OUT/best.pt and "
+        "OUT/history.json. Deterministic for a seed.")
+    depth.add_argument("--data", required=True, help="a finished limb dataset folder")
+    depth.add_argument("--out", required=True, help="training folder (new, or an unfinished run to resume)")
+    depth.add_argument("--steps", type=int, default=20000, help="optimiser steps (default 20000)")
+    depth.add_argument("--batch", type=int, default=8, help="cases per step (default 8)")
+    depth.add_argument("--lr", type=float, default=1e-3, help="initial learning rate (default 1e-3)")
+    depth.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    depth.add_argument("--validate-every", type=int, default=500, help="steps between validations (default 500)")
+    depth.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="torch device")
+    depth.set_defaults(func=_cmd_train_depth)
     return parser
 
 

@@ -33,10 +33,19 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 def split_by_subject(subjects: Iterable[str], fractions: Sequence[float] = (0.8, 0.1, 0.1),
-                     seed: int = 0) -> Dict[str, str]:
+                     seed: int = 0, assigned: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
     """{subject: split}: subjects shuffled by ``seed`` and cut by the (train, validation, test)
-    fractions; each split with a non-zero fraction gets at least one subject when there are enough."""
-    unique = sorted(set(subjects))
+    fractions; each split with a non-zero fraction gets at least one subject when there are enough.
+    ``assigned`` fixes some subjects' splits (e.g. a real subject kept for the test); the others
+    are cut as above."""
+    subjects, assigned = list(subjects), dict(assigned or {})
+    for subject, split in assigned.items():
+        if split not in SPLITS:
+            raise InputError(f"Subject '{subject}': unknown split '{split}' (one of {', '.join(SPLITS)}).")
+    unknown = set(assigned) - set(subjects)
+    if unknown:
+        raise InputError(f"Split given for subject(s) not in the dataset: {', '.join(sorted(unknown))}.")
+    unique = sorted(set(subjects) - set(assigned))
     if len(fractions) != len(SPLITS) or min(fractions) < 0 or sum(fractions) <= 0:
         raise InputError("Split fractions must be three non-negative numbers (train, validation, test).")
     order = np.random.default_rng(seed).permutation(len(unique))
@@ -46,7 +55,7 @@ def split_by_subject(subjects: Iterable[str], fractions: Sequence[float] = (0.8,
         if wanted[n] and counts[n] == 0 and counts.sum() < len(unique):
             counts[n] = 1
     counts[int(np.argmax(fractions))] += len(unique) - counts.sum()
-    assignment, start = {}, 0
+    assignment, start = dict(assigned), 0
     for split, count in zip(SPLITS, counts):
         for index in order[start:start + count]:
             assignment[unique[index]] = split
@@ -102,16 +111,20 @@ class DatasetWriter:
         partial.replace(path)
         self._subjects[case_id] = str(subject)
 
-    def finish(self, fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0) -> dict:
-        """Split by subject and write the manifest (file hashes included); returns it."""
+    def finish(self, fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0,
+               assigned: Optional[Mapping[str, str]] = None) -> dict:
+        """Split by subject (``assigned``: fixed splits of some subjects) and write the manifest
+        (file hashes included); returns it."""
         if not self._subjects:
             raise InputError("The dataset has no cases.")
-        splits = split_by_subject(self._subjects.values(), fractions, seed)
+        splits = split_by_subject(self._subjects.values(), fractions, seed, assigned)
         cases = [dict(id=case_id, subject=subject, split=splits[subject], file=f"cases/{case_id}.npz",
                       sha256=file_sha256(self.cases_dir / f"{case_id}.npz"))
                  for case_id, subject in sorted(self._subjects.items())]
-        manifest = dict(format=FORMAT, kind=self.kind, description=self.description,
-                        split=dict(fractions=list(fractions), seed=seed, by="subject"), cases=cases)
+        split = dict(fractions=list(fractions), seed=seed, by="subject")
+        if assigned:
+            split["assigned"] = dict(sorted(assigned.items()))
+        manifest = dict(format=FORMAT, kind=self.kind, description=self.description, split=split, cases=cases)
         partial = self.folder / "manifest.json.partial"
         partial.write_text(json.dumps(manifest, indent=1))
         partial.replace(self.folder / "manifest.json")

@@ -111,5 +111,5 @@ def view_from_dicom(path, name: Optional[str] = None, source_to_patient: Optiona
         detector_v=v / np.linalg.norm(v),
         pixel_spacing=(column_spacing, row_spacing),
         size=size,
-        extra={"dicom_file": path.name},
+        extra={"dicom_file": path.name, "source_to_object": float(sod)},
     )

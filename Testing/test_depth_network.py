@@ -1,0 +1,137 @@
+"""DepthRecon's network and its training: targets that decode back to the case's depths, shapes and
+back >= front by construction, a small network that learns a tiny dataset, resumable training,
+the shape variation of the limb dataset, and fixed subject splits."""
+
+import numpy as np
+import pytest
+import torch
+from BoneReconLib.dataset_store import CaseDataset, read_manifest, split_by_subject
+from BoneReconLib.depth_network import DepthNet
+from BoneReconLib.depth_reference import decode_depth, object_distance
+from BoneReconLib.depth_samples import KEYS, DepthSamples, case_targets, dataset_bones
+from BoneReconLib.depth_training import evaluate, load_depth_network, losses, train_depth
+from BoneReconLib.errors import InputError
+from BoneReconLib.geometry import View
+from BoneReconLib.limb_dataset import generate_limb_dataset
+from BoneReconLib.limb_radiograph import Bone
+from BoneReconLib.limb_variation import LimbVariation, vary_limb
+from BoneReconLib.progress import Cancelled
+from meshes import ellipsoid
+
+
+def limb(k):
+    return [Bone("femur", *ellipsoid(radii=(10, 10, 40), centre=(0, 0, 45))),
+            Bone("tibia", *ellipsoid(radii=(9 + k, 9, 35), centre=(0, 0, -40)))]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("limbs") / "set"
+    subjects = {"a": limb(0), "b": limb(1), "c": limb(2)}
+    generate_limb_dataset(folder, subjects, 3, seed=1, size=(64, 64), variation=LimbVariation(0.05, 0.5),
+                          splits={"a": "train", "b": "validation", "c": "test"})
+    return folder
+
+
+def test_targets_decode_to_the_cases_depths(dataset):
+    item = CaseDataset(dataset, "train", keys=KEYS)[0]
+    bones = dataset_bones(dataset)
+    assert bones == ["femur", "tibia"]
+    image, hit, front, back, view, pixel_mm = case_targets(item, bones)
+    distance, assumed = object_distance(view)
+    assert not assumed
+    on = hit[1] > 0
+    assert torch.allclose(decode_depth(front[1].double(), view, distance)[on], item["front"][1, 0].double()[on],
+                          atol=1e-3)
+    # Without augmentation the network grid is the case's grid (64 px): the same targets.
+    sample = DepthSamples(dataset, bones, "train", size=64)[0]
+    assert torch.allclose(sample["front"][1][on], front[1][on], atol=1e-3)
+    assert float(sample["object_pixel_mm"]) == pytest.approx(pixel_mm)
+    # At half the size every network pixel spans two case pixels: depths in pixels halve, pixels double.
+    half = DepthSamples(dataset, bones, "train", size=32)[0]
+    assert float(half["object_pixel_mm"]) == pytest.approx(2 * pixel_mm)
+    inner = half["hit"][1] > 0.99
+    assert float(half["front"][1][inner].mean()) == pytest.approx(float(front[1][on].mean()) / 2, rel=0.1)
+    with pytest.raises(InputError, match="not among"):
+        case_targets(item, ["femur"])
+
+
+def test_network_outputs_and_back_never_before_front():
+    model = DepthNet(["a", "b", "c"], widths=(8, 16, 32), depth_widths=(8, 16, 32), size=32)
+    out = model(torch.randn(2, 1, 32, 32))
+    assert out["logits"].shape == out["front"].shape == out["extent"].shape == (2, 3, 32, 32)
+    assert bool((out["extent"] >= 0).all())
+    with pytest.raises(ValueError):
+        DepthNet(["a", "a"])
+
+
+def test_a_small_network_learns_the_tiny_dataset_and_training_resumes(dataset, tmp_path):
+    torch.manual_seed(0)
+    bones = dataset_bones(dataset)
+    samples = DepthSamples(dataset, bones, "train", size=64)
+    batch = {k: torch.stack([samples[i][k] for i in range(len(samples))]) for k in samples[0]}
+    model = DepthNet(bones, widths=(8, 16, 32), depth_widths=(8, 16, 32), size=64)
+    optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
+    with torch.no_grad():
+        first = {k: float(v) for k, v in losses(model(batch["image"]), batch).items()}
+    for _ in range(150):
+        terms = losses(model(batch["image"]), batch)
+        optimiser.zero_grad()
+        terms["total"].backward()
+        optimiser.step()
+    with torch.no_grad():
+        last = {k: float(v) for k, v in losses(model(batch["image"]), batch).items()}
+    assert last["dice"] < 0.5 * first["dice"] and last["depth_px"] < 0.3 * first["depth_px"]
+    scores = evaluate(model, samples, "cpu")
+    assert scores["dice"] > 0.8 and set(scores["dice_per_bone"]) == set(bones)
+    # The command's training: interrupted after 2 steps, then resumed, gives the same weights as 4 at once.
+    out_a, out_b = tmp_path / "a", tmp_path / "b"
+    train_depth(dataset, out_a, steps=4, batch_size=2, validate_every=2, checkpoint_every=1, size=64)
+    with pytest.raises(Cancelled):
+        train_depth(dataset, out_b, steps=4, batch_size=2, validate_every=2, checkpoint_every=1, size=64,
+                    progress=_stop_after(2))
+    train_depth(dataset, out_b, steps=4, batch_size=2, validate_every=2, checkpoint_every=1, size=64)
+    a, b = load_depth_network(out_a / "best.pt"), load_depth_network(out_b / "best.pt")
+    for key, value in a.state_dict().items():
+        assert torch.allclose(value, b.state_dict()[key]), key
+    with pytest.raises(InputError, match="other settings"):
+        train_depth(dataset, out_b, steps=5, batch_size=2, size=64)
+
+
+def _stop_after(steps):
+    def progress(fraction, message):
+        if message.startswith(f"step {steps}/"):
+            raise Cancelled()
+    return progress
+
+
+def test_variation_keeps_bones_closed_and_changes_their_size(dataset):
+    bones = limb(0)
+    rng = np.random.default_rng(3)
+    varied = vary_limb(bones, LimbVariation(scale_sd=0.1, warp_mm=2.0), rng)
+    for before, after in zip(bones, varied):
+        assert np.array_equal(before.triangles, after.triangles)
+        moved = np.linalg.norm(after.points - before.points, axis=1)
+        assert moved.max() > 0.5
+    plain = vary_limb(bones, LimbVariation(scale_sd=0.0, warp_mm=0.0), rng)
+    assert all(np.allclose(a.points, b.points) for a, b in zip(bones, plain))
+    # The smooth bend never folds a surface: every triangle keeps its orientation.
+    from BoneReconLib.mesh_depth import check_closed_surface
+    for bone, after in zip(bones, varied):
+        check_closed_surface(after.triangles, len(after.points))
+        normal = lambda p, t: np.cross(p[t[:, 1]] - p[t[:, 0]], p[t[:, 2]] - p[t[:, 0]])  # noqa: E731
+        turned = np.einsum("ij,ij->i", normal(bone.points, bone.triangles), normal(after.points, after.triangles))
+        assert (turned > 0).all()
+    manifest = read_manifest(dataset)
+    assert manifest["split"]["assigned"] == {"a": "train", "b": "validation", "c": "test"}
+    assert {c["subject"]: c["split"] for c in manifest["cases"]} == {"a": "train", "b": "validation", "c": "test"}
+    view = View.from_dict(CaseDataset(dataset, "test")[0]["meta"]["geometry"]["views"][0])
+    assert "source_to_object" in view.extra
+
+
+def test_fixed_splits_are_checked():
+    assert split_by_subject(["a", "b", "c", "d"], (1, 0, 0), assigned={"d": "test"})["d"] == "test"
+    with pytest.raises(InputError, match="unknown split"):
+        split_by_subject(["a"], assigned={"a": "holdout"})
+    with pytest.raises(InputError, match="not in the dataset"):
+        split_by_subject(["a"], assigned={"z": "test"})
