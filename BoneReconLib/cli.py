@@ -261,6 +261,17 @@ def _cmd_evaluate(args) -> int:
     return EXIT_OK
 
 
+def _cmd_depth(args) -> int:
+    from .depth_command import run_depth
+
+    run = run_depth(args.out, args.image, args.geometry, args.weights, view_name=args.view, centre_ij=args.centre,
+                    voxel_mm=args.voxel_mm, progress=None if args.quiet else _print_progress)
+    found = run.prediction.found
+    print(f"Wrote {len(run.files)} files to {run.out_dir}: bones {', '.join(found)}"
+          + (f"; {run.prediction.message}" if run.prediction.message else ""))
+    return EXIT_OK
+
+
 def _cmd_landmarks(args) -> int:
     from .biplanar_inference import detect, write_detection
     from .biplanar_network import load_network
@@ -454,6 +465,26 @@ def build_parser() -> argparse.ArgumentParser:
                         "length) to every shape, so that the shapes lie outside the models' span: held-out "
                         "shapes for testing registration beyond the span (default 0: shapes from the models)")
     lumbar.set_defaults(func=_cmd_dataset_lumbar)
+
+    depth_run = commands.add_parser(
+        "depth", help="one radiograph + geometry -> bone masks, front/back depth maps, bone surfaces (DepthRecon)",
+        description="Reconstruct bones from one calibrated radiograph: the network finds each bone's mask and where "
+        "every ray enters and leaves it; the depths are back-projected through the geometry into a surface per bone "
+        "and a label map. Writes OUT/scene.mrb, <bone>.vtk, <bone>_front_depth.nrrd / <bone>_back_depth.nrrd, "
+        "labels.nrrd and report.md. The view's source_to_object (mm; DICOM DistanceSourceToPatient) places the "
+        "bones along the beam; without it the bones' mid-plane is assumed 40 mm before the detector, and the report "
+        "says so.")
+    depth_run.add_argument("--image", required=True, help="the radiograph file (NRRD/MHA/PNG/JPEG/DICOM)")
+    depth_run.add_argument("--geometry", required=True, help="views JSON (one view, or name it with --view)")
+    depth_run.add_argument("--weights", required=True, help="DepthRecon network weights (a training folder's best.pt)")
+    depth_run.add_argument("--out", required=True, help="output folder")
+    depth_run.add_argument("--view", help="the geometry's view to use (when it holds several)")
+    depth_run.add_argument("--centre", type=float, nargs=2, metavar=("I", "J"),
+                           help="image pixel (column, row) at the centre of the network's field (default: the "
+                           "image centre)")
+    depth_run.add_argument("--voxel-mm", type=float, help="voxel size of the surfaces and label map (default: a "
+                           "network pixel at the bones)")
+    depth_run.set_defaults(func=_cmd_depth)
 
     biplanar_run = commands.add_parser(
         "biplanar", help="AP + lateral radiographs + geometry -> L1-L5 surfaces, landmarks, measurements",

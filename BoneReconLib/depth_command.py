@@ -1,0 +1,121 @@
+"""``bonerecon depth``: one radiograph file and its geometry -> bone masks, depth maps, surfaces, a scene.
+
+Writes, all or nothing (``StagedOutput``): ``scene.mrb`` (the radiograph on its detector plane,
+the 2D mask segmentation, each bone's front/back depth maps, one model per bone, the 3D label
+map), ``<bone>.vtk`` per found bone (world mm, RAS, like the geometry), ``<bone>_front_depth.nrrd`` /
+``<bone>_back_depth.nrrd`` (mm from the source, on the detector plane), ``labels.nrrd`` and
+``report.md`` (bones found, the object plane used and whether it was assumed, timings).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+from .app_context import MRMLContext, get_context
+from .depth_inference import DepthPrediction, predict_depth, predicted_surfaces
+from .errors import InputError
+from .geometry import load_geometry
+from .mrml_io import check_input_file, save_scene_mrb, save_volume
+from .progress import ProgressCallback, as_progress
+from .scene_transaction import rollback_on_error
+from .staged_output import StagedOutput
+
+SCENE_FILE, REPORT_FILE, LABELS_FILE = "scene.mrb", "report.md", "labels.nrrd"
+
+
+@dataclass
+class DepthRun:
+    out_dir: Path
+    files: List[str]
+    prediction: DepthPrediction
+    seconds: Dict[str, float]
+
+
+def pick_view(views, name: Optional[str] = None):
+    """The geometry's view for the image: the one named ``name``, else the only one."""
+    if name is not None:
+        named = [v for v in views if v.name == name]
+        if not named:
+            raise InputError(f"The geometry has no view named '{name}' (found: {', '.join(v.name for v in views)}).")
+        return named[0]
+    if len(views) != 1:
+        raise InputError(f"The geometry holds {len(views)} views; name the one to use (--view).")
+    return views[0]
+
+
+def run_depth(out_dir, image_path, geometry_path, weights, view_name: Optional[str] = None,
+              centre_ij: Optional[Sequence[float]] = None, voxel_mm: Optional[float] = None,
+              progress: Optional[ProgressCallback] = None, context: Optional[MRMLContext] = None) -> DepthRun:
+    from .depth_reconstruction import depth_label_map
+    from .depth_result_nodes import add_bone_models, add_depth_volumes, add_label_map, add_mask_segmentation
+    from .depth_training import load_depth_network
+    from .mesh_io import write_surface
+    from .radiograph_file import read_radiograph
+    from .radiograph_node import create_radiograph_node
+
+    report = as_progress(progress)
+    start = time.perf_counter()
+    view = pick_view(load_geometry(check_input_file(geometry_path, "geometry")), view_name)
+    radiograph = read_radiograph(check_input_file(image_path, "radiograph"), view.pixel_spacing)
+    model = load_depth_network(check_input_file(weights, "network weights"))
+    seconds = {}
+    report(0.1, "Finding the bones and their depth")
+    prediction = predict_depth(model, radiograph.pixels, view, centre_ij)
+    seconds["network"] = time.perf_counter() - start
+    if not prediction.found:
+        raise InputError(prediction.message)
+    report(0.4, f"Back-projecting {len(prediction.found)} bone(s)")
+    mark = time.perf_counter()
+    surfaces = predicted_surfaces(prediction, voxel_mm)
+    maps = {bone: prediction.maps(bone) for bone in prediction.found}
+    voxel = voxel_mm or min(prediction.view.pixel_spacing) * prediction.source_to_object \
+        / prediction.view.source_to_detector_distance
+    labels, ijk_to_ras, names = depth_label_map(prediction.view, maps, voxel)
+    seconds["surfaces"] = time.perf_counter() - mark
+    context = context or get_context()
+    scene = context.scene
+    written = []
+    with StagedOutput(out_dir) as out, rollback_on_error(scene):
+        report(0.8, "Writing the results")
+        create_radiograph_node(scene, radiograph.pixels, view, f"{view.name} radiograph")
+        add_mask_segmentation(scene, prediction, "Bone masks")
+        for key, node in add_depth_volumes(scene, prediction).items():
+            file = key.replace(" ", "_") + "_depth.nrrd"
+            save_volume(node, out.path(file))
+            written.append(file)
+        add_bone_models(scene, surfaces, prediction.bones)
+        for bone, (points, triangles) in surfaces.items():
+            write_surface(points, triangles, out.path(f"{bone}.vtk"))
+            written.append(f"{bone}.vtk")
+        label_node = add_label_map(scene, labels, ijk_to_ras, names, prediction.bones, "Bone labels")
+        save_volume(label_node, out.path(LABELS_FILE))
+        written.append(LABELS_FILE)
+        save_scene_mrb(scene, out.path(SCENE_FILE))
+        written.append(SCENE_FILE)
+        seconds["total"] = time.perf_counter() - start
+        out.path(REPORT_FILE).write_text(report_markdown(prediction, str(image_path), weights, seconds))
+        written.append(REPORT_FILE)
+        report(1.0, "Done")
+    return DepthRun(Path(out_dir), written, prediction, seconds)
+
+
+def report_markdown(prediction: DepthPrediction, image: str, weights, seconds: Dict[str, float]) -> str:
+    view = prediction.view
+    lines = ["# DepthRecon reconstruction", "", f"- radiograph: `{image}` (view '{view.name}')",
+             f"- network: `{weights}` (bones: {', '.join(prediction.bones)})",
+             f"- object plane: {prediction.source_to_object:.1f} mm from the source"
+             + (" (**assumed**: the geometry gives no source_to_object)" if prediction.assumed_object_plane else ""),
+             f"- network grid: {view.size[0]} x {view.size[1]} pixels of {view.pixel_spacing[0]:.3f} mm "
+             "at the detector",
+             "", "## Bones", "", "| bone | found | mask pixels |", "|---|---|---|"]
+    for k, bone in enumerate(prediction.bones):
+        count = int((prediction.probability[k] >= 0.5).sum())
+        lines.append(f"| {bone} | {'yes' if bone in prediction.found else 'no'} | {count} |")
+    if prediction.message:
+        lines += ["", "## Messages", "", f"- {prediction.message}"]
+    lines += ["", "## Time", "", "| stage | s |", "|---|---|"]
+    lines += [f"| {stage} | {value:.2f} |" for stage, value in seconds.items()]
+    return "\n".join(lines) + "\n"

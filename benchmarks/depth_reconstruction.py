@@ -1,0 +1,123 @@
+"""DepthRecon on held-out single-view cases: bone surfaces, masks and depths against the truth.
+
+    python benchmarks/depth_reconstruction.py --data DATASET --weights best.pt [--split test] [--cases 20]
+
+DATASET: a limb dataset made with ``--meshes`` (each case keeps its posed bone surfaces), e.g. the
+held-out wrist (ManskeLab ControlSample2, a person the network never saw):
+
+    bonerecon dataset limb --out wrist-test --cases 40 --pose wrist --fill-holes --meshes \\
+      --fractions 0 0 1 --subject cs2 radius=.../ControlSample2_L_Radius_Mesh.vtk ...
+
+Per bone: the network's surfaces against the true ones (mean surface distance = ASSD, both
+directions averaged; Hausdorff 95; Dice of the voxelised shapes), beside the same for the exact
+depth maps back-projected (``oracle``: what one view allows at best, the limit of the method);
+the mask Dice and the depth error (mean of front and back, mm) on the network's grid, over all
+of a bone's pixels and over those where it is the only bone on the ray. Time per radiograph.
+Targets: ASSD < 1.0 mm (the published dual-face depth method: 1.76-1.96 mm on real data), depth
+error < 1 mm where one bone lies on the ray, < 2 s per radiograph on CPU.
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from BoneReconLib.dataset_store import CaseDataset  # noqa: E402
+from BoneReconLib.depth_inference import predict_depth, predicted_surfaces  # noqa: E402
+from BoneReconLib.depth_reconstruction import depth_surface  # noqa: E402
+from BoneReconLib.depth_training import load_depth_network  # noqa: E402
+from BoneReconLib.geometry import View  # noqa: E402
+from BoneReconLib.mesh_depth import mesh_depth  # noqa: E402
+from BoneReconLib.surface_evaluation import compare_surfaces  # noqa: E402
+
+ASSD_TARGET_MM, ASSD_PUBLISHED_MM, DEPTH_TARGET_MM = 1.0, 1.76, 1.0
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", required=True, help="limb dataset made with --meshes")
+    parser.add_argument("--weights", required=True, help="DepthRecon network (a training folder's best.pt)")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--cases", type=int, default=20)
+    args = parser.parse_args()
+    torch.set_grad_enabled(False)
+    model = load_depth_network(args.weights)
+    cases = CaseDataset(args.data, args.split)
+    if not len(cases):
+        sys.exit(f"{args.data} has no {args.split} cases")
+    rows = {b: dict(net=[], oracle=[], mask=[], depth=[], single=[], missed=0) for b in model.bones}
+    seconds = dict(network=[], surfaces=[])
+    count = min(args.cases, len(cases))
+    for index in range(count):
+        item = cases[index]
+        meta = item["meta"]
+        if "vertices_0" not in item:
+            sys.exit(f"{args.data} keeps no meshes: make it with 'bonerecon dataset limb ... --meshes'")
+        view = View.from_dict(meta["geometry"]["views"][0])
+        start = time.perf_counter()
+        prediction = predict_depth(model, item["image"][0].numpy(), view)
+        seconds["network"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        surfaces = predicted_surfaces(prediction)
+        seconds["surfaces"].append(time.perf_counter() - start)
+        truth = {name: (item[f"vertices_{k}"].double().numpy(), item[f"triangles_{k}"].long().numpy())
+                 for k, name in enumerate(meta["bones"])}
+        true_maps = {name: mesh_depth(*mesh, [prediction.view])[0][0] for name, mesh in truth.items()}
+        count_on_ray = sum(m.hit.double() for m in true_maps.values())
+        for case_bone, (name, (points, triangles)) in enumerate(truth.items()):
+            row, maps = rows[name], true_maps[name]
+            exact = depth_surface(view, item["front"][case_bone, 0], item["back"][case_bone, 0],
+                                  item["back"][case_bone, 0] > 0)
+            row["oracle"].append(compare_surfaces(*exact, points, triangles))
+            if name not in surfaces:
+                row["missed"] += 1
+                continue
+            row["net"].append(compare_surfaces(*surfaces[name], points, triangles))
+            front, back, probability = prediction.maps(name)
+            found, true = probability >= 0.5, maps.hit
+            row["mask"].append(2 * float((found & true).sum()) / max(float(found.sum() + true.sum()), 1.0))
+            error = ((front - maps.front).abs() + (back - maps.back).abs()) / 2
+            row["depth"].append(float(error[true].mean()))
+            alone = true & (count_on_ray == 1)
+            if bool(alone.any()):
+                row["single"].append(float(error[alone].mean()))
+        print(f"case {index + 1}/{count} {meta.get('case', '')}: " + ", ".join(
+            f"{b} {r['net'][-1]['mean_mm']:.2f}" for b, r in rows.items() if r["net"]), flush=True)
+
+    mean = lambda values: float(np.mean(values)) if values else float("nan")  # noqa: E731
+    print(f"\n{count} {args.split} cases of {args.data}; weights {args.weights}; device cpu "
+          f"({torch.get_num_threads()} threads)")
+    print(f"{'bone':10s}{'found':>7s}{'ASSD':>7s}{'HD95':>7s}{'Dice':>7s}{'oracle ASSD':>13s}{'oracle HD95':>13s}"
+          f"{'mask Dice':>11s}{'depth mm':>10s}{'one bone':>10s}")
+    every = dict(net=[], oracle=[], single=[], depth=[])
+    for bone, row in rows.items():
+        if not row["oracle"]:
+            continue
+        net, oracle = row["net"], row["oracle"]
+        every["net"] += [r["mean_mm"] for r in net]
+        every["oracle"] += [r["mean_mm"] for r in oracle]
+        every["single"] += row["single"]
+        every["depth"] += row["depth"]
+        print(f"{bone:10s}{len(net):4d}/{len(oracle):<2d}{mean([r['mean_mm'] for r in net]):7.2f}"
+              f"{mean([r['hd95_mm'] for r in net]):7.2f}{mean([r['dice'] for r in net]):7.3f}"
+              f"{mean([r['mean_mm'] for r in oracle]):13.2f}{mean([r['hd95_mm'] for r in oracle]):13.2f}"
+              f"{mean(row['mask']):11.3f}{mean(row['depth']):10.2f}{mean(row['single']):10.2f}")
+    assd, single = mean(every["net"]), mean(every["single"])
+    print(f"{'all':10s}{'':7s}{assd:7.2f}{'':14s}{mean(every['oracle']):13.2f}{'':24s}{mean(every['depth']):10.2f}"
+          f"{single:10.2f}")
+    print(f"ratios to target: ASSD {assd / ASSD_TARGET_MM:.2f} (target < {ASSD_TARGET_MM} mm; published "
+          f"{ASSD_PUBLISHED_MM} mm: ratio {assd / ASSD_PUBLISHED_MM:.2f}), depth where one bone is on the ray "
+          f"{single / DEPTH_TARGET_MM:.2f} (target < {DEPTH_TARGET_MM} mm)")
+    print(f"time per radiograph (median, s): network {np.median(seconds['network']):.2f}, surfaces "
+          f"{np.median(seconds['surfaces']):.2f}; total "
+          f"{np.median(np.add(seconds['network'], seconds['surfaces'])):.2f} (target < 2 s for the network)")
+
+
+if __name__ == "__main__":
+    main()
