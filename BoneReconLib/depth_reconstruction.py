@@ -130,26 +130,13 @@ def depth_field(view: View, front, back, hit, voxel_mm: Optional[float] = None,
 
 def field_surface(field: DepthField, smoothing_iterations: int = 0) -> Tuple[np.ndarray, np.ndarray]:
     """(points, triangles) in world mm: the largest closed piece of the field's zero level set."""
-    import vtk
-    from vtk.util.numpy_support import numpy_to_vtk
-
+    from .label_surface import iso_surface
     from .mesh_io import prepare_surface
 
     if not (field.values > 0).any():
         raise InputError("The depth maps enclose no volume.")
-    padded = np.pad(field.values, 1, constant_values=-field.voxel_mm).astype(np.float32)
-    image = vtk.vtkImageData()
-    image.SetDimensions(padded.shape[2], padded.shape[1], padded.shape[0])
-    image.SetOrigin(-1.0, -1.0, -1.0)
-    image.GetPointData().SetScalars(numpy_to_vtk(padded.ravel(), deep=True))
-    contour = vtk.vtkFlyingEdges3D()
-    contour.SetInputData(image)
-    contour.SetValue(0, 0.0)
-    contour.ComputeNormalsOff()
-    contour.ComputeGradientsOff()
-    contour.Update()
-    points_ijk, triangles = prepare_surface(contour.GetOutput(), smoothing_iterations=smoothing_iterations,
-                                            what="back-projected surface")
+    points_ijk, triangles = prepare_surface(iso_surface(field.values, 0.0, outside=-field.voxel_mm),
+                                            smoothing_iterations=smoothing_iterations, what="back-projected surface")
     matrix = field.ijk_to_ras
     return points_ijk @ matrix[:3, :3].T + matrix[:3, 3], triangles
 
