@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from .app_context import MRMLContext, get_context
-from .depth_inference import DepthPrediction, predict_depth, predicted_surfaces
+from .depth_inference import DepthPrediction, predict_depth
 from .errors import InputError
 from .geometry import load_geometry
 from .mrml_io import check_input_file, save_scene_mrb, save_volume
@@ -49,7 +49,9 @@ def pick_view(views, name: Optional[str] = None):
 def run_depth(out_dir, image_path, geometry_path, weights, view_name: Optional[str] = None,
               centre_ij: Optional[Sequence[float]] = None, voxel_mm: Optional[float] = None,
               progress: Optional[ProgressCallback] = None, context: Optional[MRMLContext] = None) -> DepthRun:
-    from .depth_reconstruction import depth_label_map
+    from .depth_inference import SMOOTHING_ITERATIONS
+    from .depth_reconstruction import depth_field, field_surface, fields_label_map
+    from .depth_reference import object_pixel_mm
     from .depth_result_nodes import add_bone_models, add_depth_volumes, add_label_map, add_mask_segmentation
     from .depth_training import load_depth_network
     from .mesh_io import write_surface
@@ -69,11 +71,11 @@ def run_depth(out_dir, image_path, geometry_path, weights, view_name: Optional[s
         raise InputError(prediction.message)
     report(0.4, f"Back-projecting {len(prediction.found)} bone(s)")
     mark = time.perf_counter()
-    surfaces = predicted_surfaces(prediction, voxel_mm)
-    maps = {bone: prediction.maps(bone) for bone in prediction.found}
-    voxel = voxel_mm or min(prediction.view.pixel_spacing) * prediction.source_to_object \
-        / prediction.view.source_to_detector_distance
-    labels, ijk_to_ras, names = depth_label_map(prediction.view, maps, voxel)
+    # One field per bone on one voxel lattice serves both the surfaces and the label map.
+    voxel = voxel_mm or object_pixel_mm(prediction.view, prediction.source_to_object)
+    fields = {bone: depth_field(prediction.view, *prediction.maps(bone), voxel_mm=voxel) for bone in prediction.found}
+    surfaces = {bone: field_surface(field, SMOOTHING_ITERATIONS) for bone, field in fields.items()}
+    labels, ijk_to_ras, names = fields_label_map(fields)
     seconds["surfaces"] = time.perf_counter() - mark
     context = context or get_context()
     scene = context.scene

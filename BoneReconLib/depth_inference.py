@@ -26,6 +26,7 @@ from .errors import InputError
 from .geometry import View
 
 MIN_BONE_PIXELS = 30
+SMOOTHING_ITERATIONS = 10  # light windowed-sinc smoothing of the back-projected surfaces
 
 
 @dataclass
@@ -104,7 +105,7 @@ def predict_depth(model: DepthNet, image: np.ndarray, view: View,
 
 
 def predicted_surfaces(prediction: DepthPrediction, voxel_mm: Optional[float] = None,
-                       smoothing_iterations: int = 10) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
+                       smoothing_iterations: int = SMOOTHING_ITERATIONS) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
     """{bone: (points, triangles)} of every found bone, back-projected through the network's grid."""
     return {bone: depth_surface(prediction.view, *prediction.maps(bone), voxel_mm=voxel_mm,
                                 smoothing_iterations=smoothing_iterations) for bone in prediction.found}

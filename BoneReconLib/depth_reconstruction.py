@@ -155,7 +155,16 @@ def depth_label_map(view: View, bones: Dict[str, tuple], voxel_mm: float) -> Tup
         raise InputError("No bones to put in the label map.")
     if len(bones) > 255:
         raise InputError("At most 255 bones per label map.")
-    fields = {name: depth_field(view, *maps, voxel_mm=voxel_mm) for name, maps in bones.items()}
+    return fields_label_map({name: depth_field(view, *maps, voxel_mm=voxel_mm) for name, maps in bones.items()})
+
+
+def fields_label_map(fields: Dict[str, DepthField]) -> Tuple[np.ndarray, np.ndarray, list]:
+    """:func:`depth_label_map` of bones' fields already sampled (one view, one voxel size: their
+    grids share a lattice)."""
+    if not fields:
+        raise InputError("No bones to put in the label map.")
+    if len(fields) > 255:
+        raise InputError("At most 255 bones per label map.")
     frame_inverse = np.linalg.inv(next(iter(fields.values())).ijk_to_ras)
     corners = []
     for field in fields.values():
