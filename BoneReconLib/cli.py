@@ -265,7 +265,7 @@ def _cmd_depth(args) -> int:
     from .depth_command import run_depth
 
     run = run_depth(args.out, args.image, args.geometry, args.weights, view_name=args.view, centre_ij=args.centre,
-                    voxel_mm=args.voxel_mm, progress=None if args.quiet else _print_progress)
+                    voxel_mm=args.voxel_mm, anatomy=args.anatomy, progress=None if args.quiet else _print_progress)
     found = run.prediction.found
     print(f"Wrote {len(run.files)} files to {run.out_dir}: bones {', '.join(found)}"
           + (f"; {run.prediction.message}" if run.prediction.message else ""))
@@ -476,7 +476,10 @@ def build_parser() -> argparse.ArgumentParser:
         "says so.")
     depth_run.add_argument("--image", required=True, help="the radiograph file (NRRD/MHA/PNG/JPEG/DICOM)")
     depth_run.add_argument("--geometry", required=True, help="views JSON (one view, or name it with --view)")
-    depth_run.add_argument("--weights", required=True, help="DepthRecon network weights (a training folder's best.pt)")
+    depth_run.add_argument("--weights", help="DepthRecon network weights (a training folder's best.pt; default: the "
+                           "bundled network of --anatomy)")
+    depth_run.add_argument("--anatomy", default="wrist", choices=["wrist"],
+                           help="which bundled network to use when --weights is not given (default wrist)")
     depth_run.add_argument("--out", required=True, help="output folder")
     depth_run.add_argument("--view", help="the geometry's view to use (when it holds several)")
     depth_run.add_argument("--centre", type=float, nargs=2, metavar=("I", "J"),

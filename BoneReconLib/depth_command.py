@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from .app_context import MRMLContext, get_context
-from .depth_inference import DepthPrediction, predict_depth
-from .errors import InputError
-from .geometry import load_geometry
+from .depth_inference import DepthPrediction
+from .depth_training import DEFAULT_ANATOMY, bundled_depth_weights, load_depth_network
+from .geometry import load_geometry, pick_view
 from .mrml_io import check_input_file, save_scene_mrb, save_volume
 from .progress import ProgressCallback, as_progress
 from .scene_transaction import rollback_on_error
@@ -34,26 +34,13 @@ class DepthRun:
     seconds: Dict[str, float]
 
 
-def pick_view(views, name: Optional[str] = None):
-    """The geometry's view for the image: the one named ``name``, else the only one."""
-    if name is not None:
-        named = [v for v in views if v.name == name]
-        if not named:
-            raise InputError(f"The geometry has no view named '{name}' (found: {', '.join(v.name for v in views)}).")
-        return named[0]
-    if len(views) != 1:
-        raise InputError(f"The geometry holds {len(views)} views; name the one to use (--view).")
-    return views[0]
-
-
-def run_depth(out_dir, image_path, geometry_path, weights, view_name: Optional[str] = None,
+def run_depth(out_dir, image_path, geometry_path, weights=None, view_name: Optional[str] = None,
               centre_ij: Optional[Sequence[float]] = None, voxel_mm: Optional[float] = None,
-              progress: Optional[ProgressCallback] = None, context: Optional[MRMLContext] = None) -> DepthRun:
-    from .depth_inference import SMOOTHING_ITERATIONS
-    from .depth_reconstruction import depth_field, field_surface, fields_label_map
-    from .depth_reference import object_pixel_mm
-    from .depth_result_nodes import add_bone_models, add_depth_volumes, add_label_map, add_mask_segmentation
-    from .depth_training import load_depth_network
+              anatomy: str = DEFAULT_ANATOMY, progress: Optional[ProgressCallback] = None,
+              context: Optional[MRMLContext] = None) -> DepthRun:
+    """``weights``: a network file; None = the bundled network for ``anatomy`` (an anatomy, e.g. "wrist")."""
+    from .depth_pipeline import reconstruct_bones
+    from .depth_result_nodes import add_depth_results
     from .mesh_io import write_surface
     from .radiograph_file import read_radiograph
     from .radiograph_node import create_radiograph_node
@@ -62,43 +49,30 @@ def run_depth(out_dir, image_path, geometry_path, weights, view_name: Optional[s
     start = time.perf_counter()
     view = pick_view(load_geometry(check_input_file(geometry_path, "geometry")), view_name)
     radiograph = read_radiograph(check_input_file(image_path, "radiograph"), view.pixel_spacing)
-    model = load_depth_network(check_input_file(weights, "network weights"))
-    seconds = {}
-    report(0.1, "Finding the bones and their depth")
-    prediction = predict_depth(model, radiograph.pixels, view, centre_ij)
-    seconds["network"] = time.perf_counter() - start
-    if not prediction.found:
-        raise InputError(prediction.message)
-    report(0.4, f"Back-projecting {len(prediction.found)} bone(s)")
-    mark = time.perf_counter()
-    # One field per bone on one voxel lattice serves both the surfaces and the label map.
-    voxel = voxel_mm or object_pixel_mm(prediction.view, prediction.source_to_object)
-    fields = {bone: depth_field(prediction.view, *prediction.maps(bone), voxel_mm=voxel) for bone in prediction.found}
-    surfaces = {bone: field_surface(field, SMOOTHING_ITERATIONS) for bone, field in fields.items()}
-    labels, ijk_to_ras, names = fields_label_map(fields)
-    seconds["surfaces"] = time.perf_counter() - mark
+    weights_path = check_input_file(weights, "network weights") if weights is not None else bundled_depth_weights(anatomy)
+    model = load_depth_network(weights_path)
+    result = reconstruct_bones(model, radiograph.pixels, view, centre_ij, voxel_mm, report, 0.05, 0.8)
+    prediction = result.prediction
     context = context or get_context()
     scene = context.scene
     written = []
     with StagedOutput(out_dir) as out, rollback_on_error(scene):
         report(0.8, "Writing the results")
         create_radiograph_node(scene, radiograph.pixels, view, f"{view.name} radiograph")
-        add_mask_segmentation(scene, prediction, "Bone masks")
-        for key, node in add_depth_volumes(scene, prediction).items():
+        nodes = add_depth_results(scene, result)
+        for key, node in nodes.depths.items():
             file = key.replace(" ", "_") + "_depth.nrrd"
             save_volume(node, out.path(file))
             written.append(file)
-        add_bone_models(scene, surfaces, prediction.bones)
-        for bone, (points, triangles) in surfaces.items():
+        for bone, (points, triangles) in result.surfaces.items():
             write_surface(points, triangles, out.path(f"{bone}.vtk"))
             written.append(f"{bone}.vtk")
-        label_node = add_label_map(scene, labels, ijk_to_ras, names, prediction.bones, "Bone labels")
-        save_volume(label_node, out.path(LABELS_FILE))
+        save_volume(nodes.labels, out.path(LABELS_FILE))
         written.append(LABELS_FILE)
         save_scene_mrb(scene, out.path(SCENE_FILE))
         written.append(SCENE_FILE)
-        seconds["total"] = time.perf_counter() - start
-        out.path(REPORT_FILE).write_text(report_markdown(prediction, str(image_path), weights, seconds))
+        seconds = dict(result.seconds, total=time.perf_counter() - start)
+        out.path(REPORT_FILE).write_text(report_markdown(prediction, str(image_path), weights_path, seconds))
         written.append(REPORT_FILE)
         report(1.0, "Done")
     return DepthRun(Path(out_dir), written, prediction, seconds)

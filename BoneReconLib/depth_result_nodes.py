@@ -9,6 +9,7 @@ detector plane at the network's pixels) and carry that view. MRML adapter layer.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Dict, Mapping, Tuple
 
 import numpy as np
@@ -96,3 +97,34 @@ def add_label_map(scene, labels: np.ndarray, ijk_to_ras: np.ndarray, names, bone
     node.CreateDefaultDisplayNodes()
     node.GetDisplayNode().SetAndObserveColorNodeID(table.GetID())
     return node
+
+
+@dataclass
+class DepthResultNodes:
+    """The nodes one reconstruction added: the 2D mask segmentation, {"<bone> front"/"<bone> back":
+    depth volume}, {bone: model}, the label map, and the folder (subject hierarchy) holding them."""
+
+    masks: object
+    depths: Dict[str, object]
+    models: Dict[str, object]
+    labels: object
+    folder_id: int
+
+
+def add_depth_results(scene, reconstruction, name: str = "DepthRecon") -> DepthResultNodes:
+    """Every node of a :class:`.depth_pipeline.DepthReconstruction`, named ``<name> <what>`` and
+    gathered in one subject-hierarchy folder ``name`` (the user finds a run's results together)."""
+    import slicer
+
+    prediction = reconstruction.prediction
+    prefix = f"{name} "
+    masks = add_mask_segmentation(scene, prediction, f"{prefix}bone masks")
+    depths = add_depth_volumes(scene, prediction, prefix)
+    models = add_bone_models(scene, reconstruction.surfaces, prediction.bones, prefix)
+    labels = add_label_map(scene, reconstruction.labels, reconstruction.ijk_to_ras, reconstruction.label_names,
+                           prediction.bones, f"{prefix}bone labels")
+    hierarchy = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+    folder = hierarchy.CreateFolderItem(hierarchy.GetSceneItemID(), scene.GenerateUniqueName(name))
+    for node in (masks, *depths.values(), *models.values(), labels):
+        hierarchy.SetItemParent(hierarchy.GetItemByDataNode(node), folder)
+    return DepthResultNodes(masks, depths, models, labels, folder)

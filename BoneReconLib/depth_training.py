@@ -32,6 +32,7 @@ from .progress import ProgressCallback, as_progress
 DICE_WEIGHT = 1.0
 DEPTH_WEIGHT = 0.1  # per object-plane pixel of depth error
 EDGE_WEIGHT = 0.1
+DEFAULT_ANATOMY = "wrist"  # the bundled networks are named "depth-<anatomy>" in the network manifest
 VALIDATION_CASES = 64  # validation uses the split's first cases: enough for choosing weights, quick
 
 
@@ -188,3 +189,10 @@ def load_depth_network(path, device="cpu") -> DepthNet:
     model = DepthNet(**state["config"])
     model.load_state_dict(state["model"])
     return model.to(device).eval()
+
+
+def bundled_depth_weights(anatomy: str = DEFAULT_ANATOMY, folder=None) -> Path:
+    """The hash-checked file of the bundled DepthRecon network for ``anatomy`` (manifest name ``depth-<anatomy>``)."""
+    from .network_library import bundled_weights
+
+    return bundled_weights(f"depth-{anatomy}", folder)

@@ -201,6 +201,18 @@ def load_geometry(path) -> List[View]:
     return views_from_json_text(path.read_text(encoding="utf-8"), where=f"geometry file {path}")
 
 
+def pick_view(views, name: Optional[str] = None):
+    """The geometry's view for the image: the one named ``name``, else the only one."""
+    if name is not None:
+        named = [v for v in views if v.name == name]
+        if not named:
+            raise InputError(f"The geometry has no view named '{name}' (found: {', '.join(v.name for v in views)}).")
+        return named[0]
+    if len(views) != 1:
+        raise InputError(f"The geometry holds {len(views)} views; name the one to use (--view, or viewName in Python).")
+    return views[0]
+
+
 def geometry_json(views: Iterable[View]) -> str:
     return json.dumps({"views": [v.to_dict() for v in views]}, indent=2)
 

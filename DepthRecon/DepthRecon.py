@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Annotated
 
 import slicer
-from slicer import vtkMRMLLabelMapVolumeNode
-from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
+from slicer import vtkMRMLLabelMapVolumeNode, vtkMRMLScalarVolumeNode
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleTest,
@@ -28,6 +28,7 @@ if os.path.isdir(os.path.join(_repositoryRoot, "BoneReconLib")) and _repositoryR
     sys.path.append(_repositoryRoot)
 
 from DepthReconLib import DepthReconLogic  # noqa: E402,F401  (re-exported: GUI-free logic)
+from DepthReconLib.logic import ANATOMIES  # noqa: E402
 from BoneReconLib.widget_helpers import BoneReconWidgetMixin  # noqa: E402
 
 
@@ -39,9 +40,10 @@ class DepthRecon(ScriptedLoadableModule):
         self.parent.dependencies = []
         self.parent.contributors = ["BoneRecon developers"]
         self.parent.helpText = (
-            "Bones (hand, wrist, forearm, knee) from one radiograph through per-pixel front/back "
-            "depth maps. Today the module builds one surface model per bone of a CT label map; "
-            "the radiograph reconstruction follows. See the project README."
+            "Bones from one calibrated radiograph through per-pixel front/back depth maps: the bundled "
+            "network (wrist) finds each bone's mask and depths, which are back-projected through the "
+            "imaging geometry into one model per bone and a label map. The module also builds one "
+            "surface model per bone of a CT label map. See the project README."
         )
         self.parent.acknowledgementText = "Part of the BoneRecon extension."
 
@@ -52,6 +54,8 @@ class DepthReconParameterNode:
 
     inputLabelMap: vtkMRMLLabelMapVolumeNode
     smoothing: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
+    radiograph: vtkMRMLScalarVolumeNode
+    anatomy: Annotated[str, Choice(list(ANATOMIES))] = "wrist"
 
 
 class DepthReconWidget(BoneReconWidgetMixin, ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -68,6 +72,12 @@ class DepthReconWidget(BoneReconWidgetMixin, ScriptedLoadableModuleWidget, VTKOb
         ScriptedLoadableModuleWidget.setup(self)
         self.logic = DepthReconLogic()
         self.setupModuleWidget(slicer.util.loadUI(self.resourcePath("UI/DepthRecon.ui")))
+        self.ui.reconstructButton.connect("clicked(bool)", self.onReconstructButton)
+
+    def _checkCanApply(self, caller=None, event=None):
+        super()._checkCanApply(caller, event)
+        params = self._parameterNode
+        self.ui.reconstructButton.enabled = bool(params and params.radiograph) and self._running is None
 
     def onApplyButton(self):
         params = self._parameterNode
@@ -79,6 +89,25 @@ class DepthReconWidget(BoneReconWidgetMixin, ScriptedLoadableModuleWidget, VTKOb
         )
         if models is not None:
             self.ui.statusLabel.text = "Models: " + ", ".join(models)
+
+
+    def onReconstructButton(self):
+        params = self._parameterNode
+        geometry = self.ui.geometryPathLineEdit.currentPath.strip()
+
+        def work(progress):
+            if geometry:
+                self.logic.setGeometry(params.radiograph, geometry)
+            return self.logic.reconstructFromRadiograph(params.radiograph, params.anatomy, progress=progress)
+
+        done = self.runWithProgress(work, "Failed to reconstruct the bones.")
+        if done is not None:
+            result = done["result"]
+            lines = [f"Reconstructed {', '.join(result.prediction.found)} "
+                     f"({sum(result.seconds.values()):.1f} s)."]
+            if result.prediction.message:
+                lines.append(result.prediction.message)
+            self.ui.statusLabel.text = "\n".join(lines)
 
 
 class DepthReconTest(ScriptedLoadableModuleTest):

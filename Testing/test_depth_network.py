@@ -190,3 +190,90 @@ def test_depth_command_reconstructs_a_training_case_and_refuses_an_empty_image(d
     with pytest.raises(InputError, match="flat"):
         run_depth(tmp_path / "none", tmp_path / "flat.nrrd", geometry, weights)
     assert not (tmp_path / "none").exists()
+
+
+def test_module_logic_reconstructs_a_radiograph_node_and_cancel_leaves_the_scene_unchanged(
+        dataset, learned, tmp_path, context):
+    """DepthReconLogic (what the panel and the Python console call): a radiograph node that carries
+    its view -> models, masks, depth maps and label map in one folder; the geometry may come from a
+    JSON; Cancel, "no bone found" and a node without geometry leave the scene as it was."""
+    import json
+
+    import SimpleITK as sitk
+    from BoneReconLib.depth_reconstruction import depth_surface
+    from BoneReconLib.mesh_depth import mesh_from_polydata
+    from BoneReconLib.progress import Cancelled
+    from BoneReconLib.radiograph_node import get_view
+    from BoneReconLib.surface_evaluation import compare_surfaces
+    from DepthReconLib import DepthReconLogic
+
+    model = learned[0]
+    weights = tmp_path / "net.pt"
+    torch.save(dict(model=model.state_dict(), config=model.config), weights)
+    item = CaseDataset(dataset, "train")[0]
+    view = View.from_dict(item["meta"]["geometry"]["views"][0])
+    geometry = tmp_path / "view.json"
+    geometry.write_text(json.dumps({"views": [view.to_dict()]}))
+    image = tmp_path / "xr.nrrd"
+    sitk.WriteImage(sitk.GetImageFromArray(item["image"][0].numpy()), str(image))
+
+    scene = context.scene
+    logic = DepthReconLogic(scene)
+    radiograph = logic.loadRadiograph(image, geometry, name="wrist XR")
+    assert np.allclose(get_view(radiograph).detector_center, view.detector_center)
+    before = scene.GetNumberOfNodes()
+
+    seen = []
+
+    def cancel_at_second_bone(fraction, message):
+        seen.append(fraction)
+        if message.startswith("Back-projecting") and len([m for m in seen if m >= 0.1]) > 1:
+            raise Cancelled("test")
+
+    with pytest.raises(Cancelled):
+        logic.reconstructFromRadiograph(radiograph, weights=weights, progress=cancel_at_second_bone)
+    assert scene.GetNumberOfNodes() == before
+
+    done = logic.reconstructFromRadiograph(radiograph, weights=weights)
+    nodes, result = done["nodes"], done["result"]
+    assert set(result.prediction.found) == {"femur", "tibia"}
+    assert sorted(nodes.models) == ["femur", "tibia"]
+    assert nodes.models["tibia"].GetName() == "wrist XR bones tibia"
+    assert sorted(nodes.depths) == ["femur back", "femur front", "tibia back", "tibia front"]
+    assert nodes.masks.GetSegmentation().GetNumberOfSegments() == 2
+    import slicer.util
+    labels = slicer.util.arrayFromVolume(nodes.labels)
+    assert set(np.unique(labels)) == {0, 1, 2}
+    # The model in the scene is the reconstructed tibia: a few network pixels from the truth.
+    k = item["meta"]["bones"].index("tibia")
+    truth = depth_surface(view, item["front"][k, 0], item["back"][k, 0], item["back"][k, 0] > 0)
+    found = mesh_from_polydata(nodes.models["tibia"].GetPolyData())
+    assert compare_surfaces(*found, *truth, with_dice=False)["mean_mm"] < 3.0
+    # The tibia's front depth volume holds millimetres from the source where the tibia is.
+    front = slicer.util.arrayFromVolume(nodes.depths["tibia front"])[0]
+    on = front > 0
+    distance = np.linalg.norm(view.source - view.detector_center)
+    assert on.sum() > 30 and 0.5 * distance < float(np.median(front[on])) < distance
+
+    # Without geometry: a clear error, nothing added; a geometry JSON gives it one.
+    plain = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "plain")
+    slicer.util.updateVolumeFromArray(plain, item["image"][0].numpy()[None].astype(np.float32))
+    count = scene.GetNumberOfNodes()
+    with pytest.raises(InputError, match="no imaging geometry"):
+        logic.reconstructFromRadiograph(plain, weights=weights)
+    assert scene.GetNumberOfNodes() == count
+    logic.setGeometry(plain, geometry)
+    assert set(logic.reconstructFromRadiograph(plain, weights=weights)["result"].prediction.found) == {"femur", "tibia"}
+
+    # A network that sees nothing: "No bone found", nothing added.
+    blind = DepthNet(**model.config)
+    blind.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        blind.segmentation_out.bias.fill_(-30.0)
+    torch.save(dict(model=blind.state_dict(), config=blind.config), tmp_path / "blind.pt")
+    count = scene.GetNumberOfNodes()
+    with pytest.raises(InputError, match="No bone found"):
+        logic.reconstructFromRadiograph(radiograph, weights=tmp_path / "blind.pt")
+    assert scene.GetNumberOfNodes() == count
+    with pytest.raises(InputError, match="No bundled network"):
+        logic.reconstructFromRadiograph(radiograph, anatomy="knee")

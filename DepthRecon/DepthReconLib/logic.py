@@ -1,18 +1,22 @@
 """DepthRecon logic: MRML nodes in, MRML nodes out; never imports Qt.
 
-Today it turns any bone label map (hand, wrist, knee, ...) into one surface model per label:
-the ground truth a user needs before making depth-map training data from their own CTs. The
-single-radiograph reconstruction lands in a later issue.
+Two jobs: bones from one calibrated radiograph (the bundled network's masks and front/back depth
+maps, back-projected into one model per bone and a label map), and one surface model per label
+of a CT bone label map (the ground truth a user needs before making training data from their
+own CTs).
 
 Console use::
 
     from DepthReconLib import DepthReconLogic
-    segmentation, models = DepthReconLogic().createBoneModels(labelMapNode)
+    logic = DepthReconLogic()
+    radiograph = logic.loadRadiograph("wrist.png", "view.json")   # or logic.setGeometry(node, "view.json")
+    done = logic.reconstructFromRadiograph(radiograph)           # done["nodes"].models: {bone: model}
+    segmentation, models = logic.createBoneModels(labelMapNode)
 """
 
 from __future__ import annotations
 
-from typing import Dict, Mapping, Optional, Tuple
+from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 from BoneReconLib.errors import InputError
 from BoneReconLib.label_models import export_models, present_label_values, segmentation_from_labels
@@ -21,10 +25,76 @@ from BoneReconLib.progress import ProgressCallback
 from BoneReconLib.scene_transaction import rollback_on_error
 
 MODELS_FOLDER = "Bone models"
+ANATOMIES = ("wrist",)  # bundled networks ("depth-<anatomy>" in the network manifest)
 
 
 class DepthReconLogic(ModuleLogic):
     moduleName = "DepthRecon"
+
+    def __init__(self, scene=None):
+        super().__init__(scene)
+        self._networks = {}
+
+    def network(self, anatomy: str = "wrist", weights=None):
+        """The DepthRecon network (loaded once): ``weights`` (a file) or the bundled one of ``anatomy``."""
+        from BoneReconLib.depth_training import bundled_depth_weights, load_depth_network
+
+        if weights is None and anatomy not in ANATOMIES:
+            raise InputError(f"No bundled network for '{anatomy}' (bundled: {', '.join(ANATOMIES)}).")
+        path = str(weights) if weights is not None else str(bundled_depth_weights(anatomy))
+        if path not in self._networks:
+            self._networks[path] = load_depth_network(path)
+        return self._networks[path]
+
+    def setGeometry(self, radiographNode, geometryPath, viewName: Optional[str] = None):
+        """Give a radiograph node its imaging geometry from a views JSON (the only view, or ``viewName``);
+        the node is moved onto the view's detector plane."""
+        from BoneReconLib.geometry import load_geometry, pick_view
+        from BoneReconLib.mrml_io import check_input_file
+        from BoneReconLib.radiograph_node import set_view
+
+        if radiographNode is None:
+            raise ValueError("Select a radiograph.")
+        view = pick_view(load_geometry(check_input_file(geometryPath, "geometry")), viewName)
+        set_view(radiographNode, view)
+        return view
+
+    def loadRadiograph(self, imagePath, geometryPath, viewName: Optional[str] = None, name: Optional[str] = None):
+        """A radiograph node from an image file (PNG/JPEG/NRRD/DICOM; MONOCHROME1 inverted) placed by
+        its geometry JSON."""
+        from BoneReconLib.geometry import load_geometry, pick_view
+        from BoneReconLib.mrml_io import check_input_file
+        from BoneReconLib.radiograph_file import read_radiograph
+        from BoneReconLib.radiograph_node import create_radiograph_node
+
+        view = pick_view(load_geometry(check_input_file(geometryPath, "geometry")), viewName)
+        radiograph = read_radiograph(check_input_file(imagePath, "radiograph"), view.pixel_spacing)
+        return create_radiograph_node(self.scene, radiograph.pixels, view, name or f"{view.name} radiograph")
+
+    def reconstructFromRadiograph(self, radiographNode, anatomy: str = "wrist", weights=None,
+                                  centreIJ: Optional[Sequence[float]] = None, voxelMm: Optional[float] = None,
+                                  progress: Optional[ProgressCallback] = None) -> dict:
+        """Bones of one radiograph node that carries its geometry -> {"result": DepthReconstruction,
+        "nodes": DepthResultNodes} (2D mask segmentation, front/back depth volumes, one model per
+        bone, label map, in one folder). "No bone found" is an InputError; on it, on Cancel or on
+        any error nothing is added to the scene."""
+        from BoneReconLib.depth_pipeline import reconstruct_bones
+        from BoneReconLib.depth_result_nodes import add_depth_results
+        from BoneReconLib.progress import as_progress
+        from BoneReconLib.radiograph_node import get_view, image_of
+
+        if radiographNode is None:
+            raise ValueError("Select a radiograph.")
+        report = as_progress(progress)
+        view = get_view(radiographNode)
+        image = image_of(radiographNode)
+        report(0.0, "Loading the network")
+        model = self.network(anatomy, weights)
+        with rollback_on_error(self.scene):
+            result = reconstruct_bones(model, image, view, centreIJ, voxelMm, report, 0.02, 0.9)
+            report(0.9, "Adding the results to the scene")
+            nodes = add_depth_results(self.scene, result, f"{radiographNode.GetName()} bones")
+        return dict(result=result, nodes=nodes)
 
     @staticmethod
     def labelNames(labelMapNode) -> Dict[int, str]:
