@@ -133,6 +133,27 @@ def _cmd_dataset_limb(args) -> int:
         fractions=tuple(args.fractions), store_meshes=args.meshes, progress=progress), f"{len(subjects)} subjects")
 
 
+def _cmd_dataset_depth(args) -> int:
+    from .ct_depth_dataset import LabelledCT, generate_ct_depth_dataset
+    from .drr_command import choose_labels
+    from .geometry import load_geometry, pick_view
+    from .mrml_io import check_input_file
+
+    view = pick_view(load_geometry(check_input_file(args.geometry, "geometry")), args.view)
+    only = [item for item in (args.only or "").split(",") if item.strip()]
+    bones = choose_labels(args.label_table, only) if (args.label_table or only) else None
+    if args.cases < 1:
+        raise InputError("--cases must be at least 1.")
+    # A table may name bones that one CT lacks (keep what it has); bones chosen by --only must all be there.
+    cts = [LabelledCT.from_files(ct, labels, bones, present_only=bool(args.label_table and not only))
+           for ct, labels in args.ct]
+    splits = dict(_named_file(entry) for entry in args.split or [])
+    return _run_dataset(args, lambda progress: generate_ct_depth_dataset(
+        args.out, cts, view, args.cases, seed=args.seed, placement=args.placement, rotation_deg=args.rotation_deg,
+        tilt_deg=args.tilt_deg, shift_mm=args.shift_mm, energy_kev=args.energy, fractions=tuple(args.fractions),
+        splits=splits, store_meshes=args.meshes, progress=progress), f"{len(cts)} CT(s)")
+
+
 def _named_file(entry: str):
     """'NAME=PATH' -> (NAME, PATH); a plain PATH -> ('', PATH)."""
     name, sep, rest = entry.partition("=")
@@ -439,6 +460,40 @@ def build_parser() -> argparse.ArgumentParser:
                       "'benchmarks/depth_reconstruction.py'; about 1 MB per case)")
     limb.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     limb.set_defaults(func=_cmd_dataset_limb)
+    ct_depth = dataset_commands.add_parser(
+        "depth", help="CTs + bone label maps + a view -> single-view DRRs with exact per-bone depth maps (DepthRecon)",
+        description="Make DepthRecon training data from your own CTs: every case is one CT seen in the view of "
+        "--geometry (your X-ray system), turned about the image's vertical axis, tilted and shifted at random, "
+        "rendered as a DRR through a random radiograph realism chain, with each labelled bone's exact front/back "
+        "depth maps (its label's boundary), mask and ids; the same case layout as 'dataset limb', so 'bonerecon "
+        "train depth' trains on it. --placement standard puts the patient's anterior toward the source and "
+        "superior up the image; as-is keeps the CT where its coordinates put it (after 'bonerecon register' to a "
+        "radiograph of the system: paired data). The split is by CT. Resumable.")
+    ct_depth.add_argument("--out", required=True, help="dataset folder (new, or an unfinished one to resume)")
+    ct_depth.add_argument("--ct", nargs=2, action="append", required=True, metavar=("CT", "LABELS"),
+                          help="a CT and its bone label map on the same grid (NRRD/NIfTI/MHA); repeat per CT; each "
+                          "CT is a subject named by its file")
+    ct_depth.add_argument("--geometry", required=True, help="views JSON of the X-ray system (one view, or --view)")
+    ct_depth.add_argument("--view", help="the geometry's view to use (when it holds several)")
+    ct_depth.add_argument("--label-table", help="CSV/JSON of label value -> bone name (default: every label, named "
+                          "labelN)")
+    ct_depth.add_argument("--only", help="comma-separated bones (names from the table, or label values) to render")
+    ct_depth.add_argument("--placement", choices=["standard", "as-is"], default="standard",
+                          help="where the CT sits in the view (default standard)")
+    ct_depth.add_argument("--cases", type=int, default=100, help="cases per CT (default 100)")
+    ct_depth.add_argument("--rotation-deg", type=float, default=30.0,
+                          help="largest turn about the image's vertical axis (default 30)")
+    ct_depth.add_argument("--tilt-deg", type=float, default=5.0, help="largest tilt (default 5)")
+    ct_depth.add_argument("--shift-mm", type=float, default=10.0, help="largest shift across the beam (default 10)")
+    ct_depth.add_argument("--energy", type=float, default=60.0, help="effective energy in keV (default 60)")
+    ct_depth.add_argument("--fractions", type=float, nargs=3, default=(0.8, 0.1, 0.1),
+                          metavar=("TRAIN", "VALIDATION", "TEST"), help="split fractions by CT (default 0.8 0.1 0.1)")
+    ct_depth.add_argument("--split", action="append", metavar="CT=SPLIT",
+                          help="put a CT (its file name without extension) in a given split; repeatable")
+    ct_depth.add_argument("--meshes", action="store_true",
+                          help="keep every case's posed label surfaces (the truth for the benchmark)")
+    ct_depth.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    ct_depth.set_defaults(func=_cmd_dataset_depth)
     lumbar = dataset_commands.add_parser(
         "lumbar", help="shape models + background CTs -> biplanar lumbar radiographs, per-vertebra images, "
         "landmarks (BiplanarRecon)",
