@@ -57,30 +57,38 @@ class LabelledCT:
     bones: Dict[int, str]
 
     @classmethod
-    def from_files(cls, ct_path, labels_path, bones: Optional[Mapping[int, str]] = None,
-                   name: Optional[str] = None, present_only: bool = False) -> "LabelledCT":
-        """Read a CT and its label map; ``bones`` ({value: name}) picks and names the bones (default:
-        every label present, named ``label<value>``); ``present_only``: drop those the map lacks
-        (a table of all a set's bones) instead of refusing, as long as one remains."""
-        from .image_io import read_label_map, read_volume_array
-
-        hu, matrix = read_volume_array(ct_path, "CT")
-        labels, label_matrix = read_label_map(labels_path)
+    def from_arrays(cls, name: str, hu: np.ndarray, matrix: np.ndarray, labels: np.ndarray, label_matrix: np.ndarray,
+                    bones: Optional[Mapping[int, str]] = None, present_only: bool = False,
+                    what: str = "The label map") -> "LabelledCT":
+        """A CT and its label map as arrays ([k, j, i] with their IJK-to-RAS); ``bones`` ({value: name})
+        picks and names the bones (default: every label present, named ``label<value>``);
+        ``present_only``: drop those the map lacks (a table of a whole set's bones) instead of
+        refusing, as long as one remains."""
         if labels.shape != hu.shape or not np.allclose(label_matrix, matrix, atol=1e-3):
-            raise InputError(f"The label map {Path(labels_path).name} is not on the CT's voxel grid "
-                             f"(shape {labels.shape} vs {hu.shape}).")
+            raise InputError(f"{what} is not on the CT's voxel grid (shape {labels.shape} vs {hu.shape}).")
         present = [int(v) for v in np.unique(labels) if v != 0]
         if bones is None:
             bones = {value: f"label{value}" for value in present}
         elif present_only and any(value in present for value in bones):
             bones = {value: name for value, name in bones.items() if value in present}
-        missing = [f"{name} ({value})" for value, name in bones.items() if value not in present]
+        missing = [f"{bone} ({value})" for value, bone in bones.items() if value not in present]
         if missing:
-            raise InputError(f"The label map {Path(labels_path).name} has no voxels of {', '.join(missing)}.")
+            raise InputError(f"{what} has no voxels of {', '.join(missing)}.")
         if not bones:
-            raise InputError(f"The label map {Path(labels_path).name} is empty: no bone to render.")
-        subject = name or Path(ct_path).name.split(".")[0]
-        return cls(subject, hu.astype(np.float32), labels, matrix, {int(v): str(n) for v, n in bones.items()})
+            raise InputError(f"{what} is empty: no bone to render.")
+        return cls(name, np.asarray(hu, dtype=np.float32), np.asarray(labels).astype(np.int64), np.asarray(matrix),
+                   {int(v): str(n) for v, n in bones.items()})
+
+    @classmethod
+    def from_files(cls, ct_path, labels_path, bones: Optional[Mapping[int, str]] = None,
+                   name: Optional[str] = None, present_only: bool = False) -> "LabelledCT":
+        """Read a CT and its label map (see :meth:`from_arrays`); named by the CT's file by default."""
+        from .image_io import read_label_map, read_volume_array
+
+        hu, matrix = read_volume_array(ct_path, "CT")
+        labels, label_matrix = read_label_map(labels_path)
+        return cls.from_arrays(name or Path(ct_path).name.split(".")[0], hu, matrix, labels, label_matrix, bones,
+                               present_only, f"The label map {Path(labels_path).name}")
 
     def bone_points(self) -> np.ndarray:
         """World positions (N, 3) of every voxel of the chosen bones."""

@@ -56,6 +56,9 @@ class DepthReconParameterNode:
     smoothing: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
     radiograph: vtkMRMLScalarVolumeNode
     anatomy: Annotated[str, Choice(list(ANATOMIES))] = "wrist"
+    trainingCT: vtkMRMLScalarVolumeNode
+    trainingPlacement: Annotated[str, Choice(["standard", "as-is"])] = "standard"
+    trainingCases: Annotated[int, WithinRange(1, 100000)] = 100
 
 
 class DepthReconWidget(BoneReconWidgetMixin, ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -73,11 +76,14 @@ class DepthReconWidget(BoneReconWidgetMixin, ScriptedLoadableModuleWidget, VTKOb
         self.logic = DepthReconLogic()
         self.setupModuleWidget(slicer.util.loadUI(self.resourcePath("UI/DepthRecon.ui")))
         self.ui.reconstructButton.connect("clicked(bool)", self.onReconstructButton)
+        self.ui.makeTrainingDataButton.connect("clicked(bool)", self.onMakeTrainingDataButton)
 
     def _checkCanApply(self, caller=None, event=None):
         super()._checkCanApply(caller, event)
         params = self._parameterNode
         self.ui.reconstructButton.enabled = bool(params and params.radiograph) and self._running is None
+        self.ui.makeTrainingDataButton.enabled = bool(
+            params and params.trainingCT and params.inputLabelMap) and self._running is None
 
     def onApplyButton(self):
         params = self._parameterNode
@@ -108,6 +114,25 @@ class DepthReconWidget(BoneReconWidgetMixin, ScriptedLoadableModuleWidget, VTKOb
             if result.prediction.message:
                 lines.append(result.prediction.message)
             self.ui.statusLabel.text = "\n".join(lines)
+
+
+    def onMakeTrainingDataButton(self):
+        params = self._parameterNode
+        folder = self.ui.trainingFolderPathLineEdit.currentPath.strip()
+        geometry = self.ui.geometryPathLineEdit.currentPath.strip()
+        if not folder:
+            slicer.util.errorDisplay("Choose the output folder of the training data.")
+            return
+        manifest = self.runWithProgress(
+            lambda progress: self.logic.makeTrainingData(
+                [(params.trainingCT, params.inputLabelMap)], folder,
+                radiographNode=None if geometry else params.radiograph, geometryPath=geometry or None,
+                cases=params.trainingCases, placement=params.trainingPlacement, progress=progress),
+            "Failed to make the training data.",
+        )
+        if manifest is not None:
+            self.ui.statusLabel.text = (f"Wrote {len(manifest['cases'])} cases to {folder} "
+                                        f"({manifest['cases_per_minute']:.0f} per minute).")
 
 
 class DepthReconTest(ScriptedLoadableModuleTest):

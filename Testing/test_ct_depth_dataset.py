@@ -129,3 +129,31 @@ def test_dataset_depth_command_and_bad_input(tmp_path, capsys):
     with pytest.raises(InputError, match="voxel grid"):
         LabelledCT.from_files(SAMPLE_CT, tmp_path / "shifted.nii.gz", BONES)
     assert json.loads(json.dumps(manifest))  # the manifest is plain JSON
+
+
+def test_module_logic_makes_the_same_cases_from_scene_nodes(ct_dataset, context, tmp_path):
+    """DepthReconLogic.makeTrainingData (the panel's 'Make training data'): the CT and label map
+    nodes of a scene, the view of a radiograph node -> the cases the files give (same seed)."""
+    from BoneReconLib.mrml_io import load_volume
+    from BoneReconLib.radiograph_node import create_radiograph_node
+    from DepthReconLib import DepthReconLogic
+
+    scene = context.scene
+    ct = load_volume(scene, SAMPLE_CT, name="sample")
+    labels = load_volume(scene, SAMPLE_VERTEBRA_LABELS, labelmap=True)
+    view = small_view()
+    radiograph = create_radiograph_node(scene, np.zeros(view.shape, np.float32), view, "XR")
+    other = load_volume(scene, SAMPLE_CT, name="copy")
+    manifest = DepthReconLogic(scene).makeTrainingData([(ct, labels), (other, labels)], tmp_path / "set",
+                                                       radiographNode=radiograph, cases=2, labelNames=BONES, seed=3)
+    assert len(manifest["cases"]) == 4
+    # Case "sample-0000" from the nodes is case "sample-0000" from the files: same seed, same pose, same maps.
+    from_files = {item["meta"]["case"]: item for item in CaseDataset(ct_dataset)}
+    from_nodes = {item["meta"]["case"]: item for item in CaseDataset(tmp_path / "set")}
+    assert set(from_nodes) == set(from_files) and "sample-0000" in from_nodes
+    for case in from_nodes:
+        assert from_nodes[case]["meta"]["pose"] == from_files[case]["meta"]["pose"]
+        for key in ("front", "back", "attenuation"):
+            assert torch.allclose(from_nodes[case][key], from_files[case][key], atol=1e-3), (case, key)
+    with pytest.raises(InputError, match="view"):
+        DepthReconLogic(scene).makeTrainingData([(ct, labels)], tmp_path / "other", labelNames=BONES)

@@ -1,6 +1,7 @@
 """DepthRecon on held-out single-view cases: bone surfaces, masks and depths against the truth.
 
-    python benchmarks/depth_reconstruction.py --data DATASET --weights best.pt [--split test] [--cases 20]
+    python benchmarks/depth_reconstruction.py --data DATASET [--weights best.pt] [--split test] [--cases 20]
+        [--json METRICS.json]
 
 DATASET: a limb dataset made with ``--meshes`` (each case keeps its posed bone surfaces), e.g. the
 held-out wrist (ManskeLab ControlSample2, a person the network never saw):
@@ -14,10 +15,12 @@ depth maps back-projected (``oracle``: what one view allows at best, the limit o
 the mask Dice and the depth error (mean of front and back, mm) on the network's grid, over all
 of a bone's pixels and over those where it is the only bone on the ray. Time per radiograph.
 Targets: ASSD < 1.0 mm (the published dual-face depth method: 1.76-1.96 mm on real data), depth
-error < 1 mm where one bone lies on the ray, < 2 s per radiograph on CPU.
+error < 1 mm where one bone lies on the ray, < 2 s per radiograph on CPU. Without --weights the
+bundled wrist network is measured; --json writes the figures (for the network manifest).
 """
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -31,7 +34,7 @@ sys.path.insert(0, str(REPO))
 from BoneReconLib.dataset_store import CaseDataset  # noqa: E402
 from BoneReconLib.depth_inference import predict_depth, predicted_surfaces  # noqa: E402
 from BoneReconLib.depth_reconstruction import depth_surface  # noqa: E402
-from BoneReconLib.depth_training import load_depth_network  # noqa: E402
+from BoneReconLib.depth_training import bundled_depth_weights, load_depth_network  # noqa: E402
 from BoneReconLib.geometry import View  # noqa: E402
 from BoneReconLib.mesh_depth import mesh_depth  # noqa: E402
 from BoneReconLib.surface_evaluation import compare_surfaces  # noqa: E402
@@ -42,11 +45,14 @@ ASSD_TARGET_MM, ASSD_PUBLISHED_MM, DEPTH_TARGET_MM = 1.0, 1.76, 1.0
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", required=True, help="limb dataset made with --meshes")
-    parser.add_argument("--weights", required=True, help="DepthRecon network (a training folder's best.pt)")
+    parser.add_argument("--weights", help="DepthRecon network (a training folder's best.pt; default: the bundled "
+                        "wrist network)")
     parser.add_argument("--split", default="test")
     parser.add_argument("--cases", type=int, default=20)
+    parser.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
+    args.weights = args.weights or str(bundled_depth_weights())
     model = load_depth_network(args.weights)
     cases = CaseDataset(args.data, args.split)
     if not len(cases):
@@ -96,10 +102,16 @@ def main():
     print(f"{'bone':10s}{'found':>7s}{'ASSD':>7s}{'HD95':>7s}{'Dice':>7s}{'oracle ASSD':>13s}{'oracle HD95':>13s}"
           f"{'mask Dice':>11s}{'depth mm':>10s}{'one bone':>10s}")
     every = dict(net=[], oracle=[], single=[], depth=[])
+    figures = dict(data=str(args.data), split=args.split, cases=count, per_bone={})
     for bone, row in rows.items():
         if not row["oracle"]:
             continue
         net, oracle = row["net"], row["oracle"]
+        figures["per_bone"][bone] = dict(
+            found=f"{len(net)}/{len(oracle)}", assd_mm=round(mean([r["mean_mm"] for r in net]), 3),
+            hd95_mm=round(mean([r["hd95_mm"] for r in net]), 3), dice=round(mean([r["dice"] for r in net]), 3),
+            oracle_assd_mm=round(mean([r["mean_mm"] for r in oracle]), 3), mask_dice=round(mean(row["mask"]), 3),
+            depth_mm=round(mean(row["depth"]), 3), single_bone_depth_mm=round(mean(row["single"]), 3))
         every["net"] += [r["mean_mm"] for r in net]
         every["oracle"] += [r["mean_mm"] for r in oracle]
         every["single"] += row["single"]
@@ -117,6 +129,13 @@ def main():
     print(f"time per radiograph (median, s): network {np.median(seconds['network']):.2f}, surfaces "
           f"{np.median(seconds['surfaces']):.2f}; total "
           f"{np.median(np.add(seconds['network'], seconds['surfaces'])):.2f} (target < 2 s for the network)")
+    if args.json:
+        figures.update(assd_mm=round(assd, 3), oracle_assd_mm=round(mean(every["oracle"]), 3),
+                       depth_mm=round(mean(every["depth"]), 3), single_bone_depth_mm=round(single, 3),
+                       network_s=round(float(np.median(seconds["network"])), 3),
+                       surfaces_s=round(float(np.median(seconds["surfaces"])), 3), device="cpu",
+                       threads=torch.get_num_threads())
+        Path(args.json).write_text(json.dumps(figures, indent=1) + "\n")
 
 
 if __name__ == "__main__":

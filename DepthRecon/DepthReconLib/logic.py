@@ -12,6 +12,7 @@ Console use::
     radiograph = logic.loadRadiograph("wrist.png", "view.json")   # or logic.setGeometry(node, "view.json")
     done = logic.reconstructFromRadiograph(radiograph)           # done["nodes"].models: {bone: model}
     segmentation, models = logic.createBoneModels(labelMapNode)
+    manifest = logic.makeTrainingData([(ctNode, labelMapNode)], "wrist-set", radiographNode=radiograph, cases=200)
 """
 
 from __future__ import annotations
@@ -110,6 +111,44 @@ class DepthReconLogic(ModuleLogic):
         if len(set(names.values())) != len(names):  # colour tables may repeat names
             names = {value: f"{name} ({value})" for value, name in names.items()}
         return names
+
+    def makeTrainingData(self, ctAndLabelMaps: Sequence[Tuple[object, object]], outDir, radiographNode=None,
+                         geometryPath=None,
+                         viewName: Optional[str] = None, cases: int = 100, placement: str = "standard",
+                         labelNames: Optional[Mapping[int, str]] = None, seed: int = 0,
+                         progress: Optional[ProgressCallback] = None) -> dict:
+        """DepthRecon training cases from CTs with bone label maps (``bonerecon dataset depth``):
+        DRRs in the view of ``radiographNode`` (its geometry) or of ``geometryPath``, with every
+        labelled bone's exact front/back depth maps, written to ``outDir`` (resumable); returns the
+        manifest. ``ctAndLabelMaps``: (CT node, label map node) pairs; each CT is a subject (the split
+        is by CT). ``placement`` "as-is" keeps each CT where it is (after registering it to that
+        radiograph: paired data); "standard" faces its anterior to the source. Bones are named by
+        the label maps' colour tables unless ``labelNames`` ({value: name}) is given."""
+        from BoneReconLib.ct_depth_dataset import LabelledCT, generate_ct_depth_dataset
+        from BoneReconLib.drr_command import file_stem
+        from BoneReconLib.geometry import load_geometry, pick_view
+        from BoneReconLib.mrml_io import check_input_file
+        from BoneReconLib.radiograph_node import get_view
+        from BoneReconLib.volume_node import volume_array
+
+        pairs = list(ctAndLabelMaps)
+        if not pairs or any(ct is None or labels is None for ct, labels in pairs):
+            raise ValueError("Select a CT and its bone label map.")
+        if radiographNode is not None:
+            view = get_view(radiographNode)
+        elif geometryPath:
+            view = pick_view(load_geometry(check_input_file(geometryPath, "geometry")), viewName)
+        else:
+            raise InputError("Give the X-ray view: a radiograph that carries its geometry, or a geometry file.")
+        cts = []
+        for ctNode, labelMapNode in pairs:
+            hu, matrix = volume_array(ctNode)
+            labels, labelMatrix = volume_array(labelMapNode)
+            names = dict(labelNames) if labelNames else self.labelNames(labelMapNode)
+            cts.append(LabelledCT.from_arrays(file_stem(ctNode.GetName()), hu, matrix, labels, labelMatrix, names,
+                                              what=f"The label map '{labelMapNode.GetName()}'"))
+        return generate_ct_depth_dataset(outDir, cts, view, int(cases), seed=seed, placement=placement,
+                                         progress=progress)
 
     def createBoneModels(
         self,
