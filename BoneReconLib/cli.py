@@ -526,11 +526,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Reconstruct bones from one calibrated radiograph: the network finds each bone's mask and where "
         "every ray enters and leaves it; the depths are back-projected through the geometry into a surface per bone "
         "and a label map. Writes OUT/scene.mrb, <bone>.vtk, <bone>_front_depth.nrrd / <bone>_back_depth.nrrd, "
-        "labels.nrrd and report.md. The view's source_to_object (mm; DICOM DistanceSourceToPatient) places the "
+        "labels.nrrd, geometry.json (the view used) and report.md. The view's source_to_object (mm; DICOM DistanceSourceToPatient) places the "
         "bones along the beam; without it the bones' mid-plane is assumed 40 mm before the detector, and the report "
         "says so.")
     depth_run.add_argument("--image", required=True, help="the radiograph file (NRRD/MHA/PNG/JPEG/DICOM)")
-    depth_run.add_argument("--geometry", required=True, help="views JSON (one view, or name it with --view)")
+    depth_run.add_argument("--geometry", help="views JSON (one view, or name it with --view); default: the image's "
+                           "DICOM header (ImagerPixelSpacing, DistanceSourceToDetector/Patient, ViewPosition, "
+                           "PatientOrientation)")
     depth_run.add_argument("--weights", help="DepthRecon network weights (a training folder's best.pt; default: the "
                            "bundled network of --anatomy)")
     depth_run.add_argument("--anatomy", default="wrist", choices=["wrist"],

@@ -17,13 +17,14 @@ from typing import Dict, List, Optional, Sequence
 from .app_context import MRMLContext, get_context
 from .depth_inference import DepthPrediction
 from .depth_training import DEFAULT_ANATOMY, bundled_depth_weights, load_depth_network
-from .geometry import load_geometry, pick_view
+from .dicom_geometry import view_for_image
+from .geometry import save_geometry
 from .mrml_io import check_input_file, save_scene_mrb, save_volume
 from .progress import ProgressCallback, as_progress
 from .scene_transaction import rollback_on_error
 from .staged_output import StagedOutput
 
-SCENE_FILE, REPORT_FILE, LABELS_FILE = "scene.mrb", "report.md", "labels.nrrd"
+SCENE_FILE, REPORT_FILE, LABELS_FILE, GEOMETRY_FILE = "scene.mrb", "report.md", "labels.nrrd", "geometry.json"
 
 
 @dataclass
@@ -34,11 +35,12 @@ class DepthRun:
     seconds: Dict[str, float]
 
 
-def run_depth(out_dir, image_path, geometry_path, weights=None, view_name: Optional[str] = None,
+def run_depth(out_dir, image_path, geometry_path=None, weights=None, view_name: Optional[str] = None,
               centre_ij: Optional[Sequence[float]] = None, voxel_mm: Optional[float] = None,
               anatomy: str = DEFAULT_ANATOMY, progress: Optional[ProgressCallback] = None,
               context: Optional[MRMLContext] = None) -> DepthRun:
-    """``weights``: a network file; None = the bundled network for ``anatomy`` (an anatomy, e.g. "wrist")."""
+    """``geometry_path``: the views JSON; None = the image's own DICOM header. ``weights``: a network
+    file; None = the bundled network for ``anatomy`` (e.g. "wrist")."""
     from .depth_pipeline import reconstruct_bones
     from .depth_result_nodes import add_depth_results
     from .mesh_io import write_surface
@@ -47,7 +49,7 @@ def run_depth(out_dir, image_path, geometry_path, weights=None, view_name: Optio
 
     report = as_progress(progress)
     start = time.perf_counter()
-    view = pick_view(load_geometry(check_input_file(geometry_path, "geometry")), view_name)
+    view = view_for_image(image_path, geometry_path, view_name)
     radiograph = read_radiograph(check_input_file(image_path, "radiograph"), view.pixel_spacing)
     weights_path = check_input_file(weights, "network weights") if weights is not None else bundled_depth_weights(anatomy)
     model = load_depth_network(weights_path)
@@ -71,16 +73,22 @@ def run_depth(out_dir, image_path, geometry_path, weights=None, view_name: Optio
         written.append(LABELS_FILE)
         save_scene_mrb(scene, out.path(SCENE_FILE))
         written.append(SCENE_FILE)
+        save_geometry([view], out.path(GEOMETRY_FILE))
+        written.append(GEOMETRY_FILE)
         seconds = dict(result.seconds, total=time.perf_counter() - start)
-        out.path(REPORT_FILE).write_text(report_markdown(prediction, str(image_path), weights_path, seconds))
+        geometry_source = str(geometry_path) if geometry_path is not None else "the image's DICOM header"
+        out.path(REPORT_FILE).write_text(report_markdown(prediction, str(image_path), weights_path, seconds,
+                                                         geometry_source))
         written.append(REPORT_FILE)
         report(1.0, "Done")
     return DepthRun(Path(out_dir), written, prediction, seconds)
 
 
-def report_markdown(prediction: DepthPrediction, image: str, weights, seconds: Dict[str, float]) -> str:
+def report_markdown(prediction: DepthPrediction, image: str, weights, seconds: Dict[str, float],
+                    geometry_source: str = "") -> str:
     view = prediction.view
     lines = ["# DepthRecon reconstruction", "", f"- radiograph: `{image}` (view '{view.name}')",
+             f"- geometry: {geometry_source} (as used: `{GEOMETRY_FILE}`)",
              f"- network: `{weights}` (bones: {', '.join(prediction.bones)})",
              f"- object plane: {prediction.source_to_object:.1f} mm from the source"
              + (" (**assumed**: the geometry gives no source_to_object)" if prediction.assumed_object_plane else ""),

@@ -167,7 +167,7 @@ def test_depth_command_reconstructs_a_training_case_and_refuses_an_empty_image(d
     sitk.WriteImage(sitk.GetImageFromArray(item["image"][0].numpy()), str(image))
     run = run_depth(tmp_path / "out", image, geometry, weights)
     assert set(run.prediction.found) == {"femur", "tibia"} and not run.prediction.assumed_object_plane
-    for name in ("scene.mrb", "report.md", "labels.nrrd", "femur.vtk", "tibia_front_depth.nrrd"):
+    for name in ("scene.mrb", "report.md", "labels.nrrd", "femur.vtk", "tibia_front_depth.nrrd", "geometry.json"):
         assert name in run.files and (tmp_path / "out" / name).is_file()
     # The tibia as the network saw it: within a few network pixels (~1.2 mm here) of the truth
     # (the posed, varied ellipsoid is not stored; its exact depth maps back-projected stand in).

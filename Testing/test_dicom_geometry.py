@@ -60,3 +60,28 @@ def test_real_computed_radiograph_without_geometry_tags(shared_data):
     path = shared_data / "xray" / "pydicom" / "RG3_UNCI.dcm"
     with pytest.raises(InputError, match=r"RG3_UNCI.dcm lacks the geometry tag\(s\) ImagerPixelSpacing"):
         view_from_dicom(path)
+
+
+def test_a_radiograph_file_takes_its_view_from_json_else_from_its_header(tmp_path):
+    """The DepthRecon command and module: --geometry when given, else the DICOM header; a plain
+    image without either is refused with one clear message (and no output)."""
+    import json
+
+    import SimpleITK as sitk
+    from BoneReconLib.depth_command import run_depth
+    from BoneReconLib.dicom_geometry import view_for_image
+    from BoneReconLib.geometry import ap_view, save_geometry
+
+    dicom = write_dx(tmp_path / "ap.dcm", AP_TAGS)
+    assert view_for_image(dicom).source_to_detector_distance == pytest.approx(1100.0)
+    assert view_for_image(dicom).extra["source_to_object"] == pytest.approx(1000.0)
+    geometry = save_geometry([ap_view(size=(30, 20), name="mine")], tmp_path / "view.json")
+    assert view_for_image(dicom, geometry).name == "mine"  # the JSON wins
+    png = tmp_path / "xr.png"
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((20, 30), np.uint8)), str(png))
+    with pytest.raises(InputError, match=r"No imaging geometry for xr.png: give its views JSON"):
+        view_for_image(png)
+    with pytest.raises(InputError, match="No imaging geometry"):
+        run_depth(tmp_path / "out", png, None, weights=tmp_path / "unused.pt")
+    assert not (tmp_path / "out").exists()
+    assert json.loads(geometry.read_text())["views"][0]["name"] == "mine"

@@ -59,3 +59,16 @@ def test_bundled_biplanar_network_is_intact_and_small():
         assert key in entry, key
     model = load_network()  # the default: bundled, hash checked
     assert model.config == entry["config"]
+
+
+def test_bundled_depth_network_is_intact_and_small():
+    from BoneReconLib.depth_training import bundled_depth_weights, load_depth_network
+
+    entry = read_network_manifest()["networks"].get("depth-wrist")
+    assert entry is not None, f"no depth-wrist network in {BUNDLED_DIR}"
+    assert entry["bytes"] < 50e6
+    for key in ("data", "test_data", "training", "metrics", "licence"):
+        assert key in entry, key
+    model = load_depth_network(bundled_depth_weights("wrist"))  # hash checked
+    assert model.config == entry["config"]
+    assert model.bones == ["radius", "ulna", "scaphoid", "lunate", "capitate"]

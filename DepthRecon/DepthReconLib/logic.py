@@ -60,15 +60,15 @@ class DepthReconLogic(ModuleLogic):
         set_view(radiographNode, view)
         return view
 
-    def loadRadiograph(self, imagePath, geometryPath, viewName: Optional[str] = None, name: Optional[str] = None):
+    def loadRadiograph(self, imagePath, geometryPath=None, viewName: Optional[str] = None, name: Optional[str] = None):
         """A radiograph node from an image file (PNG/JPEG/NRRD/DICOM; MONOCHROME1 inverted) placed by
-        its geometry JSON."""
-        from BoneReconLib.geometry import load_geometry, pick_view
+        its geometry JSON, or by its own DICOM header when no JSON is given."""
+        from BoneReconLib.dicom_geometry import view_for_image
         from BoneReconLib.mrml_io import check_input_file
         from BoneReconLib.radiograph_file import read_radiograph
         from BoneReconLib.radiograph_node import create_radiograph_node
 
-        view = pick_view(load_geometry(check_input_file(geometryPath, "geometry")), viewName)
+        view = view_for_image(imagePath, geometryPath, viewName)
         radiograph = read_radiograph(check_input_file(imagePath, "radiograph"), view.pixel_spacing)
         return create_radiograph_node(self.scene, radiograph.pixels, view, name or f"{view.name} radiograph")
 
