@@ -3,7 +3,6 @@ posed and viewed at random): every bone found, the surfaces within the accuracy 
 manifest reports for that person (plus a margin for a single case). Needs ../shared/data."""
 
 import numpy as np
-import pytest
 from BoneReconLib.dataset_store import CaseDataset
 from BoneReconLib.depth_pipeline import reconstruct_bones
 from BoneReconLib.depth_training import bundled_depth_weights, load_depth_network

@@ -147,16 +147,12 @@ def test_fixed_splits_are_checked():
         split_by_subject(["a"], assigned={"z": "test"})
 
 
-def test_depth_command_reconstructs_a_training_case_and_refuses_an_empty_image(dataset, learned, tmp_path):
+def _case_files(dataset, model, tmp_path):
+    """(weights file of ``model``, the first training case, its view, its geometry JSON, its image as NRRD)."""
     import json
 
     import SimpleITK as sitk
-    from BoneReconLib.depth_command import run_depth
-    from BoneReconLib.mesh_io import read_surface
-    from BoneReconLib.mesh_depth import mesh_from_polydata
-    from BoneReconLib.surface_evaluation import compare_surfaces
 
-    model = learned[0]
     weights = tmp_path / "net.pt"
     torch.save(dict(model=model.state_dict(), config=model.config), weights)
     item = CaseDataset(dataset, "train")[0]
@@ -165,6 +161,28 @@ def test_depth_command_reconstructs_a_training_case_and_refuses_an_empty_image(d
     geometry.write_text(json.dumps({"views": [view.to_dict()]}))
     image = tmp_path / "xr.nrrd"
     sitk.WriteImage(sitk.GetImageFromArray(item["image"][0].numpy()), str(image))
+    return weights, item, view, geometry, image
+
+
+def _save_blind(model, path):
+    """``model`` with its mask logits pushed far negative: a network that sees no bone."""
+    blind = DepthNet(**model.config)
+    blind.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        blind.segmentation_out.bias.fill_(-30.0)
+    torch.save(dict(model=blind.state_dict(), config=blind.config), path)
+
+
+def test_depth_command_reconstructs_a_training_case_and_refuses_an_empty_image(dataset, learned, tmp_path):
+
+    import SimpleITK as sitk
+    from BoneReconLib.depth_command import run_depth
+    from BoneReconLib.mesh_io import read_surface
+    from BoneReconLib.mesh_depth import mesh_from_polydata
+    from BoneReconLib.surface_evaluation import compare_surfaces
+
+    model = learned[0]
+    weights, item, view, geometry, image = _case_files(dataset, model, tmp_path)
     run = run_depth(tmp_path / "out", image, geometry, weights)
     assert set(run.prediction.found) == {"femur", "tibia"} and not run.prediction.assumed_object_plane
     for name in ("scene.mrb", "report.md", "labels.nrrd", "femur.vtk", "tibia_front_depth.nrrd", "geometry.json"):
@@ -179,11 +197,7 @@ def test_depth_command_reconstructs_a_training_case_and_refuses_an_empty_image(d
     assert "object plane" in (tmp_path / "out" / "report.md").read_text()
     # A network that sees no bone (its mask logits pushed far negative): "no bone found", not a
     # mesh of noise; a flat image is no radiograph. Clear errors, and no output folder.
-    blind = DepthNet(**model.config)
-    blind.load_state_dict(model.state_dict())
-    with torch.no_grad():
-        blind.segmentation_out.bias.fill_(-30.0)
-    torch.save(dict(model=blind.state_dict(), config=blind.config), tmp_path / "blind.pt")
+    _save_blind(model, tmp_path / "blind.pt")
     with pytest.raises(InputError, match="No bone found"):
         run_depth(tmp_path / "none", image, geometry, tmp_path / "blind.pt")
     sitk.WriteImage(sitk.GetImageFromArray(np.zeros(view.shape, np.float32)), str(tmp_path / "flat.nrrd"))
@@ -197,9 +211,7 @@ def test_module_logic_reconstructs_a_radiograph_node_and_cancel_leaves_the_scene
     """DepthReconLogic (what the panel and the Python console call): a radiograph node that carries
     its view -> models, masks, depth maps and label map in one folder; the geometry may come from a
     JSON; Cancel, "no bone found" and a node without geometry leave the scene as it was."""
-    import json
 
-    import SimpleITK as sitk
     from BoneReconLib.depth_reconstruction import depth_surface
     from BoneReconLib.mesh_depth import mesh_from_polydata
     from BoneReconLib.progress import Cancelled
@@ -208,14 +220,7 @@ def test_module_logic_reconstructs_a_radiograph_node_and_cancel_leaves_the_scene
     from DepthReconLib import DepthReconLogic
 
     model = learned[0]
-    weights = tmp_path / "net.pt"
-    torch.save(dict(model=model.state_dict(), config=model.config), weights)
-    item = CaseDataset(dataset, "train")[0]
-    view = View.from_dict(item["meta"]["geometry"]["views"][0])
-    geometry = tmp_path / "view.json"
-    geometry.write_text(json.dumps({"views": [view.to_dict()]}))
-    image = tmp_path / "xr.nrrd"
-    sitk.WriteImage(sitk.GetImageFromArray(item["image"][0].numpy()), str(image))
+    weights, item, view, geometry, image = _case_files(dataset, model, tmp_path)
 
     scene = context.scene
     logic = DepthReconLogic(scene)
@@ -266,11 +271,7 @@ def test_module_logic_reconstructs_a_radiograph_node_and_cancel_leaves_the_scene
     assert set(logic.reconstructFromRadiograph(plain, weights=weights)["result"].prediction.found) == {"femur", "tibia"}
 
     # A network that sees nothing: "No bone found", nothing added.
-    blind = DepthNet(**model.config)
-    blind.load_state_dict(model.state_dict())
-    with torch.no_grad():
-        blind.segmentation_out.bias.fill_(-30.0)
-    torch.save(dict(model=blind.state_dict(), config=blind.config), tmp_path / "blind.pt")
+    _save_blind(model, tmp_path / "blind.pt")
     count = scene.GetNumberOfNodes()
     with pytest.raises(InputError, match="No bone found"):
         logic.reconstructFromRadiograph(radiograph, weights=tmp_path / "blind.pt")
