@@ -101,7 +101,8 @@ def generate_limb_dataset(out_dir, subjects: Dict[str, Sequence[Bone]], cases_pe
     total, done, start = len(subjects) * cases_per_subject, 0, time.perf_counter()
     for s, (subject, bones) in enumerate(sorted(subjects.items())):
         articulation = articulations.get(subject)
-        unposed_axis = long_axis(np.concatenate([b.points for b in bones]))  # posed views keep the rest axis
+        unposed_axis = (articulation.axis if articulation is not None and articulation.axis is not None
+                        else long_axis(np.concatenate([b.points for b in bones])))  # posed views keep the rest axis
         fixed = articulation is None and variation is None
         envelope = soft_tissue_envelope(bones, thickness_mm=envelope_mm) if fixed else None
         for n in range(cases_per_subject):

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Dict, List, Mapping, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -61,14 +61,20 @@ class Joint:
 
 @dataclass(frozen=True)
 class Articulation:
-    """The joints of a set of bones (proximal first) and the anatomical front (unit vector) from
-    which the standard view looks: dorsal for a finger or a hand (a PA radiograph)."""
+    """The joints of a set of bones (proximal first), the anatomical front (unit vector) from
+    which the standard view looks (dorsal for a finger or a hand: a PA radiograph) and, where the
+    preset knows it better than the bones' principal axis, the limb's long axis (the image's
+    vertical in the standard view)."""
 
     joints: Tuple[Joint, ...]
     front: Tuple[float, float, float]
+    axis: Optional[Tuple[float, float, float]] = None
 
     def to_dict(self) -> dict:
-        return dict(joints=[joint.to_dict() for joint in self.joints], front=[round(float(f), 6) for f in self.front])
+        out = dict(joints=[joint.to_dict() for joint in self.joints], front=[round(float(f), 6) for f in self.front])
+        if self.axis is not None:
+            out["axis"] = [round(float(a), 6) for a in self.axis]
+        return out
 
 
 def pose_bones(bones: Sequence[Bone], joints: Sequence[Joint], angles_deg: Mapping[str, float]) -> List[Bone]:
@@ -181,9 +187,17 @@ def wrist_joints(bones: Sequence[Bone], forearm: Sequence[str] = ("radius", "uln
     radius, ulna, head = (found[part] for part in (*forearm, capitate))
     carpus = [b.name for b in bones if b is not radius and b is not ulna]
     forearm_points = np.concatenate([radius.points, ulna.points])
+    toward_hand = _unit(head.points.mean(axis=0) - forearm_points.mean(axis=0))
     centred = forearm_points - forearm_points.mean(axis=0)
-    long_axis = np.linalg.svd(centred, full_matrices=False)[2][0]
-    if (head.points.mean(axis=0) - forearm_points.mean(axis=0)) @ long_axis < 0:
+    spread, directions = np.linalg.svd(centred, full_matrices=False)[1:]
+    long_axis = directions[0]
+    if spread[0] < 2.0 * spread[1] or abs(long_axis @ toward_hand) < 0.5:
+        # Short distal segments (a wrist scan): their widest extent runs across the wrist, not along
+        # the forearm; the direction from the forearm toward the capitate, square to the radius-ulna
+        # line, is the long axis then.
+        between = _unit(radius.points.mean(axis=0) - ulna.points.mean(axis=0))
+        long_axis = _unit(toward_hand - (toward_hand @ between) * between)
+    if long_axis @ toward_hand < 0:
         long_axis = -long_axis  # toward the hand
     across = radius.points.mean(axis=0) - ulna.points.mean(axis=0)
     across = _unit(across - (across @ long_axis) * long_axis)  # ulna -> radius
@@ -192,4 +206,4 @@ def wrist_joints(bones: Sequence[Bone], forearm: Sequence[str] = ("radius", "uln
     centre = head.points[along < along.min() + 0.25 * np.ptp(along)].mean(axis=0)  # the capitate's head
     joints = (Joint("wrist flexion", tuple(centre), tuple(across), tuple(carpus), (-40.0, 40.0)),
               Joint("wrist deviation", tuple(centre), tuple(dorsal_palmar), tuple(carpus), (-15.0, 25.0)))
-    return Articulation(joints, tuple(np.cross(long_axis, across)))
+    return Articulation(joints, tuple(np.cross(long_axis, across)), tuple(long_axis))

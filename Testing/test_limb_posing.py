@@ -92,6 +92,31 @@ def test_wrist_preset_deviates_the_carpus_toward_the_ulna_and_keeps_the_forearm(
         wrist_joints(bones[1:])
 
 
+def test_wrist_preset_finds_the_long_axis_of_short_distal_segments():
+    """A wrist scan keeps only the distal ends of radius and ulna, wider across the wrist than long:
+    their principal axis runs radius-ulna. The long axis (toward the capitate), the front and the
+    view the dataset draws must still be those of a PA wrist radiograph."""
+    import math
+
+    from BoneReconLib.limb_dataset import sample_view
+
+    bones = [Bone("radius", *ellipsoid(radii=(14, 13, 12), centre=(14, 0, 0))),
+             Bone("ulna", *ellipsoid(radii=(9, 9, 10), centre=(-14, 0, 0))),
+             Bone("capitate", *ellipsoid(radii=(8, 7, 11), centre=(2, 0, 30))),
+             Bone("lunate", *ellipsoid(radii=(8, 7, 7), centre=(-4, 0, 18)))]
+    articulation = wrist_joints(bones)
+    assert np.asarray(articulation.axis) == pytest.approx([0.0, 0.0, 1.0], abs=0.05)
+    assert abs(np.asarray(articulation.front)[1]) == pytest.approx(1.0, abs=0.01)  # dorsal-palmar
+    assert "axis" in articulation.to_dict()
+    flexion = next(j for j in articulation.joints if j.name == "wrist flexion")
+    assert abs(np.asarray(flexion.axis)[0]) == pytest.approx(1.0, abs=0.01)  # about the radius-ulna axis
+    view = sample_view(bones, np.random.default_rng(0), rotation_deg=0.0, tilt_deg=0.0,
+                       front=articulation.front, axis=articulation.axis)
+    assert abs(view.normal[1]) == pytest.approx(1.0, abs=1e-6)  # the beam runs dorsal-palmar
+    assert view.detector_v == pytest.approx([0.0, 0.0, -1.0], abs=1e-6)  # the hand up the image
+    assert math.isclose(abs(view.detector_u[0]), 1.0, abs_tol=1e-6)  # radius and ulna side by side
+
+
 def test_real_fingers_all_flex_toward_the_same_side(shared_data):
     fingers = sorted((shared_data / "meshes" / "openhands_fingers").glob("*.stl"))
     assert len(fingers) == 12
