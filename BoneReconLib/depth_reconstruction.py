@@ -109,6 +109,55 @@ def depth_field(view: View, front, back, hit, voxel_mm: Optional[float] = None,
     ijk_to_ras[:3, :3] = frame * voxel
     ijk_to_ras[:3, 3] = view.source + frame @ low
     maps = torch.stack([hit, hit * front, hit * back])
+    if np.allclose(frame.T @ frame, np.eye(3), atol=1e-9):
+        values = _sample_field_aligned(view, maps, low, size, voxel, chunk)
+    else:
+        values = _sample_field(view, maps, frame, low, size, voxel, chunk)
+    return DepthField(values, ijk_to_ras)
+
+
+def _field_value(weight, front_sum, back_sum, distance, along, spacing, sid):
+    """The occupancy field from the sampled (hit, hit x front, hit x back) at points ``distance`` mm
+    from the source and ``along`` mm down the beam (see the module notes)."""
+    safe = weight.clamp_min(1e-9)
+    lateral = (weight - 0.5) * spacing * along / sid
+    field = torch.minimum(lateral, torch.minimum(distance - front_sum / safe, back_sum / safe - distance))
+    return torch.where(weight > 0, field, lateral)
+
+
+def _sample_field_aligned(view: View, maps: torch.Tensor, low, size, voxel: float, chunk: int) -> np.ndarray:
+    """The field on the view-aligned grid when u, v and the beam are orthonormal: a voxel's pixel
+    is then (sid x offset_u / offset_beam, sid x offset_v / offset_beam) from the principal point,
+    so the projection is separable, and the maps are sampled by ``grid_sample`` (bilinear, zero
+    outside the image: the same as :func:`_bilinear`), a slab of slices at a time."""
+    nv, nu = maps.shape[1:]
+    sid = view.source_to_detector_distance
+    su, sv = view.pixel_spacing
+    spacing = float(np.mean(view.pixel_spacing))
+    origin = _view_frame(view).T @ (view.pixel_origin() - view.source)  # pixel (0, 0) in (u, v, beam) offsets
+    a, b, c = (torch.as_tensor(low[axis] + voxel * np.arange(size[axis]), dtype=torch.float64) for axis in range(3))
+    values = np.empty((size[2], size[1], size[0]), dtype=np.float32)
+    source_maps = maps.float()[None]  # (1, 3, nv, nu)
+    slab = max(1, chunk // int(size[0] * size[1]))
+    for start in range(0, size[2], slab):
+        cc = c[start:start + slab]
+        i = (sid * a[None, :] / cc[:, None] - origin[0]) / su  # (k, I)
+        j = (sid * b[None, :] / cc[:, None] - origin[1]) / sv  # (k, J)
+        grid = torch.stack(torch.broadcast_tensors(
+            (2.0 * i / max(nu - 1, 1) - 1.0)[:, None, :], (2.0 * j / max(nv - 1, 1) - 1.0)[:, :, None]), dim=-1)
+        sampled = torch.nn.functional.grid_sample(
+            source_maps, grid.reshape(1, -1, size[0], 2).float(), mode="bilinear", padding_mode="zeros",
+            align_corners=True)[0].double().reshape(3, len(cc), size[1], size[0])
+        distance = torch.sqrt(a[None, None, :] ** 2 + b[None, :, None] ** 2 + cc[:, None, None] ** 2)
+        along = cc[:, None, None].expand_as(distance)
+        values[start:start + len(cc)] = _field_value(sampled[0], sampled[1], sampled[2], distance, along,
+                                                     spacing, sid).numpy()
+    return values
+
+
+def _sample_field(view: View, maps: torch.Tensor, frame: np.ndarray, low, size, voxel: float,
+                  chunk: int) -> np.ndarray:
+    """The field on the view-aligned grid, point by point through the view's projection (any u, v)."""
     sid = view.source_to_detector_distance
     spacing = float(np.mean(view.pixel_spacing))
     k, j, i = np.meshgrid(*(np.arange(n) for n in size[::-1]), indexing="ij")
@@ -119,13 +168,9 @@ def depth_field(view: View, front, back, hit, voxel_mm: Optional[float] = None,
         world = torch.from_numpy(view.source) + offset @ torch.from_numpy(frame).T
         ij = torch.from_numpy(view.project(world.numpy())[0])
         sampled = _bilinear(maps, ij)
-        weight = sampled[0]
-        safe = weight.clamp_min(1e-9)
-        distance = offset.norm(dim=1)
-        lateral = (weight - 0.5) * spacing * offset[:, 2] / sid
-        field = torch.minimum(lateral, torch.minimum(distance - sampled[1] / safe, sampled[2] / safe - distance))
-        values[start:start + chunk] = torch.where(weight > 0, field, lateral).numpy()
-    return DepthField(values.reshape(size[2], size[1], size[0]), ijk_to_ras)
+        values[start:start + chunk] = _field_value(sampled[0], sampled[1], sampled[2], offset.norm(dim=1),
+                                                   offset[:, 2], spacing, sid).numpy()
+    return values.reshape(size[2], size[1], size[0])
 
 
 def field_surface(field: DepthField, smoothing_iterations: int = 0) -> Tuple[np.ndarray, np.ndarray]:
