@@ -147,6 +147,13 @@ def _cmd_dataset_depth(args) -> int:
     # A table may name bones that one CT lacks (keep what it has); bones chosen by --only must all be there.
     cts = [LabelledCT.from_files(ct, labels, bones, present_only=bool(args.label_table and not only))
            for ct, labels in args.ct]
+    if args.registration:
+        from .ct_depth_dataset import registered_pose
+
+        if args.placement != "as-is" or len(args.registration) != len(cts):
+            raise InputError("--registration goes with --placement as-is, one per --ct.")
+        for ct, path in zip(cts, args.registration):
+            ct.pose = registered_pose(path)
     splits = dict(_named_file(entry) for entry in args.split or [])
     return _run_dataset(args, lambda progress: generate_ct_depth_dataset(
         args.out, cts, view, args.cases, seed=args.seed, placement=args.placement, rotation_deg=args.rotation_deg,
@@ -480,6 +487,9 @@ def build_parser() -> argparse.ArgumentParser:
     ct_depth.add_argument("--only", help="comma-separated bones (names from the table, or label values) to render")
     ct_depth.add_argument("--placement", choices=["standard", "as-is"], default="standard",
                           help="where the CT sits in the view (default standard)")
+    ct_depth.add_argument("--registration", action="append", metavar="REGISTRATION_JSON",
+                          help="with --placement as-is: 'bonerecon register' result of a CT (the whole CT's pose "
+                          "for a radiograph of this system); one per --ct, in the same order")
     ct_depth.add_argument("--cases", type=int, default=100, help="cases per CT (default 100)")
     ct_depth.add_argument("--rotation-deg", type=float, default=30.0,
                           help="largest turn about the image's vertical axis (default 30)")

@@ -11,8 +11,9 @@ Where the CT sits in the view (``placement``):
 - ``"standard"``: the patient's anterior toward the source and superior up the image (an AP or
   PA view of the labelled bones), the bones' centre on the central ray at the view's object
   plane (``source_to_object``, else 80 % of the source-to-detector distance);
-- ``"as-is"``: where the CT's own coordinates put it, e.g. after registering it to a real
-  radiograph of this very system (``bonerecon register``): paired data.
+- ``"as-is"``: where the CT's own coordinates put it, moved by its ``pose`` when it has one
+  (the whole-CT pose of ``bonerecon register``'s ``registration.json``: where the CT was when a
+  real radiograph of this very system was taken; paired data).
 
 About either, every case turns the CT about the image's vertical axis (the limb's rotation,
 +-``rotation_deg``), tilts it (+-``tilt_deg``) about the bones' centre and shifts it across the
@@ -48,13 +49,15 @@ DEFAULT_OBJECT_FRACTION = 0.8  # of the source-to-detector distance, when the vi
 
 @dataclass
 class LabelledCT:
-    """A CT (HU, [k, j, i]) with its bone label map on the same grid and {value: bone name}."""
+    """A CT (HU, [k, j, i]) with its bone label map on the same grid and {value: bone name};
+    ``pose`` (4x4, world -> world): where it was for the radiographs (placement "as-is")."""
 
     name: str
     hu: np.ndarray
     labels: np.ndarray
     ijk_to_ras: np.ndarray
     bones: Dict[int, str]
+    pose: Optional[np.ndarray] = None
 
     @classmethod
     def from_arrays(cls, name: str, hu: np.ndarray, matrix: np.ndarray, labels: np.ndarray, label_matrix: np.ndarray,
@@ -106,8 +109,10 @@ def standard_rotation(view: View) -> np.ndarray:
 
 
 def sample_pose(ct_centre: np.ndarray, view: View, rng: np.random.Generator, placement: str = "standard",
-                rotation_deg: float = 30.0, tilt_deg: float = 5.0, shift_mm: float = 10.0) -> np.ndarray:
-    """A 4x4 pose (world -> world) of the CT for one case (see the module notes)."""
+                rotation_deg: float = 30.0, tilt_deg: float = 5.0, shift_mm: float = 10.0,
+                registered: Optional[np.ndarray] = None) -> np.ndarray:
+    """A 4x4 pose (world -> world) of the CT for one case (see the module notes); ``registered``:
+    the CT's own pose for "as-is"."""
     if placement not in PLACEMENTS:
         raise InputError(f"Unknown placement '{placement}' (use {' or '.join(PLACEMENTS)}).")
     centre = np.asarray(ct_centre, dtype=np.float64)
@@ -116,7 +121,8 @@ def sample_pose(ct_centre: np.ndarray, view: View, rng: np.random.Generator, pla
         distance = float(view.extra.get("source_to_object") or DEFAULT_OBJECT_FRACTION * view.source_to_detector_distance)
         target = view.source + distance * view.normal
     else:
-        base, target = np.eye(3), centre
+        registered = np.eye(4) if registered is None else np.asarray(registered, dtype=np.float64)
+        base, target = registered[:3, :3], registered[:3, :3] @ centre + registered[:3, 3]
     turn = rotation_about(-view.detector_v, math.radians(rng.uniform(-rotation_deg, rotation_deg)))
     tilt = rotation_about(view.detector_u, math.radians(rng.uniform(-tilt_deg, tilt_deg)))
     rotation = tilt @ turn @ base
@@ -124,6 +130,22 @@ def sample_pose(ct_centre: np.ndarray, view: View, rng: np.random.Generator, pla
     pose = np.eye(4)
     pose[:3, :3] = rotation
     pose[:3, 3] = target + shift - rotation @ centre
+    return pose
+
+
+def registered_pose(path) -> np.ndarray:
+    """The whole CT's pose from ``bonerecon register``'s ``registration.json``."""
+    import json
+
+    from .mrml_io import check_input_file
+
+    try:
+        record = json.loads(check_input_file(path, "registration").read_text(encoding="utf-8"))
+        pose = np.asarray(record["poses"]["volume"]["pose"], dtype=np.float64)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"{path} is not a 'bonerecon register' result with the whole CT's pose ({exc}).") from None
+    if pose.shape != (4, 4) or not np.all(np.isfinite(pose)) or abs(np.linalg.det(pose[:3, :3]) - 1.0) > 1e-3:
+        raise InputError(f"The CT pose in {path} is not a rigid 4x4 transform.")
     return pose
 
 
@@ -172,7 +194,8 @@ def generate_ct_depth_dataset(out_dir, cts: Sequence[LabelledCT], view: View, ca
     description = dict(seed=seed, size=list(view.size), source="ct", view=view.to_dict(), placement=placement,
                        rotation_deg=rotation_deg, tilt_deg=tilt_deg, shift_mm=shift_mm, energy_kev=energy_kev,
                        cases_per_subject=cases_per_ct, meshes=store_meshes,
-                       subjects={ct.name: list(ct.bones.values()) for ct in cts})
+                       subjects={ct.name: list(ct.bones.values()) for ct in cts},
+                       registered={ct.name: np.round(ct.pose, 6).tolist() for ct in cts if ct.pose is not None})
     writer = DatasetWriter(out_dir, KIND, description)
     total, done, start = len(cts) * cases_per_ct, 0, time.perf_counter()
     for s, ct in enumerate(cts):
@@ -184,7 +207,7 @@ def generate_ct_depth_dataset(out_dir, cts: Sequence[LabelledCT], view: View, ca
             if not writer.has(case_id):
                 if volume is None:
                     volume = Volume.from_numpy(hu_to_mu(ct.hu, energy_kev), ct.ijk_to_ras).crop_to_content()
-                pose = sample_pose(centre, view, rng, placement, rotation_deg, tilt_deg, shift_mm)
+                pose = sample_pose(centre, view, rng, placement, rotation_deg, tilt_deg, shift_mm, ct.pose)
                 attenuation, depth, placed = render_ct_case(ct, volume, view, pose)
                 if not bool(depth.hit.any()):
                     raise InputError(f"CT '{ct.name}': the bones fall outside view '{view.name}' (case {n}); "

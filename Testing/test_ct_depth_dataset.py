@@ -157,3 +157,38 @@ def test_module_logic_makes_the_same_cases_from_scene_nodes(ct_dataset, context,
             assert torch.allclose(from_nodes[case][key], from_files[case][key], atol=1e-3), (case, key)
     with pytest.raises(InputError, match="view"):
         DepthReconLogic(scene).makeTrainingData([(ct, labels)], tmp_path / "other", labelNames=BONES)
+
+
+def test_a_registered_ct_is_rendered_where_the_registration_put_it(sample_ct, tmp_path):
+    """--placement as-is --registration: the whole-CT pose of 'bonerecon register' places the CT;
+    without jitter the cases are those of the same CT whose voxels were moved there."""
+    from BoneReconLib.geometry import rotation_about
+
+    pose = np.eye(4)
+    pose[:3, :3] = rotation_about((0.2, 0.1, 1.0), np.radians(12.0))
+    pose[:3, 3] = (4.0, -6.0, 3.0)
+    registration = tmp_path / "registration.json"
+    registration.write_text(json.dumps({"poses": {"volume": {"pose": pose.tolist(), "ncc": [0.9]}}}))
+    centre = sample_ct.bone_points().mean(axis=0)
+    view = ap_view(size=(96, 80), pixel_spacing=(2.0, 2.0), isocenter=pose[:3, :3] @ centre + pose[:3, 3])
+    code = main(["--quiet", "dataset", "depth", "--out", str(tmp_path / "reg"), "--ct", str(SAMPLE_CT),
+                 str(SAMPLE_VERTEBRA_LABELS), "--geometry", str(save_geometry([view], tmp_path / "v.json")),
+                 "--label-table", "totalsegmentator", "--only", "L4,L3", "--cases", "1", "--placement", "as-is",
+                 "--registration", str(registration), "--rotation-deg", "0", "--tilt-deg", "0", "--shift-mm", "0"])
+    assert code == 0
+    registered = CaseDataset(tmp_path / "reg")[0]
+    assert np.allclose(registered["meta"]["pose"], pose, atol=1e-5)
+    moved = LabelledCT(name="moved", hu=sample_ct.hu, labels=sample_ct.labels, ijk_to_ras=pose @ sample_ct.ijk_to_ras,
+                       bones=sample_ct.bones)
+    generate_ct_depth_dataset(tmp_path / "moved", [moved], view, 1, placement="as-is", rotation_deg=0.0,
+                              tilt_deg=0.0, shift_mm=0.0, fractions=(1, 0, 0))
+    reference = CaseDataset(tmp_path / "moved")[0]
+    assert np.allclose(reference["meta"]["pose"], np.eye(4), atol=1e-9)
+    hit = reference["back"] > 0
+    assert int(hit.sum()) > 500 and torch.equal(hit, registered["back"] > 0)
+    assert float((registered["front"] - reference["front"])[hit].abs().max()) < 1e-3
+    assert torch.allclose(registered["attenuation"], reference["attenuation"], atol=1e-4)
+    registration.write_text(json.dumps({"poses": {}}))
+    assert main(["dataset", "depth", "--out", str(tmp_path / "bad"), "--ct", str(SAMPLE_CT),
+                 str(SAMPLE_VERTEBRA_LABELS), "--geometry", str(tmp_path / "v.json"), "--placement", "as-is",
+                 "--registration", str(registration)]) != 0
