@@ -105,7 +105,8 @@ class BoneReconWidgetMixin:
         self.ui.statusLabel.text = message
         slicer.app.processEvents()
 
-    def runWithProgress(self, work, failureMessage: str):
+    def runWithProgress(self, work, failureMessage: str,
+                        cancelledMessage: str = "Cancelled; nothing was added to the scene."):
         """Call ``work(progress)``; returns its result, or None when cancelled or failed (user told)."""
         import slicer
 
@@ -116,7 +117,7 @@ class BoneReconWidgetMixin:
         try:
             return work(self._running)
         except Cancelled:
-            self.ui.statusLabel.text = "Cancelled; nothing was added to the scene."
+            self.ui.statusLabel.text = cancelledMessage
         except InputError as exc:
             self.ui.statusLabel.text = str(exc)
             slicer.util.errorDisplay(str(exc))

@@ -129,6 +129,8 @@ class DepthReconWidget(BoneReconWidgetMixin, ScriptedLoadableModuleWidget, VTKOb
                 radiographNode=None if geometry else params.radiograph, geometryPath=geometry or None,
                 cases=params.trainingCases, placement=params.trainingPlacement, progress=progress),
             "Failed to make the training data.",
+            cancelledMessage="Cancelled; the cases written so far are kept: make the training data again with the "
+                             "same settings to finish the folder.",
         )
         if manifest is not None:
             self.ui.statusLabel.text = (f"Wrote {len(manifest['cases'])} cases to {folder} "
