@@ -96,7 +96,6 @@ class DepthReconWidget(BoneReconWidgetMixin, ScriptedLoadableModuleWidget, VTKOb
         if models is not None:
             self.ui.statusLabel.text = "Models: " + ", ".join(models)
 
-
     def onReconstructButton(self):
         params = self._parameterNode
         geometry = self.ui.geometryPathLineEdit.currentPath.strip()
@@ -114,7 +113,6 @@ class DepthReconWidget(BoneReconWidgetMixin, ScriptedLoadableModuleWidget, VTKOb
             if result.prediction.message:
                 lines.append(result.prediction.message)
             self.ui.statusLabel.text = "\n".join(lines)
-
 
     def onMakeTrainingDataButton(self):
         params = self._parameterNode
