@@ -208,11 +208,12 @@ def _cmd_train_biplanar(args) -> int:
 
 
 def _cmd_train_depth(args) -> int:
-    from .depth_training import train_depth
+    from .depth_training import bundled_depth_weights, train_depth
 
+    init = bundled_depth_weights(args.anatomy) if args.init == "bundled" else args.init
     try:
         history = train_depth(args.data, args.out, steps=args.steps, batch_size=args.batch, learning_rate=args.lr,
-                              seed=args.seed, device=args.device, validate_every=args.validate_every,
+                              seed=args.seed, device=args.device, validate_every=args.validate_every, init=init,
                               progress=None if args.quiet else _print_progress)
     except (KeyboardInterrupt, Cancelled):
         print(f"bonerecon: interrupted; {args.out}/checkpoint.pt holds the last checkpoint: run the same command "
@@ -667,6 +668,10 @@ def build_parser() -> argparse.ArgumentParser:
     depth.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     depth.add_argument("--validate-every", type=int, default=500, help="steps between validations (default 500)")
     depth.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="torch device")
+    depth.add_argument("--init", help="weights to start from: an earlier run's best.pt, or 'bundled' for the bundled "
+                       "network of --anatomy (training goes on from there)")
+    depth.add_argument("--anatomy", default="wrist", choices=["wrist"], help="the bundled network --init bundled "
+                       "starts from (default wrist)")
     depth.set_defaults(func=_cmd_train_depth)
     return parser
 

@@ -104,8 +104,10 @@ def object_pixel_median(samples: DepthSamples, count: int = 50) -> float:
 
 def train_depth(data_dir, out_dir, steps: int = 20000, batch_size: int = 8, learning_rate: float = 1e-3,
                 seed: int = 0, device: str = "auto", validate_every: int = 500, checkpoint_every: int = 100,
-                size: int = 256, progress: Optional[ProgressCallback] = None) -> dict:
-    """Train (or resume) into ``out_dir``; returns the history (losses, validations, timings)."""
+                size: int = 256, init=None, progress: Optional[ProgressCallback] = None) -> dict:
+    """Train (or resume) into ``out_dir``; returns the history (losses, validations, timings).
+    ``init``: weights to start from (a bundled network or an earlier run's best.pt: training goes
+    on from there), of the same bones, size and layout; its object-plane pixel is kept."""
     report = as_progress(progress)
     if steps < 1 or batch_size < 1 or not learning_rate > 0:
         raise InputError("Steps and batch size must be at least 1 and the learning rate positive.")
@@ -122,10 +124,21 @@ def train_depth(data_dir, out_dir, steps: int = 20000, batch_size: int = 8, lear
     out.mkdir(parents=True, exist_ok=True)
     checkpoint_path = out / "checkpoint.pt"
     torch.manual_seed(seed)
-    model = DepthNet(bones, size=size, object_pixel_mm=object_pixel_median(validation)).to(device)
+    initial = load_depth_network(init, device) if init is not None else None
+    if initial is not None and (initial.bones != bones or int(initial.config["size"]) != size):
+        raise InputError(f"The starting weights {init} are for bones {', '.join(initial.bones)} at "
+                         f"{initial.config['size']} px; this dataset has {', '.join(bones)} at {size} px.")
+    pixel_mm = float(initial.config["object_pixel_mm"]) if initial is not None else object_pixel_median(validation)
+    model = DepthNet(bones, size=size, object_pixel_mm=pixel_mm).to(device)
+    if initial is not None:
+        if initial.config != model.config:
+            raise InputError(f"The starting weights {init} are of another network ({initial.config}).")
+        model.load_state_dict(initial.state_dict())
     optimiser = torch.optim.Adam(model.parameters(), lr=learning_rate)
     settings = dict(data=str(Path(data_dir).resolve()), steps=steps, batch_size=batch_size,
                     learning_rate=learning_rate, seed=seed, size=size, config=model.config)
+    if init is not None:
+        settings["init"] = str(Path(init).resolve())
     history = dict(settings=settings, train=[], validation=[], best=None)
     step = 0
     if checkpoint_path.exists():

@@ -106,6 +106,15 @@ def test_a_small_network_learns_the_tiny_dataset_and_training_resumes(dataset, l
         assert torch.allclose(value, b.state_dict()[key]), key
     with pytest.raises(InputError, match="other settings"):
         train_depth(dataset, out_b, steps=5, batch_size=2, size=64)
+    # Training may go on from earlier weights (--init): they are the starting point, same bones and layout.
+    out_c = tmp_path / "c"
+    train_depth(dataset, out_c, steps=1, batch_size=2, validate_every=1, size=64, learning_rate=1e-12,
+                init=out_a / "best.pt")
+    c = load_depth_network(out_c / "best.pt")
+    for key, value in a.state_dict().items():
+        assert torch.allclose(value, c.state_dict()[key], atol=1e-6), key
+    with pytest.raises(InputError, match="are for bones"):
+        train_depth(dataset, tmp_path / "d", steps=1, size=32, init=out_a / "best.pt")
 
 
 def _stop_after(steps):
