@@ -13,14 +13,13 @@ says so instead of meshing noise. Core module (numpy/torch/vtk), no MRML.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
 from .biplanar_samples import normalise, resample_covered
 from .depth_network import DepthNet
-from .depth_reconstruction import depth_surface
 from .depth_reference import decode_depth, object_distance, object_pixel_mm
 from .errors import InputError
 from .geometry import View
@@ -103,9 +102,3 @@ def predict_depth(model: DepthNet, image: np.ndarray, view: View,
     found = [b for k, b in enumerate(model.bones) if int((probability[k] >= 0.5).sum()) >= MIN_BONE_PIXELS]
     return DepthPrediction(grid, list(model.bones), probability, front, back, distance, assumed, found)
 
-
-def predicted_surfaces(prediction: DepthPrediction, voxel_mm: Optional[float] = None,
-                       smoothing_iterations: int = SMOOTHING_ITERATIONS) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
-    """{bone: (points, triangles)} of every found bone, back-projected through the network's grid."""
-    return {bone: depth_surface(prediction.view, *prediction.maps(bone), voxel_mm=voxel_mm,
-                                smoothing_iterations=smoothing_iterations) for bone in prediction.found}

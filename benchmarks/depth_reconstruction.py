@@ -22,7 +22,6 @@ bundled wrist network is measured; --json writes the figures (for the network ma
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -32,9 +31,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from BoneReconLib.dataset_store import CaseDataset  # noqa: E402
-from BoneReconLib.depth_inference import predict_depth, predicted_surfaces  # noqa: E402
+from BoneReconLib.depth_inference import predict_depth  # noqa: E402
+from BoneReconLib.depth_pipeline import reconstruct_bones  # noqa: E402
 from BoneReconLib.depth_reconstruction import depth_surface  # noqa: E402
 from BoneReconLib.depth_training import bundled_depth_weights, load_depth_network  # noqa: E402
+from BoneReconLib.errors import InputError  # noqa: E402
 from BoneReconLib.geometry import View  # noqa: E402
 from BoneReconLib.mesh_depth import mesh_depth  # noqa: E402
 from BoneReconLib.surface_evaluation import compare_surfaces  # noqa: E402
@@ -66,12 +67,13 @@ def main():
         if "vertices_0" not in item:
             sys.exit(f"{args.data} keeps no meshes: make it with 'bonerecon dataset limb ... --meshes'")
         view = View.from_dict(meta["geometry"]["views"][0])
-        start = time.perf_counter()
-        prediction = predict_depth(model, item["image"][0].numpy(), view)
-        seconds["network"].append(time.perf_counter() - start)
-        start = time.perf_counter()
-        surfaces = predicted_surfaces(prediction)
-        seconds["surfaces"].append(time.perf_counter() - start)
+        try:  # what 'bonerecon depth' and the module run: network, surfaces and label map
+            result = reconstruct_bones(model, item["image"][0].numpy(), view)
+            prediction, surfaces = result.prediction, result.surfaces
+            for stage in ("network", "surfaces"):
+                seconds[stage].append(result.seconds[stage])
+        except InputError:  # no bone found: every bone counts as missed
+            prediction, surfaces = predict_depth(model, item["image"][0].numpy(), view), {}
         truth = {name: (item[f"vertices_{k}"].double().numpy(), item[f"triangles_{k}"].long().numpy())
                  for k, name in enumerate(meta["bones"])}
         true_maps = {name: mesh_depth(*mesh, [prediction.view])[0][0] for name, mesh in truth.items()}
@@ -103,15 +105,16 @@ def main():
           f"{'mask Dice':>11s}{'depth mm':>10s}{'one bone':>10s}")
     every = dict(net=[], oracle=[], single=[], depth=[])
     figures = dict(data=str(args.data), split=args.split, cases=count, per_bone={})
+    rounded = lambda value: round(value, 3) if np.isfinite(value) else None  # noqa: E731  (plain JSON: no NaN)
     for bone, row in rows.items():
         if not row["oracle"]:
             continue
         net, oracle = row["net"], row["oracle"]
         figures["per_bone"][bone] = dict(
-            found=f"{len(net)}/{len(oracle)}", assd_mm=round(mean([r["mean_mm"] for r in net]), 3),
-            hd95_mm=round(mean([r["hd95_mm"] for r in net]), 3), dice=round(mean([r["dice"] for r in net]), 3),
-            oracle_assd_mm=round(mean([r["mean_mm"] for r in oracle]), 3), mask_dice=round(mean(row["mask"]), 3),
-            depth_mm=round(mean(row["depth"]), 3), single_bone_depth_mm=round(mean(row["single"]), 3))
+            found=f"{len(net)}/{len(oracle)}", assd_mm=rounded(mean([r["mean_mm"] for r in net])),
+            hd95_mm=rounded(mean([r["hd95_mm"] for r in net])), dice=rounded(mean([r["dice"] for r in net])),
+            oracle_assd_mm=rounded(mean([r["mean_mm"] for r in oracle])), mask_dice=rounded(mean(row["mask"])),
+            depth_mm=rounded(mean(row["depth"])), single_bone_depth_mm=rounded(mean(row["single"])))
         every["net"] += [r["mean_mm"] for r in net]
         every["oracle"] += [r["mean_mm"] for r in oracle]
         every["single"] += row["single"]
@@ -130,8 +133,8 @@ def main():
           f"{np.median(seconds['surfaces']):.2f}; total "
           f"{np.median(np.add(seconds['network'], seconds['surfaces'])):.2f} (target < 2 s for the network)")
     if args.json:
-        figures.update(assd_mm=round(assd, 3), oracle_assd_mm=round(mean(every["oracle"]), 3),
-                       depth_mm=round(mean(every["depth"]), 3), single_bone_depth_mm=round(single, 3),
+        figures.update(assd_mm=rounded(assd), oracle_assd_mm=rounded(mean(every["oracle"])),
+                       depth_mm=rounded(mean(every["depth"])), single_bone_depth_mm=rounded(single),
                        network_s=round(float(np.median(seconds["network"])), 3),
                        surfaces_s=round(float(np.median(seconds["surfaces"])), 3), device="cpu",
                        threads=torch.get_num_threads())
