@@ -136,10 +136,9 @@ def _cmd_dataset_limb(args) -> int:
 def _cmd_dataset_depth(args) -> int:
     from .ct_depth_dataset import LabelledCT, generate_ct_depth_dataset
     from .drr_command import choose_labels
-    from .geometry import load_geometry, pick_view
-    from .mrml_io import check_input_file
+    from .geometry import load_view
 
-    view = pick_view(load_geometry(check_input_file(args.geometry, "geometry")), args.view)
+    view = load_view(args.geometry, args.view)
     only = [item for item in (args.only or "").split(",") if item.strip()]
     bones = choose_labels(args.label_table, only) if (args.label_table or only) else None
     if args.cases < 1:
@@ -537,9 +536,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Reconstruct bones from one calibrated radiograph: the network finds each bone's mask and where "
         "every ray enters and leaves it; the depths are back-projected through the geometry into a surface per bone "
         "and a label map. Writes OUT/scene.mrb, <bone>.vtk, <bone>_front_depth.nrrd / <bone>_back_depth.nrrd, "
-        "labels.nrrd, geometry.json (the view used) and report.md. The view's source_to_object (mm; DICOM DistanceSourceToPatient) places the "
-        "bones along the beam; without it the bones' mid-plane is assumed 40 mm before the detector, and the report "
-        "says so.")
+        "labels.nrrd, geometry.json (the view used) and report.md. The view's source_to_object (mm; DICOM "
+        "DistanceSourceToPatient) places the bones along the beam; without it the bones' mid-plane is assumed 40 mm "
+        "before the detector, and the report says so.")
     depth_run.add_argument("--image", required=True, help="the radiograph file (NRRD/MHA/PNG/JPEG/DICOM)")
     depth_run.add_argument("--geometry", help="views JSON (one view, or name it with --view); default: the image's "
                            "DICOM header (ImagerPixelSpacing, DistanceSourceToDetector/Patient, ViewPosition, "

@@ -118,7 +118,8 @@ def sample_pose(ct_centre: np.ndarray, view: View, rng: np.random.Generator, pla
     centre = np.asarray(ct_centre, dtype=np.float64)
     if placement == "standard":
         base = standard_rotation(view)
-        distance = float(view.extra.get("source_to_object") or DEFAULT_OBJECT_FRACTION * view.source_to_detector_distance)
+        distance = float(view.extra.get("source_to_object")
+                         or DEFAULT_OBJECT_FRACTION * view.source_to_detector_distance)
         target = view.source + distance * view.normal
     else:
         registered = np.eye(4) if registered is None else np.asarray(registered, dtype=np.float64)

@@ -51,7 +51,8 @@ def run_depth(out_dir, image_path, geometry_path=None, weights=None, view_name: 
     start = time.perf_counter()
     view = view_for_image(image_path, geometry_path, view_name)
     radiograph = read_radiograph(check_input_file(image_path, "radiograph"), view.pixel_spacing)
-    weights_path = check_input_file(weights, "network weights") if weights is not None else bundled_depth_weights(anatomy)
+    weights_path = (check_input_file(weights, "network weights") if weights is not None
+                    else bundled_depth_weights(anatomy))
     model = load_depth_network(weights_path)
     result = reconstruct_bones(model, radiograph.pixels, view, centre_ij, voxel_mm, report, 0.05, 0.8)
     prediction = result.prediction

@@ -118,11 +118,11 @@ def view_from_dicom(path, name: Optional[str] = None, source_to_patient: Optiona
 def view_for_image(image_path, geometry_path=None, view_name: Optional[str] = None) -> View:
     """The view of one radiograph file: from its geometry JSON when one is given (its only view, or
     ``view_name``), else from the image's own DICOM header; one clear error when neither has it."""
-    from .geometry import load_geometry, pick_view
+    from .geometry import load_view
     from .mrml_io import check_input_file
 
     if geometry_path is not None:
-        return pick_view(load_geometry(check_input_file(geometry_path, "geometry")), view_name)
+        return load_view(geometry_path, view_name)
     try:
         return view_from_dicom(check_input_file(image_path, "radiograph"), name=view_name)
     except InputError as exc:

@@ -201,7 +201,12 @@ def load_geometry(path) -> List[View]:
     return views_from_json_text(path.read_text(encoding="utf-8"), where=f"geometry file {path}")
 
 
-def pick_view(views, name: Optional[str] = None):
+def load_view(path, name: Optional[str] = None) -> View:
+    """One view of a geometry JSON file: the one named ``name``, else the only one."""
+    return pick_view(load_geometry(path), name)
+
+
+def pick_view(views, name: Optional[str] = None) -> View:
     """The geometry's view for the image: the one named ``name``, else the only one."""
     if name is not None:
         named = [v for v in views if v.name == name]

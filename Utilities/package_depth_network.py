@@ -61,7 +61,8 @@ def main():
     )
     entry = package_weights(run / args.checkpoint, f"depth-{args.anatomy}", args.version, summary,
                             licence=args.licence)
-    print(f"Bundled depth-{args.anatomy}-{args.version}: {entry['bytes'] / 1e6:.1f} MB, sha256 {entry['sha256'][:16]}...")
+    print(f"Bundled depth-{args.anatomy}-{args.version}: {entry['bytes'] / 1e6:.1f} MB, "
+          f"sha256 {entry['sha256'][:16]}...")
 
 
 if __name__ == "__main__":

@@ -50,13 +50,12 @@ class DepthReconLogic(ModuleLogic):
     def setGeometry(self, radiographNode, geometryPath, viewName: Optional[str] = None):
         """Give a radiograph node its imaging geometry from a views JSON (the only view, or ``viewName``);
         the node is moved onto the view's detector plane."""
-        from BoneReconLib.geometry import load_geometry, pick_view
-        from BoneReconLib.mrml_io import check_input_file
+        from BoneReconLib.geometry import load_view
         from BoneReconLib.radiograph_node import set_view
 
         if radiographNode is None:
             raise ValueError("Select a radiograph.")
-        view = pick_view(load_geometry(check_input_file(geometryPath, "geometry")), viewName)
+        view = load_view(geometryPath, viewName)
         set_view(radiographNode, view)
         return view
 
@@ -113,8 +112,8 @@ class DepthReconLogic(ModuleLogic):
         return names
 
     def makeTrainingData(self, ctAndLabelMaps: Sequence[Tuple[object, object]], outDir, radiographNode=None,
-                         geometryPath=None,
-                         viewName: Optional[str] = None, cases: int = 100, placement: str = "standard",
+                         geometryPath=None, viewName: Optional[str] = None, cases: int = 100,
+                         placement: str = "standard",
                          labelNames: Optional[Mapping[int, str]] = None, seed: int = 0,
                          progress: Optional[ProgressCallback] = None) -> dict:
         """DepthRecon training cases from CTs with bone label maps (``bonerecon dataset depth``):
@@ -126,8 +125,7 @@ class DepthReconLogic(ModuleLogic):
         the label maps' colour tables unless ``labelNames`` ({value: name}) is given."""
         from BoneReconLib.ct_depth_dataset import LabelledCT, generate_ct_depth_dataset
         from BoneReconLib.drr_command import file_stem
-        from BoneReconLib.geometry import load_geometry, pick_view
-        from BoneReconLib.mrml_io import check_input_file
+        from BoneReconLib.geometry import load_view
         from BoneReconLib.radiograph_node import get_view
         from BoneReconLib.volume_node import volume_array
 
@@ -137,7 +135,7 @@ class DepthReconLogic(ModuleLogic):
         if radiographNode is not None:
             view = get_view(radiographNode)
         elif geometryPath:
-            view = pick_view(load_geometry(check_input_file(geometryPath, "geometry")), viewName)
+            view = load_view(geometryPath, viewName)
         else:
             raise InputError("Give the X-ray view: a radiograph that carries its geometry, or a geometry file.")
         cts = []
