@@ -34,11 +34,11 @@ import numpy as np
 import torch
 
 from .dataset_store import DatasetWriter
-from .depth import DepthMaps
 from .drr import Volume, hu_to_mu, render_attenuation
 from .errors import InputError
 from .geometry import View, rotation_about
 from .label_depth import label_depth
+from .limb_radiograph import LimbImages
 from .progress import ProgressCallback, as_progress
 from .radiograph_realism import realistic_radiograph, sample_realism
 
@@ -150,28 +150,17 @@ def registered_pose(path) -> np.ndarray:
     return pose
 
 
-def render_ct_case(ct: LabelledCT, volume: Volume, view: View, pose: np.ndarray):
-    """(line integrals (1, nv, nu), depth maps (B, 1, nv, nu), the view with the bones' mid-plane as
-    its source_to_object) of the posed CT."""
-    points = ct.bone_points() @ pose[:3, :3].T + pose[:3, 3]
-    distance = float(((points - view.source) @ view.normal).mean())
+def render_ct_case(ct: LabelledCT, volume: Volume, view: View, pose: np.ndarray, bone_centre: np.ndarray):
+    """(line integrals (1, nv, nu), depth maps (B, 1, nv, nu), the view with the bones' mid-plane (the
+    plane of their centre, ``bone_centre`` before the pose) as its source_to_object) of the posed CT."""
+    centre = pose[:3, :3] @ bone_centre + pose[:3, 3]
+    distance = float((centre - view.source) @ view.normal)
     attenuation = render_attenuation(volume, [view], pose[None])[0]
     depth = label_depth(ct.labels, ct.ijk_to_ras, list(ct.bones), [view], pose[None])[:, 0]  # (B, V, nv, nu)
     placed = View(name=view.name, source=view.source, detector_center=view.detector_center,
                   detector_u=view.detector_u, detector_v=view.detector_v, pixel_spacing=view.pixel_spacing,
                   size=view.size, extra=dict(view.extra, source_to_object=distance))
     return attenuation, depth, placed
-
-
-def _case_arrays(attenuation: torch.Tensor, depth: DepthMaps, image: torch.Tensor) -> Dict[str, np.ndarray]:
-    hit = depth.hit
-    mask = hit.any(dim=0)
-    nearest = torch.where(hit, depth.front, torch.full_like(depth.front, float("inf"))).argmin(dim=0)
-    bone_id = torch.where(mask, nearest + 1, torch.zeros_like(nearest))
-    off = lambda maps: torch.where(hit, maps, torch.zeros_like(maps)).float().numpy()  # noqa: E731
-    return dict(image=image.float().numpy(), attenuation=attenuation.float().numpy(), mask=mask.numpy(),
-                bone_id=bone_id.to(torch.uint8).numpy(), front=off(depth.front), back=off(depth.back),
-                thickness=off(depth.thickness))
 
 
 def generate_ct_depth_dataset(out_dir, cts: Sequence[LabelledCT], view: View, cases_per_ct: int, seed: int = 0,
@@ -209,14 +198,15 @@ def generate_ct_depth_dataset(out_dir, cts: Sequence[LabelledCT], view: View, ca
                 if volume is None:
                     volume = Volume.from_numpy(hu_to_mu(ct.hu, energy_kev), ct.ijk_to_ras).crop_to_content()
                 pose = sample_pose(centre, view, rng, placement, rotation_deg, tilt_deg, shift_mm, ct.pose)
-                attenuation, depth, placed = render_ct_case(ct, volume, view, pose)
+                attenuation, depth, placed = render_ct_case(ct, volume, view, pose, centre)
                 if not bool(depth.hit.any()):
                     raise InputError(f"CT '{ct.name}': the bones fall outside view '{view.name}' (case {n}); "
                                      "check the geometry and the placement.")
                 realism = sample_realism(rng)
                 generator = torch.Generator().manual_seed(int(rng.integers(2 ** 62)))
                 image = realistic_radiograph(attenuation.double(), realism, view.pixel_spacing, generator)
-                arrays = _case_arrays(attenuation, depth, image)
+                arrays = dict(LimbImages.of(attenuation, depth, list(ct.bones.values())).arrays(),
+                              image=image.float().numpy())
                 if store_meshes:
                     surfaces = surfaces or [label_surface(ct.labels, ct.ijk_to_ras, value) for value in ct.bones]
                     for k, (points, triangles) in enumerate(surfaces):

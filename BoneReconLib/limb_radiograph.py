@@ -113,6 +113,14 @@ class LimbImages:
     depth: DepthMaps
     bones: List[str]
 
+    @classmethod
+    def of(cls, attenuation: torch.Tensor, depth: DepthMaps, bones: Sequence[str]) -> "LimbImages":
+        """With the mask (any bone on the ray) and the id (1-based) of the bone nearest the source."""
+        mask = depth.hit.any(dim=0)
+        nearest = torch.where(depth.hit, depth.front, torch.full_like(depth.front, float("inf"))).argmin(dim=0)
+        bone_id = torch.where(mask, nearest + 1, torch.zeros_like(nearest))
+        return cls(attenuation, mask, bone_id, depth, list(bones))
+
     def arrays(self) -> Dict[str, np.ndarray]:
         """Plain arrays for a dataset case (float32 images, uint8 ids)."""
         return dict(attenuation=self.attenuation.float().numpy(), mask=self.mask.numpy(),
@@ -141,7 +149,4 @@ def render_limb(bones: Sequence[Bone], envelope: Tuple[np.ndarray, np.ndarray], 
         depth = DepthMaps.stack(maps for _, maps in rendered)
         bone = torch.stack([integral for integral, _ in rendered]).sum(dim=0)
     attenuation = mu_soft * skin.thickness + bone - mu_soft * depth.thickness.sum(dim=0)
-    mask = depth.hit.any(dim=0)
-    nearest = torch.where(depth.hit, depth.front, torch.full_like(depth.front, float("inf"))).argmin(dim=0)
-    bone_id = torch.where(mask, nearest + 1, torch.zeros_like(nearest))
-    return LimbImages(attenuation, mask, bone_id, depth, [b.name for b in bones])
+    return LimbImages.of(attenuation, depth, [b.name for b in bones])
