@@ -102,6 +102,7 @@ def _cmd_dataset_limb(args) -> int:
     from .limb_radiograph import Bone
 
     subjects, articulations = {}, {}
+    sides = dict(_named_file(entry) for entry in args.side or [])
     for entry in args.subject:
         if len(entry) < 2:
             raise InputError(f"--subject {entry[0]}: give the subject's name, then its bone surface files.")
@@ -119,7 +120,9 @@ def _cmd_dataset_limb(args) -> int:
                                  "files (proximal, middle, distal).")
             articulations[name] = finger_joints(subjects[name])
         elif args.pose == "wrist":
-            articulations[name] = wrist_joints(subjects[name])
+            articulations[name] = wrist_joints(subjects[name], side=sides.pop(name, None))
+    if sides:
+        raise InputError(f"--side is for the subjects of --pose wrist: {', '.join(sorted(sides))} is not one.")
     _check_case_counts(args)
     variation = None
     if args.vary is not None:
@@ -450,6 +453,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="pose every case: 'finger' (PIP/DIP flexion; one file of three phalanges or three files "
                       "proximal to distal), 'wrist' (carpus flexion and deviation about the capitate; bones named "
                       "radius, ulna, capitate ...); default none")
+    limb.add_argument("--side", action="append", metavar="SUBJECT=right|left",
+                      help="--pose wrist: which hand a subject's wrist is, so that every view looks from its back "
+                      "(PA, as clinical wrist radiographs do); without it a left wrist is seen from the palm")
     limb.add_argument("--rotation-deg", type=float, default=30.0,
                       help="largest turn of the view about the limb's long axis from the front (default 30)")
     limb.add_argument("--fill-holes", action="store_true",

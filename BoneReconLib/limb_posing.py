@@ -176,9 +176,13 @@ def finger_from_file(path) -> List[Bone]:
 
 
 def wrist_joints(bones: Sequence[Bone], forearm: Sequence[str] = ("radius", "ulna"),
-                 capitate: str = "capitate") -> Articulation:
-    """Flexion and deviation of the carpus (every bone but the forearm's) about the capitate's head;
-    front = the dorsal-palmar axis (its sign is not resolved)."""
+                 capitate: str = "capitate", side: Optional[str] = None) -> Articulation:
+    """Flexion and deviation of the carpus (every bone but the forearm's) about the capitate's head.
+    front = the dorsal side when ``side`` ("right" or "left" hand) is given (a PA radiograph; the
+    bones alone do not tell a right hand's dorsal side from a left hand's palmar side); without it,
+    the dorsal side if the hand is a right one."""
+    if side not in (None, "right", "left"):
+        raise InputError(f"A wrist's side is 'right' or 'left', not '{side}'.")
     by_name = {bone.name.lower(): bone for bone in bones}
     found = {part: next((b for n, b in by_name.items() if part in n), None) for part in (*forearm, capitate)}
     missing = [part for part, bone in found.items() if bone is None]
@@ -206,4 +210,7 @@ def wrist_joints(bones: Sequence[Bone], forearm: Sequence[str] = ("radius", "uln
     centre = head.points[along < along.min() + 0.25 * np.ptp(along)].mean(axis=0)  # the capitate's head
     joints = (Joint("wrist flexion", tuple(centre), tuple(across), tuple(carpus), (-40.0, 40.0)),
               Joint("wrist deviation", tuple(centre), tuple(dorsal_palmar), tuple(carpus), (-15.0, 25.0)))
-    return Articulation(joints, tuple(np.cross(long_axis, across)), tuple(long_axis))
+    # ulna -> radius points lateral: distal x lateral is dorsal for a right hand, palmar for a left one
+    # (in anatomical position, RAS: right hand lateral +x, distal -z: (-z) x (+x) = -y, posterior).
+    front = np.cross(long_axis, across) * (-1.0 if side == "left" else 1.0)
+    return Articulation(joints, tuple(front), tuple(long_axis))

@@ -117,6 +117,20 @@ def test_wrist_preset_finds_the_long_axis_of_short_distal_segments():
     assert math.isclose(abs(view.detector_u[0]), 1.0, abs_tol=1e-6)  # radius and ulna side by side
 
 
+def test_wrist_side_puts_the_source_on_the_back_of_either_hand():
+    """Right hand in anatomical position (RAS: radius lateral = +x, hand down = -z, palm anterior):
+    dorsal = posterior (-y). Its mirror image is a left hand, whose dorsal side is also -y."""
+    right = [Bone("radius", *ellipsoid(radii=(14, 13, 12), centre=(14, 0, 0))),
+             Bone("ulna", *ellipsoid(radii=(9, 9, 10), centre=(-14, 0, 0))),
+             Bone("capitate", *ellipsoid(radii=(8, 7, 11), centre=(2, 0, -30)))]
+    left = [Bone(b.name, b.points * [-1.0, 1.0, 1.0], b.triangles[:, ::-1]) for b in right]
+    assert np.asarray(wrist_joints(right, side="right").front) == pytest.approx([0, -1, 0], abs=0.01)
+    assert np.asarray(wrist_joints(left, side="left").front) == pytest.approx([0, -1, 0], abs=0.01)
+    assert np.asarray(wrist_joints(left).front) == pytest.approx([0, 1, 0], abs=0.01)  # unresolved: as if right
+    with pytest.raises(InputError, match="right' or 'left"):
+        wrist_joints(right, side="up")
+
+
 def test_real_fingers_all_flex_toward_the_same_side(shared_data):
     fingers = sorted((shared_data / "meshes" / "openhands_fingers").glob("*.stl"))
     assert len(fingers) == 12
