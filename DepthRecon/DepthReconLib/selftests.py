@@ -82,24 +82,43 @@ def test_default_names_come_from_labels(context, tmp_dir):
     assert logic.labelNames(labelmap) == {1: "Label 1", 2: "Label 2"}
 
 
+def _assert_refused_leaving_scene(scene, call, message: str):
+    """``call()`` raises an InputError saying ``message`` and adds no node to ``scene``."""
+    before = scene.GetNumberOfNodes()
+    try:
+        call()
+    except InputError as exc:
+        assert message in str(exc), str(exc)
+    else:
+        raise AssertionError(f"expected a refusal saying '{message}'")
+    assert scene.GetNumberOfNodes() == before
+
+
 def test_empty_label_map_is_reported_and_changes_nothing(context, tmp_dir):
     import slicer.util
 
     logic = DepthReconLogic(context.scene)
     labelmap, _ = make_phantom_labelmap(context.scene)
     slicer.util.updateVolumeFromArray(labelmap, np.zeros((8, 8, 8), dtype=np.int16))
-    before = context.scene.GetNumberOfNodes()
-    try:
-        logic.createBoneModels(labelmap)
-    except InputError as exc:
-        assert "no non-zero labels" in str(exc)
-    else:
-        raise AssertionError("an empty label map must be rejected")
-    assert context.scene.GetNumberOfNodes() == before
+    _assert_refused_leaving_scene(context.scene, lambda: logic.createBoneModels(labelmap), "no non-zero labels")
+
+
+def test_bundled_network_loads_and_a_radiograph_needs_its_geometry(context, tmp_dir):
+    """The installed extension carries its wrist network (hash checked); a radiograph without
+    imaging geometry is refused before anything is added to the scene."""
+    import slicer.util
+
+    logic = DepthReconLogic(context.scene)
+    model = logic.network("wrist")
+    assert model.bones == ["radius", "ulna", "scaphoid", "lunate", "capitate"]
+    plain = context.scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "plain image")
+    slicer.util.updateVolumeFromArray(plain, np.random.default_rng(0).random((1, 64, 80)).astype(np.float32))
+    _assert_refused_leaving_scene(context.scene, lambda: logic.reconstructFromRadiograph(plain), "no imaging geometry")
 
 
 SELF_TESTS = [
     test_phantom_models_have_exact_volumes_and_centres,
     test_default_names_come_from_labels,
     test_empty_label_map_is_reported_and_changes_nothing,
+    test_bundled_network_loads_and_a_radiograph_needs_its_geometry,
 ]
