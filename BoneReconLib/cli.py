@@ -353,6 +353,17 @@ def _command_group(commands, name: str, help: str, description: str):
     return sub_commands
 
 
+def _add_split_arguments(parser, unit: str, example: str) -> None:
+    """--fractions, --split and --seed of a single-view dataset command, split by ``unit`` (subject, CT)."""
+    parser.add_argument("--fractions", type=float, nargs=3, default=(0.8, 0.1, 0.1),
+                        metavar=("TRAIN", "VALIDATION", "TEST"),
+                        help=f"split fractions by {unit} (default 0.8 0.1 0.1)")
+    parser.add_argument("--split", action="append", metavar=f"{unit.upper()}=SPLIT",
+                        help=f"put a {unit} in a given split (train, validation or test), e.g. {example}; "
+                        f"repeatable; the others are split by --fractions")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bonerecon",
@@ -463,15 +474,10 @@ def build_parser() -> argparse.ArgumentParser:
     limb.add_argument("--vary", type=float, nargs=2, metavar=("SCALE_SD", "WARP_MM"),
                       help="give every case's bones a new size and proportions (log-normal scale spread along "
                       "three random axes, e.g. 0.06) and smooth bends (typical amplitude in mm, e.g. 1.0)")
-    limb.add_argument("--fractions", type=float, nargs=3, default=(0.8, 0.1, 0.1),
-                      metavar=("TRAIN", "VALIDATION", "TEST"), help="split fractions by subject (default 0.8 0.1 0.1)")
-    limb.add_argument("--split", action="append", metavar="SUBJECT=SPLIT",
-                      help="put a subject in a given split (train, validation or test), e.g. a real subject kept "
-                      "for the test; repeatable; the other subjects are split by --fractions")
+    _add_split_arguments(limb, "subject", "a real subject kept for the test")
     limb.add_argument("--meshes", action="store_true",
                       help="keep every case's bone surfaces as posed (the truth for "
                       "'benchmarks/depth_reconstruction.py'; about 1 MB per case)")
-    limb.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     limb.set_defaults(func=_cmd_dataset_limb)
     ct_depth = dataset_commands.add_parser(
         "depth", help="CTs + bone label maps + a view -> single-view DRRs with exact per-bone depth maps (DepthRecon)",
@@ -502,13 +508,9 @@ def build_parser() -> argparse.ArgumentParser:
     ct_depth.add_argument("--tilt-deg", type=float, default=5.0, help="largest tilt (default 5)")
     ct_depth.add_argument("--shift-mm", type=float, default=10.0, help="largest shift across the beam (default 10)")
     ct_depth.add_argument("--energy", type=float, default=60.0, help="effective energy in keV (default 60)")
-    ct_depth.add_argument("--fractions", type=float, nargs=3, default=(0.8, 0.1, 0.1),
-                          metavar=("TRAIN", "VALIDATION", "TEST"), help="split fractions by CT (default 0.8 0.1 0.1)")
-    ct_depth.add_argument("--split", action="append", metavar="CT=SPLIT",
-                          help="put a CT (its file name without extension) in a given split; repeatable")
+    _add_split_arguments(ct_depth, "CT", "a CT (named by its file, without extension) kept for the test")
     ct_depth.add_argument("--meshes", action="store_true",
                           help="keep every case's posed label surfaces (the truth for the benchmark)")
-    ct_depth.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     ct_depth.set_defaults(func=_cmd_dataset_depth)
     lumbar = dataset_commands.add_parser(
         "lumbar", help="shape models + background CTs -> biplanar lumbar radiographs, per-vertebra images, "
