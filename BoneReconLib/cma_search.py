@@ -18,9 +18,11 @@ Costs = Callable[[np.ndarray], np.ndarray]  # (N, D) parameter vectors -> (N,) c
 def coarse_to_fine(costs_at: Callable[[int], Costs], dimension: int, levels: Sequence[int],
                    generations: Sequence[int], bounds: np.ndarray, seed: int = 0, population: Optional[int] = None,
                    progress: Optional[ProgressCallback] = None,
-                   describe: Callable[[float], str] = "cost {:.3f}".format) -> Tuple[np.ndarray, List[float]]:
+                   describe: Callable[[float], str] = "cost {:.3f}".format,
+                   step: float = 1.0) -> Tuple[np.ndarray, List[float]]:
     """(best parameter vector, best cost after every generation). ``costs_at(factor)`` gives the cost
-    function at that resolution; the search starts at zero with step 1, later levels with step 0.5."""
+    function at that resolution; the search starts at zero with ``step`` (1 unit), later levels with
+    half of it."""
     from cmaes import CMA
 
     report = as_progress(progress)
@@ -28,7 +30,7 @@ def coarse_to_fine(costs_at: Callable[[int], Costs], dimension: int, levels: Seq
     total, done = sum(generations), 0
     for factor, count in zip(levels, generations):
         costs_of = costs_at(factor)
-        optimizer = CMA(mean=best_x.copy(), sigma=1.0 if not history else 0.5, bounds=bounds, seed=seed,
+        optimizer = CMA(mean=best_x.copy(), sigma=step if not history else 0.5 * step, bounds=bounds, seed=seed,
                         population_size=population)
         best_cost = float(costs_of(best_x[None])[0])
         for _ in range(count):

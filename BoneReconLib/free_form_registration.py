@@ -27,7 +27,7 @@ from .mesh_depth import mesh_depth
 from .progress import ProgressCallback, as_progress
 from .shape_model import ShapeModel
 from .shape_refinement import DEFAULT_AMPLITUDE_MM, DEFAULT_SIGMA_MM, SmoothDeformation, model_deformation
-from .vertebra_registration import (LOG_SCALE_UNIT, ROTATION_UNIT_DEG, TRANSLATION_UNIT_MM, RegistrationResult,
+from .vertebra_registration import (TRANSLATION_UNIT_MM, RegistrationResult,
                                     RegistrationWeights, VertebraTarget, _ncc, _Problem, coarse_surface)
 
 
@@ -77,11 +77,11 @@ class _FreeFormProblem(_Problem):
     def pose(self, step: torch.Tensor):
         """(rotation (3, 3), translation (3,), scale) of a pose step (7,) from the start: rotation,
         translation and log-scale in the registration's units."""
-        delta = torch.linalg.matrix_exp(_skew(step[:3] * math.radians(ROTATION_UNIT_DEG)))
+        delta = torch.linalg.matrix_exp(_skew(step[:3] * math.radians(self.weights.rotation_unit_deg)))
         rotation = delta @ self.start["rotation"]
         centre = self.start["centre"]
         translation = delta @ (self.start["translation"] - centre) + centre + step[3:6] * TRANSLATION_UNIT_MM
-        return rotation, translation, self.scale0 * torch.exp(step[6] * LOG_SCALE_UNIT)
+        return rotation, translation, self.scale0 * torch.exp(step[6] * self.weights.log_scale_unit)
 
     def points(self, step: torch.Tensor, coefficients: torch.Tensor, field: Optional[torch.Tensor]):
         """World vertices (1, P, 3) of a pose step, coefficients (k,) and field weights (R, 3) or None."""

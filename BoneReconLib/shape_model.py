@@ -26,7 +26,9 @@ import torch
 from .errors import InputError
 
 FORMAT = "bonerecon-ssm/1"
-REGIONS = ("body", "pedicle", "lamina", "transverse process", "spinous process", "articular process")
+REGIONS = ("body", "pedicle", "lamina", "transverse process", "spinous process", "articular process",  # vertebrae
+           "femoral head", "femoral neck", "trochanter", "shaft", "condyle", "plateau", "tuberosity",  # leg bones
+           "malleolus", "ankle")
 
 
 @dataclass(frozen=True)

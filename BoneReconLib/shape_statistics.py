@@ -131,8 +131,12 @@ def projection(model: ShapeModel, aligned, k: int) -> np.ndarray:
 def generalisation(shapes, triangles, ks: Sequence[int], scaling: bool = False,
                    error: Optional[Callable[[int, np.ndarray], float]] = None,
                    augment: Optional[Callable[[ShapeModel, int], ShapeModel]] = None,
-                   fit: Optional[Callable[[ShapeModel, np.ndarray, int], np.ndarray]] = None) -> np.ndarray:
+                   fit: Optional[Callable[[ShapeModel, np.ndarray, int], np.ndarray]] = None,
+                   groups: Optional[Sequence] = None) -> np.ndarray:
     """Leave-one-out error with k modes, for every k in ``ks``: (len(ks),).
+
+    ``groups`` (one per shape, e.g. the person): a left-out shape's whole group leaves the model with
+    it (a person's other knee must not help represent the left-out one).
 
     Each left-out shape's best reconstruction is put back where the shape is; ``error(i, placed)``
     scores it (default: mean vertex distance to shape i, mm). ``augment(model, i)`` turns the model
@@ -147,8 +151,12 @@ def generalisation(shapes, triangles, ks: Sequence[int], scaling: bool = False,
             return float(np.linalg.norm(placed - shapes[i], axis=1).mean())
     fit = fit or projection
     errors = np.zeros((len(shapes), len(ks)))
+    groups = np.arange(len(shapes)) if groups is None else np.asarray(groups)
     for i in range(len(shapes)):
-        model = build_shape_model("loo", np.delete(shapes, i, axis=0), triangles, scaling)
+        others = groups != groups[i]
+        if others.sum() < MIN_SHAPES:
+            raise InputError(f"Leaving out shape {i} and its group leaves fewer than {MIN_SHAPES} shapes.")
+        model = build_shape_model("loo", shapes[others], triangles, scaling)
         if augment is not None:
             model = augment(model, i)
         rotation, translation, scale = rigid_align(shapes[i], model.mean, scaling)

@@ -75,14 +75,15 @@ class SimilarityFit:
         return self.scale * np.asarray(points) @ self.rotation.T + self.translation
 
 
-def robust_similarity(source, target, iterations: int = 20, min_scale_mm: float = 1.0) -> SimilarityFit:
+def robust_similarity(source, target, iterations: int = 20, min_scale_mm: float = 1.0,
+                      scaling: bool = True) -> SimilarityFit:
     """Similarity transform of ``source`` (K, 3) onto ``target`` (K, 3), robust to outliers: IRLS
     with Cauchy weights of scale c = max(1.5 x median residual, ``min_scale_mm``); inliers are the
-    points within 3 c."""
+    points within 3 c. ``scaling`` False: a rigid transform (scale 1)."""
     source, target = np.asarray(source, np.float64), np.asarray(target, np.float64)
     weights = np.ones(len(source))
     for _ in range(iterations):
-        rotation, translation, scale = rigid_align(source, target, scaling=True, weights=weights)
+        rotation, translation, scale = rigid_align(source, target, scaling=scaling, weights=weights)
         residual = np.linalg.norm(scale * source @ rotation.T + translation - target, axis=1)
         c = max(1.5 * float(np.median(residual)), min_scale_mm)
         weights = 1.0 / (1.0 + (residual / c) ** 2)

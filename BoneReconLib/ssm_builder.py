@@ -166,11 +166,8 @@ def build_level_model(
         template = (apply(model.mean, rotation, translation), template[1])
         fits, distances = fit_all(template, surfaces, report, 0.45, 0.45)
     report(0.9, f"{level}: Procrustes, PCA and landmarks")
-    model = build_shape_model(level, fits, template[1], max_modes=max_modes)
-    found, frame = landmarks(model.mean, model.triangles)
-    model = _in_frame(model, frame.origin, frame.axes, found)
-    model.info.update(level=level, sources=[s.name for s in surfaces], template=surfaces[first].name,
-                      frame="origin on the mid-sagittal plane; axes x right, y anterior, z superior (mm)")
+    model = model_from_fits(level, fits, template[1], landmarks, max_modes)
+    model.info.update(sources=[s.name for s in surfaces], template=surfaces[first].name)
     real_model, augment = model, None
     if synthetic:
         report(0.91, f"{level}: synthetic variation")
@@ -203,6 +200,18 @@ def build_level_model(
     return model, build
 
 
+def model_from_fits(level: str, fits: np.ndarray, triangles: np.ndarray, landmarks: Callable = vertebra_landmarks,
+                    max_modes: Optional[int] = None) -> ShapeModel:
+    """Procrustes and PCA of fitted templates (M, P, 3), landmarks placed on the mean by ``landmarks``,
+    the model expressed in the frame those rules find."""
+    model = build_shape_model(level, fits, triangles, max_modes=max_modes)
+    found, frame = landmarks(model.mean, model.triangles)
+    model = _in_frame(model, frame.origin, frame.axes, found)
+    model.info.update(level=level, frame="origin on the mid-sagittal plane; axes x right, y anterior, z superior (mm)")
+    model.info.update(getattr(frame, "info", {}))  # a leg bone's side, spheres and rings, and its frame
+    return model
+
+
 def free_form_fit(model: ShapeModel, aligned: np.ndarray, k: int) -> np.ndarray:
     """The posterior-mean reconstruction with k modes plus the default free-form term."""
     return map_fit(model, aligned, SmoothDeformation.on_points(model.mean), k, FREE_FORM_NOISE_MM)[2]
@@ -217,10 +226,13 @@ def _in_frame(model: ShapeModel, origin, axes, landmarks: List[Landmark]) -> Sha
 
 def generalisation_to_surfaces(fits: np.ndarray, triangles: np.ndarray, surfaces: Sequence[Surface],
                                ks: Optional[Sequence[int]] = None, augment=None, fit=None) -> List[float]:
-    """Leave-one-out: for k modes (default 1..M-2), the mean over left-out surfaces of the symmetric mean
-    surface distance between the surface and the model's best reconstruction of its fit."""
+    """Leave-one-person-out: for k modes (default 1..M-2 with one surface per person), the mean over
+    left-out surfaces of the symmetric mean surface distance between the surface and the best
+    reconstruction of its fit by a model built without that person's surfaces."""
     def error(i, placed):
         return surface_distance(placed, triangles, surfaces[i].points, surfaces[i].triangles)
 
-    ks = range(1, len(fits) - 1) if ks is None else ks
-    return generalisation(fits, triangles, ks, error=error, augment=augment, fit=fit).tolist()
+    groups = [s.person for s in surfaces]
+    largest_group = max(groups.count(g) for g in groups)
+    ks = range(1, len(fits) - largest_group) if ks is None else ks  # up to the smallest left-out model's modes
+    return generalisation(fits, triangles, ks, error=error, augment=augment, fit=fit, groups=groups).tolist()

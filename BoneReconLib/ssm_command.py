@@ -81,8 +81,11 @@ DONOR_MIN_SHAPES = 10
 
 def run_ssm_build(out_dir, surfaces_by_level: Dict[str, List[Surface]], template_triangles: int = 8000,
                   evaluate: bool = True, synthetic_below: int = SYNTHETIC_BELOW,
-                  progress: Optional[ProgressCallback] = None) -> Dict[str, dict]:
-    """Build and write every level's model; returns the manifest's per-level entries."""
+                  progress: Optional[ProgressCallback] = None, landmarks=None) -> Dict[str, dict]:
+    """Build and write every level's model; returns the manifest's per-level entries.
+
+    ``landmarks``: {level: rule} for levels that are not vertebrae (the leg bones' rules of
+    :mod:`.leg_landmarks`); their models get no synthetic variation (it is made for vertebrae)."""
     from .mesh_io import write_surface
     from .shape_model_nodes import write_landmark_markups
     from .shape_refinement import DEFAULT_AMPLITUDE_MM, DEFAULT_SIGMA_MM
@@ -106,9 +109,10 @@ def run_ssm_build(out_dir, surfaces_by_level: Dict[str, List[Surface]], template
             def sub(fraction, message, n=n):
                 report((n + fraction) / len(levels), message)
 
-            synthetic = 0 < counts[level] < synthetic_below
+            rule = (landmarks or {}).get(level)
+            synthetic = 0 < counts[level] < synthetic_below and rule is None
             model, build = build_level_model(level, surfaces_by_level[level], template_triangles=template_triangles,
-                                             evaluate=evaluate, synthetic=synthetic,
+                                             evaluate=evaluate, synthetic=synthetic, **({"landmarks": rule} if rule else {}),
                                              donor=donor if synthetic and level != donor_level else None,
                                              progress=sub)
             if level == donor_level:

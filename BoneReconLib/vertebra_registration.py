@@ -43,12 +43,18 @@ LOG_SCALE_UNIT = 0.03
 
 @dataclass
 class RegistrationWeights:
+    """The cost's weights and thresholds, and the search's units: one CMA-ES unit of rotation turns
+    the bone by ``rotation_unit_deg`` (3 degrees moves a vertebra's far points ~1.5 mm; a femur
+    needs ~1 degree for the same) and one of scale changes it by ``log_scale_unit``."""
+
     image_weight: float = 20.0
     landmark_sigma_mm: float = 3.0
     posterior_weight: float = 2.0
     prior_weight: float = 0.05
     min_ncc: float = 0.8  # below this in a view: not converged
     max_landmark_rms_mm: float = 4.0
+    rotation_unit_deg: float = ROTATION_UNIT_DEG
+    log_scale_unit: float = LOG_SCALE_UNIT
 
 
 @dataclass
@@ -119,8 +125,12 @@ class _Problem:
     """Parameters -> instances -> cost, for one vertebra at one image resolution."""
 
     def __init__(self, model: ShapeModel, rotation, translation, scale, centre, target: VertebraTarget,
-                 factor: int, modes: int, weights: RegistrationWeights, surface=None):
+                 factor: int, modes: int, weights: RegistrationWeights, surface=None, coefficients=None):
         self.model, self.modes, self.weights = model, modes, weights
+        self.coefficients0 = np.zeros(modes)
+        if coefficients is not None:
+            given = np.asarray(coefficients, dtype=np.float64)[:modes]
+            self.coefficients0[:len(given)] = given
         self.surface = surface  # (vertex subset, triangles) to render, or None for the full surface
         self.rotation0, self.translation0, self.scale0, self.centre = rotation, translation, scale, centre
         self.views = [coarser(v, factor) if factor > 1 else v for v in target.views]
@@ -131,12 +141,13 @@ class _Problem:
 
     def pose(self, x: np.ndarray):
         """(rotation, translation, scale, coefficients) of one parameter vector."""
-        turn = np.asarray(x[:3]) * math.radians(ROTATION_UNIT_DEG)
+        turn = np.asarray(x[:3]) * math.radians(self.weights.rotation_unit_deg)
         angle = float(np.linalg.norm(turn))
         delta = rotation_about(turn / angle, angle) if angle > 1e-12 else np.eye(3)
         rotation = delta @ self.rotation0
         translation = delta @ (self.translation0 - self.centre) + self.centre + np.asarray(x[3:6]) * TRANSLATION_UNIT_MM
-        return rotation, translation, self.scale0 * math.exp(x[6] * LOG_SCALE_UNIT), np.asarray(x[7:7 + self.modes])
+        return (rotation, translation, self.scale0 * math.exp(x[6] * self.weights.log_scale_unit),
+                self.coefficients0 + np.asarray(x[7:7 + self.modes]))
 
     def evaluate(self, population: np.ndarray):
         """Costs (N,), NCC (N, V) and landmark RMS in mm (N,) of N parameter vectors."""
@@ -183,8 +194,11 @@ def register_vertebra(model: ShapeModel, rotation, translation, scale: float, ta
                       modes: int = 6, levels: Sequence[int] = (4, 2), generations: Sequence[int] = (40, 25),
                       population: Optional[int] = None, seed: int = 0,
                       weights: Optional[RegistrationWeights] = None,
-                      progress: Optional[ProgressCallback] = None) -> RegistrationResult:
-    """Register ``model`` from the similarity (rotation, translation, scale) to ``target``."""
+                      progress: Optional[ProgressCallback] = None, coefficients=None,
+                      step: float = 1.0) -> RegistrationResult:
+    """Register ``model`` from the similarity (rotation, translation, scale) and shape ``coefficients``
+    (default: the mean) to ``target``; ``step``: CMA-ES's first step in units (smaller for a start
+    that is already close)."""
     weights = weights or RegistrationWeights()
     modes = min(modes, model.n_modes)
     dimension = 7 + modes
@@ -194,13 +208,14 @@ def register_vertebra(model: ShapeModel, rotation, translation, scale: float, ta
     surface = coarse_surface(model)
 
     def costs_at(factor):
-        problem = _Problem(model, rotation, translation, scale, centre, target, factor, modes, weights, surface)
+        problem = _Problem(model, rotation, translation, scale, centre, target, factor, modes, weights, surface,
+                           coefficients)
         return lambda candidates: problem.evaluate(candidates)[0]
 
     best_x, history = coarse_to_fine(costs_at, dimension, levels, generations, bounds, seed=seed,
                                      population=population, progress=progress,
-                                     describe=f"Registering {model.name}: cost {{:.3f}}".format)
-    full = _Problem(model, rotation, translation, scale, centre, target, 1, modes, weights)
+                                     describe=f"Registering {model.name}: cost {{:.3f}}".format, step=step)
+    full = _Problem(model, rotation, translation, scale, centre, target, 1, modes, weights, coefficients=coefficients)
     cost, ncc, rms = full.evaluate(best_x[None])
     r, t, s, c = full.pose(best_x)
     converged = bool(ncc[0].min() >= weights.min_ncc and rms[0] <= weights.max_landmark_rms_mm)

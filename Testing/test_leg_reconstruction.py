@@ -1,0 +1,109 @@
+"""Leg-bone shape models and their reconstruction from two views, on analytic femur phantoms.
+
+A phantom family is made by smooth known deformations of one phantom mesh (same vertices, so no
+template fitting is needed): height, head offset, condylar width. A model is built from six of
+them; a seventh, held out, is rendered in an AP + lateral rig and reconstructed from its images
+and its projected feature points.
+"""
+
+import numpy as np
+import pytest
+
+from BoneReconLib.errors import InputError
+from BoneReconLib.geometry import biplanar_rig
+from BoneReconLib.leg_landmarks import femur_landmarks
+from BoneReconLib.leg_reconstruction import reconstruct_leg_bone
+from BoneReconLib.leg_surfaces import leg_bone_surfaces
+from BoneReconLib.mesh_depth import mesh_depth
+from BoneReconLib.ssm_builder import model_from_fits
+from BoneReconLib.surface_evaluation import compare_surfaces
+from leg_phantoms import femur_phantom, mirrored, turned
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _deformed(points, height=1.0, head=(0.0, 0.0), condyles=1.0):
+    p = points.copy()
+    p[:, 0] *= 1.0 + (condyles - 1.0) * _sigmoid((60.0 - p[:, 2]) / 10.0)
+    weight = _sigmoid((p[:, 2] - 370.0) / 10.0) * _sigmoid((-p[:, 0] - 10.0) / 5.0)
+    p[:, :2] += weight[:, None] * np.asarray(head)
+    p[:, 2] *= height
+    return p
+
+
+@pytest.fixture(scope="module")
+def family():
+    points, triangles = femur_phantom()
+    rng = np.random.default_rng(3)
+    shapes = [_deformed(points, rng.uniform(0.92, 1.08), rng.uniform(-5.0, 5.0, 2), rng.uniform(0.93, 1.07))
+              for _ in range(6)]
+    model = model_from_fits("femur", np.stack(shapes), triangles, femur_landmarks)
+    truth = _deformed(points, 1.04, (-3.0, 2.5), 0.96)
+    return model, truth, triangles
+
+
+def _case(model, truth_points):
+    views = biplanar_rig(source_to_detector=1200.0, source_to_isocenter=1000.0, size=(96, 224),
+                         pixel_spacing=(2.5, 2.5), isocenter=truth_points.mean(axis=0))
+    images = list(mesh_depth(truth_points, model.triangles, views).thickness.clamp_min(0).numpy()[0])
+    marks = np.array([lm.position(truth_points) for lm in model.landmarks])
+    pixels = [view.project(marks)[0] for view in views]
+    return views, images, pixels, [np.ones(len(marks))] * 2
+
+
+def test_model_from_fits_is_a_right_femur_model_with_features(family):
+    model, _, _ = family
+    assert model.info["side"] == "right" and model.n_modes == 5
+    assert {f["name"] for f in model.info["features"]} == {"femoral head", "medial posterior condyle",
+                                                           "lateral posterior condyle"}
+    knee = model.landmarks[model.landmark_names.index("femoral knee centre")].position(model.mean)
+    assert np.linalg.norm(knee) < 1e-6  # the frame's origin
+
+
+def test_held_out_femur_is_reconstructed_from_two_views(family):
+    model, truth, triangles = family
+    rotation = turned(np.eye(3), 5.0, (1.0, 0.0, 0.0))
+    world = truth @ rotation.T + [20.0, -10.0, 5.0]
+    views, images, pixels, confidences = _case(model, world)
+    found = reconstruct_leg_bone(model, views, images, pixels, confidences, modes=5, generations=(30, 20))
+    score = compare_surfaces(found.points, triangles, world, triangles, with_dice=False)
+    start = compare_surfaces(found.initial.apply(model.mean), triangles, world, triangles, with_dice=False)
+    assert found.registration.converged and not found.messages
+    assert score["mean_mm"] < 0.6 and score["mean_mm"] < 0.5 * start["mean_mm"]
+    true_length = np.linalg.norm(np.subtract(*[model.landmarks[model.landmark_names.index(n)].position(world)
+                                               for n in ("femoral head centre", "femoral knee centre")]))
+    assert found.measurements["femoral mechanical length (mm)"] == pytest.approx(true_length, abs=1.5)
+    assert found.bone == "femur" and set(found.landmarks) == set(model.landmark_names)
+
+
+def test_bad_input_is_refused(family):
+    model, truth, _ = family
+    views, images, pixels, confidences = _case(model, truth)
+    few = [np.where(np.arange(len(c)) < 3, 1.0, 0.0) for c in confidences]
+    with pytest.raises(InputError, match="feature points"):
+        reconstruct_leg_bone(model, views, images, pixels, few)
+    with pytest.raises(InputError, match="pixels"):
+        reconstruct_leg_bone(model, views, [images[0][:-1], images[1]], pixels, confidences)
+    with pytest.raises(InputError, match="scaled"):  # points of a bone twice as large
+        centre = np.mean(pixels[0], axis=0), np.mean(pixels[1], axis=0)
+        reconstruct_leg_bone(model, views, images, [2.0 * (p - c) + c for p, c in zip(pixels, centre)], confidences)
+
+
+def test_leg_surfaces_bring_left_and_turned_bones_to_one_right_frame(tmp_path):
+    from BoneReconLib.mesh_io import write_surface
+    from BoneReconLib.shape_correspondence import surface_distance
+
+    points, triangles = femur_phantom()
+    write_surface(points, triangles, tmp_path / "a_femur_r.stl")
+    left_points, left_triangles = mirrored(points, triangles)
+    write_surface(turned(left_points, 180.0), left_triangles, tmp_path / "b_femur_l.stl")  # LPS-like
+    right, left = leg_bone_surfaces([tmp_path / "a_femur_r.stl", tmp_path / "b_femur_l.stl"], "femur",
+                                    persons=["p1", "p1"])
+    assert right.name.endswith("(right)") and left.name.endswith("(left)") and left.person == "p1"
+    assert surface_distance(right.points, right.triangles, left.points, left.triangles) < 0.3
+    with pytest.raises(InputError, match="one per surface"):
+        leg_bone_surfaces([tmp_path / "a_femur_r.stl"], "femur", persons=["p1", "p2"])
+    with pytest.raises(InputError, match="Unknown leg bone"):
+        leg_bone_surfaces([tmp_path / "a_femur_r.stl"], "fibula")
