@@ -75,7 +75,19 @@ def _cmd_ssm_build(args) -> int:
 
     if bool(args.meshes) == bool(args.labels):
         raise InputError("Give either --meshes (surfaces of one level) or --labels (label maps).")
-    if args.meshes:
+    rules = None
+    if args.persons and args.anatomy == "vertebra":
+        raise InputError("--persons is for --anatomy femur or tibia.")
+    if args.anatomy != "vertebra":
+        from .leg_landmarks import LEG_LANDMARKS
+        from .leg_surfaces import leg_bone_surfaces
+
+        if not args.meshes:
+            raise InputError(f"--anatomy {args.anatomy} takes --meshes (surfaces of that bone, either side).")
+        surfaces = {args.anatomy: leg_bone_surfaces(args.meshes, args.anatomy, units=args.units, lps=args.lps,
+                                                    persons=args.persons)}
+        rules = {args.anatomy: LEG_LANDMARKS[args.anatomy]}
+    elif args.meshes:
         if not args.level:
             raise InputError("--meshes needs --level (the vertebra level they show, e.g. L1).")
         surfaces = {args.level: surfaces_from_meshes(args.meshes, units=args.units, lps=args.lps)}
@@ -87,7 +99,7 @@ def _cmd_ssm_build(args) -> int:
         raise InputError("--synthetic-below must be 0 (never) or a number of surfaces.")
     entries = run_ssm_build(args.out, surfaces, template_triangles=args.template_triangles,
                             evaluate=not args.no_evaluation, synthetic_below=args.synthetic_below,
-                            progress=None if args.quiet else _print_progress)
+                            progress=None if args.quiet else _print_progress, landmark_rules=rules)
     for level, entry in entries.items():
         loo = entry["generalisation_mm"]
         print(f"{level}: {entry['n_shapes']} shapes, {entry['modes']} modes"
@@ -230,6 +242,10 @@ def _cmd_train_depth(args) -> int:
 def _cmd_biplanar(args) -> int:
     from .biplanar_command import run_biplanar
 
+    if args.anatomy == "leg":
+        return _cmd_biplanar_leg(args)
+    if args.points:
+        raise InputError("--points is for --anatomy leg (the spine's landmarks come from the network).")
     run = run_biplanar(args.out, args.ap, args.lat, args.geometry, weights=args.weights, preset=args.preset,
                        levels=args.levels.split(",") if args.levels else ("L1", "L2", "L3", "L4", "L5"),
                        screenshot=not args.no_screenshot, check_roles=not args.no_role_check,
@@ -238,6 +254,23 @@ def _cmd_biplanar(args) -> int:
     print(f"Wrote {len(run.files)} files to {run.out_dir}: levels {', '.join(result.reconstruction.points) or 'none'}"
           f" (converged: {', '.join(result.converged) or 'none'}); {result.seconds.get('registration', 0):.1f} s "
           "registration")
+    for message in result.messages:
+        print(f"bonerecon: {message}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _cmd_biplanar_leg(args) -> int:
+    from .leg_command import run_leg
+
+    if not args.points:
+        raise InputError("--anatomy leg needs --points: the femur and tibia feature points of both views (JSON).")
+    run = run_leg(args.out, args.ap, args.lat, args.geometry, args.points, side=args.side,
+                  bones=args.bones.split(",") if args.bones else ("femur", "tibia"),
+                  progress=None if args.quiet else _print_progress)
+    result = run.result
+    print(f"Wrote {len(run.files)} files to {run.out_dir}: "
+          + ", ".join(f"{bone} ({'converged' if r.registration.converged else 'did not converge'})"
+                      for bone, r in result.bones.items()))
     for message in result.messages:
         print(f"bonerecon: {message}", file=sys.stderr)
     return EXIT_OK
@@ -418,8 +451,8 @@ def build_parser() -> argparse.ArgumentParser:
     drr.add_argument("--no-scene", action="store_true", help="skip writing scene.mrb")
     drr.set_defaults(func=_cmd_drr)
 
-    ssm_commands = _command_group(commands, "ssm", "statistical shape models of vertebrae",
-                                  "Statistical shape models (SSM) of vertebrae.")
+    ssm_commands = _command_group(commands, "ssm", "statistical shape models of vertebrae and leg bones",
+                                  "Statistical shape models (SSM) of vertebrae and of the femur and tibia.")
     build = ssm_commands.add_parser(
         "build", help="surfaces or label maps -> one shape model per level",
         description="Build a shape model per vertebra level: template fitting for correspondence, "
@@ -428,6 +461,12 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--out", required=True, help="output folder")
     build.add_argument("--meshes", nargs="+", help="surface files (STL/PLY/OBJ/VTK/VTP) of one level")
     build.add_argument("--level", help="the level the --meshes show (e.g. L1)")
+    build.add_argument("--anatomy", default="vertebra", choices=["vertebra", "femur", "tibia"],
+                       help="femur or tibia: --meshes of that bone from either leg (left ones mirrored; a file that "
+                       "holds the fibula too gives its largest piece), a model of the right bone (default vertebra)")
+    build.add_argument("--persons", nargs="+", metavar="NAME",
+                       help="--anatomy femur/tibia: whose each mesh is (one per mesh), so a person's two knees leave "
+                       "the leave-one-out check together")
     build.add_argument("--units", choices=["mm", "cm", "m"], help="units of the --meshes (default mm)")
     build.add_argument("--lps", action="store_true", help="the --meshes are in LPS coordinates (ITK/DICOM)")
     build.add_argument("--labels", nargs="+", help="label maps, one label per vertebra")
@@ -582,6 +621,13 @@ def build_parser() -> argparse.ArgumentParser:
     biplanar_run.add_argument("--no-screenshot", action="store_true", help="skip the offscreen 3D picture")
     biplanar_run.add_argument("--no-role-check", action="store_true",
                               help="do not test whether the AP and lateral images were swapped")
+    biplanar_run.add_argument("--anatomy", default="spine", choices=["spine", "leg"],
+                              help="spine: L1-L5 (default); leg: femur and tibia from --points (writes OUT/femur.vtk, "
+                              "tibia.vtk, landmarks.json, measurements.csv, scene.mrb, report.md)")
+    biplanar_run.add_argument("--points", help="--anatomy leg: feature points of both views, JSON "
+                              "{\"AP\": [{\"bone\", \"name\", \"i\", \"j\", \"confidence\"}], \"LAT\": [...]}")
+    biplanar_run.add_argument("--side", default="right", choices=["right", "left"], help="--anatomy leg: which leg")
+    biplanar_run.add_argument("--bones", help="--anatomy leg: comma-separated bones (default femur,tibia)")
     biplanar_run.set_defaults(func=_cmd_biplanar)
 
     register = commands.add_parser(

@@ -36,6 +36,9 @@ from .vertebra_registration import (TRANSLATION_UNIT_MM, RegistrationResult, Reg
 
 MIN_POINTS = 4
 SCALE_RANGE = (0.75, 1.3)
+# Refinement beyond the span, sized for long bones (leave-one-person-out on the real femurs, oracle
+# images: 8 mm / 1 mm fields 1.55 mm, 15 / 2: 1.14, 20 / 3: 1.09; benchmarks/leg_reconstruction.py).
+LEG_FREE_FORM = FreeFormSettings(steps=60, sigma_mm=20.0, amplitude_mm=3.0)
 
 
 @dataclass
@@ -117,13 +120,14 @@ def measure(bone: str, landmarks: Sequence[Landmark], features: Sequence[dict], 
 def reconstruct_leg_bone(model: ShapeModel, views: Sequence[View], images: Sequence[np.ndarray],
                          landmarks_ij: Sequence[np.ndarray], confidences: Sequence[np.ndarray],
                          modes: int = 6, levels: Sequence[int] = (4, 2), generations: Sequence[int] = (40, 25),
-                         free_form: Optional[FreeFormSettings] = None, weights: Optional[RegistrationWeights] = None,
-                         seed: int = 0, step: float = 0.3,
+                         free_form: Optional[FreeFormSettings] = LEG_FREE_FORM, weights: Optional[RegistrationWeights] = None,
+                         seed: int = 0, step: float = 0.3, highpass_mm: Optional[float] = None, masks=None,
                          progress: Optional[ProgressCallback] = None) -> LegBoneReconstruction:
     """One bone from its image in each view and its feature points there ((L, 2) pixels (i, j) in the
     model's landmark order, confidences (L,), 0 = not found). ``free_form``: refine a converged fit
     beyond the model's span with these settings (None: no refinement). ``step``: CMA-ES's first step
-    (units of the search; the instance fitted to the points is already close)."""
+    (units of the search; the instance fitted to the points is already close). ``highpass_mm``,
+    ``masks``: compare the images high-passed and on these pixels (:class:`.vertebra_registration.VertebraTarget`)."""
     bone = bone_of(model)
     report = as_progress(progress)
     if not (len(views) == len(images) == len(landmarks_ij) == len(confidences)):
@@ -136,8 +140,8 @@ def reconstruct_leg_bone(model: ShapeModel, views: Sequence[View], images: Seque
     initial, start = initial_pose(model, views, landmarks_ij, confidences, modes=modes)
     target = VertebraTarget(views, [np.asarray(i, dtype=np.float64) for i in images],
                             [np.asarray(p, dtype=np.float64) for p in landmarks_ij],
-                            [np.asarray(c, dtype=np.float64) for c in confidences])
-    weights = weights or leg_weights(model)
+                            [np.asarray(c, dtype=np.float64) for c in confidences], highpass_mm, masks)
+    weights = weights or leg_weights(model, min_ncc=0.5 if highpass_mm else 0.8)
 
     def stage(start, span):
         return lambda fraction, message: report(start + span * fraction, message)

@@ -14,6 +14,7 @@ from .errors import InputError
 from .shape_model import ShapeModel, load_shape_model
 
 BUNDLED_DIR = Path(__file__).resolve().parent / "Resources" / "ShapeModels"
+LEG_MODELS = BUNDLED_DIR / "Leg"  # femur and tibia (right bones; a left one is their mirror image)
 MANIFEST = "manifest.json"
 
 

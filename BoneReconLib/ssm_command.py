@@ -81,10 +81,10 @@ DONOR_MIN_SHAPES = 10
 
 def run_ssm_build(out_dir, surfaces_by_level: Dict[str, List[Surface]], template_triangles: int = 8000,
                   evaluate: bool = True, synthetic_below: int = SYNTHETIC_BELOW,
-                  progress: Optional[ProgressCallback] = None, landmarks=None) -> Dict[str, dict]:
+                  progress: Optional[ProgressCallback] = None, landmark_rules=None) -> Dict[str, dict]:
     """Build and write every level's model; returns the manifest's per-level entries.
 
-    ``landmarks``: {level: rule} for levels that are not vertebrae (the leg bones' rules of
+    ``landmark_rules``: {level: rule} for levels that are not vertebrae (the leg bones' rules of
     :mod:`.leg_landmarks`); their models get no synthetic variation (it is made for vertebrae)."""
     from .mesh_io import write_surface
     from .shape_model_nodes import write_landmark_markups
@@ -109,7 +109,7 @@ def run_ssm_build(out_dir, surfaces_by_level: Dict[str, List[Surface]], template
             def sub(fraction, message, n=n):
                 report((n + fraction) / len(levels), message)
 
-            rule = (landmarks or {}).get(level)
+            rule = (landmark_rules or {}).get(level)
             synthetic = 0 < counts[level] < synthetic_below and rule is None
             model, build = build_level_model(level, surfaces_by_level[level], template_triangles=template_triangles,
                                              evaluate=evaluate, synthetic=synthetic, **({"landmarks": rule} if rule else {}),

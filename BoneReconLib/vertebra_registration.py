@@ -59,13 +59,20 @@ class RegistrationWeights:
 
 @dataclass
 class VertebraTarget:
-    """What one vertebra is registered to: per view its image (nv, nu) on the view's detector and
-    its detected landmarks (L, 2) pixel (i, j) with confidences (L,) (0 = not found)."""
+    """What one bone is registered to: per view its image (nv, nu) on the view's detector and
+    its detected landmarks (L, 2) pixel (i, j) with confidences (L,) (0 = not found).
+
+    ``highpass_mm``: compare the rendered thickness and the image after the same high-pass filter
+    (each less its Gaussian blur of this sigma): a smooth background under the bone in the image
+    (soft tissue) then drops out of both alike, without biasing the bone's own profile. ``masks``:
+    per view, only these pixels are compared (e.g. near the bone, off its neighbours)."""
 
     views: Sequence[View]
     images: Sequence[np.ndarray]
     landmarks_ij: Sequence[np.ndarray]
     confidences: Sequence[np.ndarray]
+    highpass_mm: Optional[float] = None
+    masks: Optional[Sequence[np.ndarray]] = None
 
 
 @dataclass
@@ -114,6 +121,18 @@ def block_pool(image, factor: int, reduce: str = "mean") -> torch.Tensor:
     return pooled.reshape(*t.shape[:-2], rows // factor, cols // factor)
 
 
+def highpass(images: torch.Tensor, sigma_px: float) -> torch.Tensor:
+    """(..., rows, columns) less their Gaussian blur (separable, edge-replicated), differentiable."""
+    radius = max(1, int(math.ceil(3.0 * sigma_px)))
+    x = torch.arange(-radius, radius + 1, dtype=images.dtype, device=images.device)
+    kernel = torch.exp(-0.5 * (x / sigma_px) ** 2)
+    kernel = kernel / kernel.sum()
+    flat = images.reshape(-1, 1, *images.shape[-2:])
+    blurred = F.conv2d(F.pad(flat, (radius, radius, 0, 0), mode="replicate"), kernel.reshape(1, 1, 1, -1))
+    blurred = F.conv2d(F.pad(blurred, (0, 0, radius, radius), mode="replicate"), kernel.reshape(1, 1, -1, 1))
+    return (flat - blurred).reshape(images.shape)
+
+
 def _ncc(rendered: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Normalised cross-correlation of (N, nv, nu) images with one (nv, nu) target -> (N,)."""
     a = rendered.flatten(1) - rendered.flatten(1).mean(dim=1, keepdim=True)
@@ -134,10 +153,22 @@ class _Problem:
         self.surface = surface  # (vertex subset, triangles) to render, or None for the full surface
         self.rotation0, self.translation0, self.scale0, self.centre = rotation, translation, scale, centre
         self.views = [coarser(v, factor) if factor > 1 else v for v in target.views]
-        self.images = [block_pool(image, factor) for image in target.images]
+        self.sigma_px = None if target.highpass_mm is None else target.highpass_mm / float(
+            np.mean(self.views[0].pixel_spacing))
+        self.masks = None if target.masks is None else [block_pool(np.asarray(m, dtype=np.float64), factor) > 0.5
+                                                         for m in target.masks]
+        self.images = [self.compared(block_pool(image, factor)[None], v)[0] for v, image in enumerate(target.images)]
         regions = np.array([1.0 if lm.region == "body" else weights.posterior_weight for lm in model.landmarks])
         self.landmark_weight = [np.asarray(c, dtype=np.float64) * regions for c in target.confidences]
         self.landmarks_mm = [_centred_mm(ij, view) for ij, view in zip(target.landmarks_ij, target.views)]
+
+    def compared(self, images: torch.Tensor, view: int) -> torch.Tensor:
+        """Images (N, nv, nu) of one view as they are compared: high-passed and masked if the target says so."""
+        if self.sigma_px is not None:
+            images = highpass(images, self.sigma_px)
+        if self.masks is not None:
+            images = images * self.masks[view].to(images.dtype)
+        return images
 
     def pose(self, x: np.ndarray):
         """(rotation, translation, scale, coefficients) of one parameter vector."""
@@ -162,7 +193,8 @@ class _Problem:
         points = self.model.instances(np.array(coefficients), poses=np.array(poses), scales=scales)
         subset, triangles = self.surface or (slice(None), self.model.triangles)
         thickness = mesh_depth(points[:, subset], triangles, self.views).thickness.clamp_min(0.0)  # (N, V, nv, nu)
-        ncc = torch.stack([_ncc(thickness[:, v], image) for v, image in enumerate(self.images)], dim=1).numpy()
+        ncc = torch.stack([_ncc(self.compared(thickness[:, v], v), image) for v, image in enumerate(self.images)],
+                          dim=1).numpy()
         marks = self.model.landmark_positions(points).numpy()  # (N, L, 3)
         squared, total_weight = np.zeros(len(population)), 0.0
         for view, found_mm, w in zip(self.views, self.landmarks_mm, self.landmark_weight):

@@ -107,3 +107,32 @@ def test_leg_surfaces_bring_left_and_turned_bones_to_one_right_frame(tmp_path):
         leg_bone_surfaces([tmp_path / "a_femur_r.stl"], "femur", persons=["p1", "p2"])
     with pytest.raises(InputError, match="Unknown leg bone"):
         leg_bone_surfaces([tmp_path / "a_femur_r.stl"], "fibula")
+
+
+def test_ssm_build_of_femurs_from_either_side(tmp_path):
+    """`bonerecon ssm build --anatomy femur`: phantoms of both sides, one turned -> a right-femur model."""
+    from BoneReconLib.mesh_io import write_surface
+    from BoneReconLib.shape_model_library import load_models
+    from test_cli import run_cli
+
+    shapes = [femur_phantom(anteversion_deg=a, height=h) for a, h in ((8.0, 400.0), (15.0, 420.0), (20.0, 440.0))]
+    paths = []
+    for n, (points, triangles) in enumerate(shapes):
+        if n == 1:
+            points, triangles = mirrored(points, triangles)
+        if n == 2:
+            points = turned(points, 180.0)
+        paths.append(tmp_path / f"femur{n}.stl")
+        write_surface(points, triangles, paths[-1])
+    done = run_cli("-q", "ssm", "build", "--anatomy", "femur", "--meshes", *paths, "--persons", "a", "b", "c",
+                   "--template-triangles", "2000", "--no-evaluation", "--out", tmp_path / "models")
+    assert done.returncode == 0, done.stderr
+    model = load_models(tmp_path / "models")["femur"]
+    assert model.info["side"] == "right" and model.n_modes == 2
+    assert "femoral head centre" in model.landmark_names and (tmp_path / "models" / "femur_landmarks.mrk.json").is_file()
+    assert "(left)" in " ".join(model.info["sources"])
+    done = run_cli("ssm", "build", "--anatomy", "tibia", "--labels", paths[0], "--out", tmp_path / "bad")
+    assert done.returncode == 2 and not (tmp_path / "bad").exists()
+    done = run_cli("ssm", "build", "--meshes", *paths, "--level", "L1", "--persons", "a", "b", "c",
+                   "--out", tmp_path / "bad")
+    assert done.returncode == 2 and "--persons" in done.stderr

@@ -1,6 +1,6 @@
 """Femur and tibia from two views, leave-one-person-out, on the real leg surfaces of the shared data.
 
-    python benchmarks/leg_reconstruction.py [--persons ICL_MRI,MC22] [--noise-mm 1.0] [--free-form-steps 30]
+    python benchmarks/leg_reconstruction.py [--persons ICL_MRI,MC22] [--noise-mm 1.0] [--free-form-steps 60]
 
 For each person of ../shared/data/meshes/leg_staple (5 people, 7 femurs, 7 tibias): a femur and a
 tibia shape model are built from the OTHER people's surfaces (the same builder as `bonerecon ssm
@@ -33,11 +33,10 @@ sys.path.insert(0, str(REPO))
 from BoneReconLib.free_form_registration import FreeFormSettings  # noqa: E402
 from BoneReconLib.geometry import biplanar_rig, rotation_about  # noqa: E402
 from BoneReconLib.leg_landmarks import LEG_LANDMARKS  # noqa: E402
-from BoneReconLib.leg_reconstruction import measure, reconstruct_leg_bone  # noqa: E402
+from BoneReconLib.leg_reconstruction import LEG_FREE_FORM, measure, reconstruct_leg_bone  # noqa: E402
 from BoneReconLib.leg_surfaces import leg_bone_surfaces  # noqa: E402
 from BoneReconLib.mesh_depth import mesh_depth  # noqa: E402
 from BoneReconLib.shape_statistics import apply, projection, rigid_align  # noqa: E402
-from BoneReconLib.shape_refinement import DEFAULT_AMPLITUDE_MM, DEFAULT_SIGMA_MM  # noqa: E402
 from BoneReconLib.ssm_builder import build_level_model, model_from_fits  # noqa: E402
 from BoneReconLib.surface_evaluation import compare_surfaces  # noqa: E402
 
@@ -78,9 +77,15 @@ def main():
     parser.add_argument("--persons", help="comma-separated people to hold out (default: all five)")
     parser.add_argument("--bones", default="femur,tibia")
     parser.add_argument("--noise-mm", type=float, default=1.0, help="feature point error at the detector (mm, s.d.)")
-    parser.add_argument("--free-form-steps", type=int, default=0, help="refinement beyond the model's span (0 = none)")
-    parser.add_argument("--free-form-sigma-mm", type=float, default=DEFAULT_SIGMA_MM, help="its field's smoothness")
-    parser.add_argument("--free-form-amplitude-mm", type=float, default=DEFAULT_AMPLITUDE_MM, help="its field's size")
+    parser.add_argument("--free-form-steps", type=int, default=LEG_FREE_FORM.steps,
+                        help="refinement beyond the model's span (0 = none)")
+    parser.add_argument("--free-form-sigma-mm", type=float, default=LEG_FREE_FORM.sigma_mm, help="its field's smoothness")
+    parser.add_argument("--free-form-amplitude-mm", type=float, default=LEG_FREE_FORM.amplitude_mm,
+                        help="its field's size")
+    parser.add_argument("--images", choices=["oracle", "radiograph"], default="oracle",
+                        help="oracle: each bone's exact thickness image per view (one rig per bone); radiograph: "
+                        "simulated radiographs of the whole leg (femur, tibia, fibula in 35 mm of soft tissue), "
+                        "the bones' images cut from them as the product does (leg_pipeline)")
     parser.add_argument("--generations", default="40,25")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -91,6 +96,8 @@ def main():
     free_form = FreeFormSettings(steps=args.free_form_steps, sigma_mm=args.free_form_sigma_mm,
                                  amplitude_mm=args.free_form_amplitude_mm) if args.free_form_steps else None
     rows = {}
+    if args.images == "radiograph":
+        return radiograph_benchmark(args, rng, free_form)
     for bone in args.bones.split(","):
         files = sorted(DATA.glob(f"*__{bone}_*.stl"))
         persons = [person_of(f) for f in files]
@@ -135,6 +142,10 @@ def main():
                 print(f"{truth.name:<28} {model.n_modes:>5} {score['mean_mm']:6.2f} {score['hd95_mm']:6.2f} "
                       f"{init['mean_mm']:6.2f} {floor['mean_mm']:6.2f} {str(found.registration.converged):>5} "
                       f"{seconds:5.1f}  " + ", ".join(f"{_short(n)} {e:+.1f}" for n, e in errors.items()))
+    summary(rows, args, "each bone's exact thickness image")
+
+
+def summary(rows, args, images):
     print("\nbone     cases   ASSD   HD95  initial  in-span floor  converged  s/bone  target  ratio  published  ratio")
     for bone, found in rows.items():
         a = np.array([r[:4] for r in found])
@@ -144,9 +155,90 @@ def main():
               f"{TARGET_MM:7.1f} {mean[0] / TARGET_MM:6.2f} {PUBLISHED[bone]:10.2f} {mean[0] / PUBLISHED[bone]:6.2f}")
         names = found[0][6].keys()
         print("   mean |error|: " + ", ".join(f"{n} {np.mean([abs(r[6][n]) for r in found]):.1f}" for n in names))
-    print(f"(images: each bone's exact thickness image; feature points with {args.noise_mm} mm noise at the detector; "
+    print(f"(images: {images}; feature points with {args.noise_mm} mm noise at the detector; "
           f"free-form steps {args.free_form_steps}, sigma {args.free_form_sigma_mm} mm, "
           f"amplitude {args.free_form_amplitude_mm} mm)")
+
+
+def radiograph_benchmark(args, rng, free_form):
+    """Each leg (person and side) assembled as scanned, in simulated AP + lateral long-leg radiographs."""
+    from BoneReconLib.leg_pipeline import reconstruct_leg
+    from BoneReconLib.limb_radiograph import Bone, render_limb, soft_tissue_envelope
+    from BoneReconLib.mesh_io import prepare_surface, read_surface, surface_pieces
+    from BoneReconLib.leg_surfaces import MAX_TRIANGLES, mirrored
+
+    data = {}
+    for bone in ("femur", "tibia"):
+        files = sorted(DATA.glob(f"*__{bone}_*.stl"))
+        persons = [person_of(f) for f in files]
+        surfaces = leg_bone_surfaces(files, bone, persons=persons)
+        data[bone] = (files, persons, surfaces, *fitted(bone, surfaces, REPO / "datasets" / f"leg-fits-{bone}.npz"))
+    held = args.persons.split(",") if args.persons else sorted(set(data["femur"][1]))
+    rows = {}
+    print(f"{'leg':<22} {'bone':<6} {'ASSD':>6} {'HD95':>6} {'init':>6} {'conv':>5} {'s':>5}  measurement errors")
+    for k, femur_file in enumerate(data["femur"][0]):
+        person = person_of(femur_file)
+        if person not in held:
+            continue
+        side = "right" if femur_file.stem.endswith("_r") else "left"
+        tibia_file = femur_file.with_name(femur_file.name.replace("femur", "tibia"))
+        femur_raw = prepare_surface(read_surface(femur_file), max_triangles=MAX_TRIANGLES)
+        tibia_raw = prepare_surface(read_surface(tibia_file), max_triangles=MAX_TRIANGLES)
+        fibula = sorted(surface_pieces(read_surface(tibia_file)), key=lambda piece: len(piece[1]))[-2]
+        # The leg in the femur's frame (a left leg mirrored: the models are of right bones).
+        frame = LEG_LANDMARKS["femur"](*femur_raw)[1]
+
+        def in_leg(points, triangles):
+            local = frame.to_frame(points)
+            return mirrored(local, triangles) if side == "left" else (local, np.asarray(triangles))
+
+        leg = {"femur": in_leg(*femur_raw), "tibia": in_leg(*tibia_raw)}
+        fibula = in_leg(*fibula)
+        models, true_fits = {}, {}
+        for bone in ("femur", "tibia"):
+            files, persons, surfaces, fits, triangles = data[bone]
+            index = [n for n, f in enumerate(files) if f.name == (femur_file if bone == "femur" else tibia_file).name][0]
+            others = np.array([p != person for p in persons])
+            models[bone] = model_from_fits(bone, fits[others], triangles, LEG_LANDMARKS[bone])
+            true_fits[bone] = _moved_like(fits[index], surfaces[index].points, leg[bone][0])
+        # Posed a little, and seen in a long-leg AP + lateral rig.
+        axis = rng.normal(size=3)
+        turn = rotation_about(axis / np.linalg.norm(axis), np.radians(rng.uniform(-4.0, 4.0)))
+        shift = rng.uniform(-10.0, 10.0, 3)
+        centre = np.concatenate([leg["femur"][0], leg["tibia"][0]]).mean(axis=0)
+
+        def posed(points):
+            return (points - centre) @ turn.T + centre + shift
+
+        bones = [Bone(name, posed(p), t) for name, (p, t) in [*leg.items(), ("fibula", fibula)]]
+        views = biplanar_rig(source_to_detector=1200.0, source_to_isocenter=1000.0, size=(200, 700),
+                             pixel_spacing=(1.5, 1.5), isocenter=centre)
+        envelope = soft_tissue_envelope(bones, thickness_mm=35.0, voxel_mm=3.0)
+        radiographs = list(render_limb(bones, envelope, views).attenuation.numpy())
+        points = [[] for _ in views]
+        for bone in ("femur", "tibia"):
+            marks = np.array([lm.position(posed(true_fits[bone])) for lm in models[bone].landmarks])
+            for v, view in enumerate(views):
+                ij = view.project(marks)[0] + rng.normal(scale=args.noise_mm / view.pixel_spacing[0], size=(len(marks), 2))
+                points[v] += [dict(bone=bone, name=lm.name, i=float(i), j=float(j), confidence=1.0)
+                              for lm, (i, j) in zip(models[bone].landmarks, ij)]
+        start = time.perf_counter()
+        found = reconstruct_leg(models, views, radiographs, points, free_form=free_form)
+        seconds = (time.perf_counter() - start) / max(len(found.bones), 1)
+        for bone, result in found.bones.items():
+            truth = posed(leg[bone][0])
+            score = compare_surfaces(result.points, result.triangles, truth, leg[bone][1], with_dice=False)
+            initial = result.initial.apply(models[bone].instances(result.initial_coefficients[None]).numpy()[0])
+            init = compare_surfaces(initial, result.triangles, truth, leg[bone][1], with_dice=False)
+            truth_measures = measure(bone, models[bone].landmarks, models[bone].info["features"], posed(true_fits[bone]))
+            errors = {name: result.measurements[name] - truth_measures[name] for name in truth_measures}
+            rows.setdefault(bone, []).append((score["mean_mm"], score["hd95_mm"], init["mean_mm"], float("nan"),
+                                              result.registration.converged, seconds, errors))
+            print(f"{person + ' ' + side:<22} {bone:<6} {score['mean_mm']:6.2f} {score['hd95_mm']:6.2f} "
+                  f"{init['mean_mm']:6.2f} {str(result.registration.converged):>5} {seconds:5.1f}  "
+                  + ", ".join(f"{_short(n)} {e:+.1f}" for n, e in errors.items()))
+    summary(rows, args, "simulated long-leg radiographs, 35 mm soft tissue, compared high-passed near each bone "
+                        "as leg_pipeline does")
 
 
 def _moved_like(points, before, after):

@@ -1,0 +1,149 @@
+"""``bonerecon leg``: AP + lateral radiographs of a leg, their geometry and feature points -> femur and tibia.
+
+Feature points (``--points``, JSON): ``{"AP": [{"bone": "femur", "name": "femoral head centre",
+"i": column, "j": row, "confidence": 1.0}, ...], "LAT": [...]}`` in each image's own pixels, names
+as in the bundled models (``bonerecon leg --list-points``): placed by hand (e.g. in Slicer) until
+the feature detector network lands. Writes, all or nothing: ``femur.vtk`` / ``tibia.vtk`` (world
+mm, RAS, like the geometry), ``landmarks.json`` (3D feature points), ``measurements.csv``,
+``scene.mrb`` (radiographs on their detector planes and the models) and ``report.md``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from .app_context import MRMLContext, get_context
+from .biplanar_command import pick_views
+from .errors import InputError
+from .geometry import load_geometry
+from .leg_measurements import hip_knee_ankle
+from .leg_pipeline import BONES, LegReconstruction, reconstruct_leg
+from .mesh_io import write_surface
+from .mrml_io import check_input_file, save_scene_mrb
+from .progress import ProgressCallback, as_progress
+from .scene_transaction import rollback_on_error
+from .staged_output import StagedOutput
+
+REPORT_FILE, MEASUREMENTS_FILE, LANDMARKS_FILE, SCENE_FILE = "report.md", "measurements.csv", "landmarks.json", "scene.mrb"
+
+
+@dataclass
+class LegRun:
+    out_dir: Path
+    files: List[str]
+    result: LegReconstruction
+
+
+def read_points(path, view_names: Sequence[str]) -> List[list]:
+    """The feature points of each view (by the geometry's view names, or 'AP' / 'LAT')."""
+    path = check_input_file(path, "feature points")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path.name} is not a JSON file of feature points: {exc}.") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path.name}: expected {{\"AP\": [points], \"LAT\": [points]}}.")
+    found = []
+    for name, role in zip(view_names, ("AP", "LAT")):
+        points = data.get(name, data.get(role))
+        if not isinstance(points, list):
+            raise InputError(f"{path.name} has no list of points for view '{name}'.")
+        for point in points:
+            if not isinstance(point, dict) or not {"bone", "name", "i", "j"} <= set(point):
+                raise InputError(f"{path.name}: every point needs bone, name, i and j (got {point}).")
+        found.append(points)
+    return found
+
+
+def leg_measurements(result: LegReconstruction, right=(1.0, 0.0, 0.0), anterior=(0.0, 1.0, 0.0)) -> Dict[str, float]:
+    values = {}
+    for bone in result.bones.values():
+        values.update(bone.measurements)
+    if {"femur", "tibia"} <= set(result.bones):
+        values.update(hip_knee_ankle(result.bones["femur"].landmarks, result.bones["tibia"].landmarks,
+                                     anterior=anterior, right=right, side=result.side))
+    return values
+
+
+def run_leg(out_dir, ap_path, lat_path, geometry_path, points_path, side: str = "right",
+            bones: Sequence[str] = BONES, models_folder=None, progress: Optional[ProgressCallback] = None,
+            context: Optional[MRMLContext] = None) -> LegRun:
+    from .depth_result_nodes import add_bone_models
+    from .radiograph_file import read_radiograph
+    from .radiograph_node import create_radiograph_node
+    from .shape_model_library import LEG_MODELS, load_models
+
+    report = as_progress(progress)
+    start = time.perf_counter()
+    views = pick_views(load_geometry(check_input_file(geometry_path, "geometry")))
+    files = [read_radiograph(path, view.pixel_spacing) for path, view in zip((ap_path, lat_path), views)]
+    points = read_points(points_path, [v.name for v in views])
+    models = load_models(models_folder or LEG_MODELS, levels=list(bones))
+    context = context or get_context()
+    scene = context.scene
+    written = []
+    with StagedOutput(out_dir) as out, rollback_on_error(scene):
+        result = reconstruct_leg(models, views, [f.pixels for f in files], points, side=side, bones=bones,
+                                 progress=lambda f, m: report(0.9 * f, m))
+        report(0.9, "Writing the results")
+        for role, file, view in zip(("AP", "LAT"), files, views):
+            create_radiograph_node(scene, file.pixels, view, f"{role} radiograph")
+        add_bone_models(scene, {b: (r.points, r.triangles) for b, r in result.bones.items()}, BONES)
+        for bone, found in result.bones.items():
+            write_surface(found.points, found.triangles, out.path(f"{bone}.vtk"))
+            written.append(f"{bone}.vtk")
+        landmarks = {bone: {name: [round(float(c), 3) for c in p] for name, p in found.landmarks.items()}
+                     for bone, found in result.bones.items()}
+        out.path(LANDMARKS_FILE).write_text(json.dumps(landmarks, indent=1))
+        measurements = leg_measurements(result)
+        with open(out.path(MEASUREMENTS_FILE), "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["measure", "value", "unit"])
+            for name, value in measurements.items():
+                label, unit = name.rsplit(" (", 1)
+                writer.writerow([label, f"{value:.2f}", unit.rstrip(")")])
+        save_scene_mrb(scene, out.path(SCENE_FILE))
+        written += [LANDMARKS_FILE, MEASUREMENTS_FILE, SCENE_FILE]
+        out.path(REPORT_FILE).write_text(report_markdown(result, [str(ap_path), str(lat_path)], measurements,
+                                                         time.perf_counter() - start))
+        written.append(REPORT_FILE)
+        report(1.0, "Done")
+    return LegRun(Path(out_dir), written, result)
+
+
+def report_markdown(result: LegReconstruction, inputs: Sequence[str], measurements: Dict[str, float],
+                    seconds: float) -> str:
+    lines = ["# Leg reconstruction (femur, tibia)", "", f"- AP: `{inputs[0]}`", f"- LAT: `{inputs[1]}`",
+             f"- side: {result.side}", "", "| bone | NCC AP | NCC LAT | feature points RMS mm | status |",
+             "|---|---|---|---|---|"]
+    for bone, found in result.bones.items():
+        fit = found.registration
+        lines.append(f"| {bone} | {fit.ncc[0]:.2f} | {fit.ncc[-1]:.2f} | {fit.landmark_rms_mm:.2f} | "
+                     f"{'converged' if fit.converged else '**did not converge**'} |")
+    if result.messages:
+        lines += ["", "## Messages", ""] + [f"- {m}" for m in result.messages]
+    lines += ["", "## Measurements", "", "| measure | value |", "|---|---|"]
+    lines += [f"| {name} | {value:.1f} |" for name, value in measurements.items()]
+    lines += ["", f"Time: {seconds:.1f} s", ""]
+    return "\n".join(lines)
+
+
+def point_names(models_folder=None) -> Dict[str, List[str]]:
+    from .shape_model_library import LEG_MODELS, load_models
+
+    models = load_models(models_folder or LEG_MODELS, levels=list(BONES))
+    return {bone: models[bone].landmark_names for bone in BONES}
+
+
+def mean_points(models_folder=None) -> Dict[str, np.ndarray]:
+    from .shape_model_library import LEG_MODELS, load_models
+
+    models = load_models(models_folder or LEG_MODELS, levels=list(BONES))
+    return {bone: np.array([lm.position(m.mean) for lm in m.landmarks]) for bone, m in models.items()}

@@ -1,0 +1,123 @@
+"""Femur and tibia from two calibrated radiographs and their feature points: the leg's whole chain.
+
+Feature points come per view as ``{"bone": "femur", "name": "femoral head centre", "i": column,
+"j": row, "confidence": 1.0}`` (placed by hand in Slicer, or by a detector). For each bone with
+enough points in both views:
+
+1. the model instance fitted to the triangulated points (:func:`.leg_reconstruction.initial_pose`);
+2. what to compare in each view: the radiograph (bone bright) and the rendered bone thickness,
+   both high-passed alike (``HIGHPASS_MM``: the smooth soft tissue under the bone drops out of
+   the radiograph without biasing the bone's profile), on the pixels within ``BAND_MM`` of the
+   initial instance's silhouette and off the other bones' silhouettes (the neighbour at the knee);
+3. the registration to those images and points (:func:`.leg_reconstruction.reconstruct_leg_bone`).
+
+A left leg uses the right-bone models mirrored. Core module (numpy/torch/SimpleITK), no MRML.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Mapping, Optional, Sequence
+
+import numpy as np
+
+from .errors import InputError
+from .geometry import View
+from .leg_reconstruction import LEG_FREE_FORM, LegBoneReconstruction, initial_pose, reconstruct_leg_bone
+from .progress import ProgressCallback, as_progress
+from .shape_model import ShapeModel
+
+HIGHPASS_MM = 8.0
+BAND_MM = 12.0
+BONES = ("femur", "tibia")
+
+
+@dataclass
+class LegReconstruction:
+    bones: Dict[str, LegBoneReconstruction]
+    side: str
+    messages: List[str] = field(default_factory=list)
+
+
+def mirrored_model(model: ShapeModel) -> ShapeModel:
+    """The model of the other side's bone: x -> -x for the mean and modes, triangles reversed."""
+    flip = np.array([-1.0, 1.0, 1.0])
+    info = dict(model.info, side="left" if model.info.get("side", "right") == "right" else "right")
+    return ShapeModel(model.name, model.mean * flip, model.triangles[:, ::-1].copy(), model.modes * flip,
+                      model.variances, list(model.landmarks), info)
+
+
+def points_for(model: ShapeModel, bone: str, view_points: Sequence[Mapping]) -> tuple:
+    """(pixels (L, 2), confidences (L,)) in the model's landmark order from one view's point list
+    (missing points get confidence 0)."""
+    names = model.landmark_names
+    pixels, confidences = np.zeros((len(names), 2)), np.zeros(len(names))
+    for point in view_points:
+        if point.get("bone") != bone:
+            continue
+        if point.get("name") not in names:
+            raise InputError(f"'{point.get('name')}' is not a {bone} feature point (one of: {', '.join(names)}).")
+        k = names.index(point["name"])
+        pixels[k] = float(point["i"]), float(point["j"])
+        confidences[k] = float(point.get("confidence", 1.0))
+    return pixels, confidences
+
+
+def comparison_mask(view: View, silhouette: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """The pixels a bone is compared on: within ``BAND_MM`` of its silhouette, off the other bones'."""
+    import SimpleITK as sitk
+
+    distance = float(np.mean(view.pixel_spacing)) * sitk.GetArrayFromImage(sitk.SignedMaurerDistanceMap(
+        sitk.GetImageFromArray(silhouette.astype(np.uint8)), insideIsPositive=False, squaredDistance=False,
+        useImageSpacing=False))
+    return (distance <= BAND_MM) & ~(others & ~silhouette)
+
+
+def reconstruct_leg(models: Mapping[str, ShapeModel], views: Sequence[View], radiographs: Sequence[np.ndarray],
+                    points: Sequence[Sequence[Mapping]], side: str = "right", bones: Sequence[str] = BONES,
+                    free_form=LEG_FREE_FORM, progress: Optional[ProgressCallback] = None) -> LegReconstruction:
+    """Every bone of ``bones`` that has feature points in both views; the rest is reported, not guessed."""
+    from .mesh_depth import mesh_depth
+
+    report = as_progress(progress)
+    if side not in ("right", "left"):
+        raise InputError(f"side must be 'right' or 'left', not '{side}'.")
+    if not (len(views) == len(radiographs) == len(points) == 2):
+        raise InputError("The leg needs two views (AP and lateral), each with its radiograph and feature points.")
+    for view, image in zip(views, radiographs):
+        if np.asarray(image).shape != view.shape:
+            raise InputError(f"View {view.name}: the radiograph is {np.asarray(image).shape[::-1]} pixels "
+                             f"(columns, rows) but the geometry says {tuple(view.size)}.")
+    found: Dict[str, LegBoneReconstruction] = {}
+    messages: List[str] = []
+    starts, silhouettes = {}, {}
+    for bone in bones:
+        if bone not in models:
+            raise InputError(f"No shape model for the {bone}.")
+        model = models[bone] if side == models[bone].info.get("side", "right") else mirrored_model(models[bone])
+        pixels, confidences = zip(*(points_for(model, bone, p) for p in points))
+        try:
+            start, coefficients = initial_pose(model, views, pixels, confidences)
+        except InputError as exc:
+            messages.append(f"{bone}: not reconstructed: {exc}")
+            continue
+        instance = start.apply(model.instances(coefficients[None]).numpy()[0])
+        starts[bone] = (model, pixels, confidences)
+        silhouettes[bone] = mesh_depth(instance, model.triangles, views).hit[0].numpy()  # (V, nv, nu)
+    for n, (bone, (model, pixels, confidences)) in enumerate(starts.items()):
+        others = np.zeros_like(silhouettes[bone])
+        for other in silhouettes:
+            if other != bone:
+                others |= silhouettes[other]
+        masks = [comparison_mask(v, s, o) for v, s, o in zip(views, silhouettes[bone], others)]
+
+        def sub(fraction, message, n=n):
+            report((n + fraction) / len(starts), message)
+
+        found[bone] = reconstruct_leg_bone(model, views, radiographs, pixels, confidences, free_form=free_form,
+                                           progress=sub, highpass_mm=HIGHPASS_MM, masks=masks)
+        messages.extend(found[bone].messages)
+    if not found:
+        raise InputError("No bone could be reconstructed: " + " ".join(messages))
+    report(1.0, "Done")
+    return LegReconstruction(found, side, messages)

@@ -1,0 +1,112 @@
+"""`bonerecon biplanar --anatomy leg` end to end on simulated long-leg radiographs of the bundled
+models' instances (femur and tibia in soft tissue, feature points projected exactly), and its
+answers to bad input."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from BoneReconLib.geometry import biplanar_rig, save_geometry
+from BoneReconLib.shape_model_library import LEG_MODELS, load_models
+from test_cli import run_cli
+
+FEMUR_COEFFICIENTS = [1.0, -0.6, 0.4]
+TIBIA_COEFFICIENTS = [-0.8, 0.5]
+KNEE_GAP = np.array([0.0, 0.0, -22.0])  # the tibial plateau below the femoral epicondyles
+
+
+@pytest.fixture(scope="module")
+def models():
+    return load_models(LEG_MODELS, levels=["femur", "tibia"])
+
+
+@pytest.fixture(scope="module")
+def leg_case(tmp_path_factory, models):
+    """A right leg: the two instances as placed, AP + lateral radiographs, geometry and points files."""
+    import SimpleITK as sitk
+
+    from BoneReconLib.limb_radiograph import Bone, render_limb, soft_tissue_envelope
+
+    folder = tmp_path_factory.mktemp("leg")
+    truth = {"femur": models["femur"].instances(np.array([FEMUR_COEFFICIENTS])).numpy()[0],
+             "tibia": models["tibia"].instances(np.array([TIBIA_COEFFICIENTS])).numpy()[0] + KNEE_GAP}
+    bones = [Bone(name, points, models[name].triangles) for name, points in truth.items()]
+    views = biplanar_rig(source_to_detector=1200.0, source_to_isocenter=1000.0, size=(120, 400),
+                         pixel_spacing=(2.5, 2.5), isocenter=(0.0, 0.0, 20.0))
+    images = render_limb(bones, soft_tissue_envelope(bones, thickness_mm=30.0, voxel_mm=4.0), views).attenuation
+    save_geometry(views, folder / "views.json")
+    points = {}
+    for view, image in zip(views, images.numpy()):
+        sitk.WriteImage(sitk.GetImageFromArray(image.astype(np.float32)), str(folder / f"{view.name}.nrrd"))
+        points[view.name] = [dict(bone=bone, name=lm.name, i=float(ij[0]), j=float(ij[1]), confidence=1.0)
+                             for bone in truth for lm, ij in zip(models[bone].landmarks, view.project(
+                                 np.array([lm.position(truth[bone]) for lm in models[bone].landmarks]))[0])]
+    (folder / "points.json").write_text(json.dumps(points))
+    return folder, truth
+
+
+def _run(folder, out, *extra):
+    return run_cli("biplanar", "--anatomy", "leg", "--ap", folder / "AP.nrrd", "--lat", folder / "LAT.nrrd",
+                   "--geometry", folder / "views.json", "--out", out, *extra)
+
+
+def test_leg_reconstruction_writes_both_bones_close_to_the_truth(leg_case, models):
+    from BoneReconLib.mesh_io import read_surface
+    from BoneReconLib.surface_evaluation import compare_surfaces
+    from BoneReconLib.surface_metrics import triangles as triangle_arrays
+
+    folder, truth = leg_case
+    out = folder / "recon"
+    done = _run(folder, out, "--points", folder / "points.json")
+    assert done.returncode == 0, done.stderr
+    assert {p.name for p in out.iterdir()} == {"femur.vtk", "tibia.vtk", "landmarks.json", "measurements.csv",
+                                              "scene.mrb", "report.md"}
+    for bone in ("femur", "tibia"):
+        points, triangles = triangle_arrays(read_surface(out / f"{bone}.vtk"))
+        score = compare_surfaces(points, triangles, truth[bone], models[bone].triangles, with_dice=False)
+        assert score["mean_mm"] < 1.2, (bone, score)
+    rows = {row["measure"]: float(row["value"]) for row in csv.DictReader(open(out / "measurements.csv"))}
+    true_length = np.linalg.norm(np.subtract(*[models["femur"].landmarks[models["femur"].landmark_names.index(n)]
+                                               .position(truth["femur"]) for n in ("femoral head centre",
+                                                                                   "femoral knee centre")]))
+    assert rows["femoral mechanical length"] == pytest.approx(true_length, abs=2.0)
+    assert 170.0 < rows["hip-knee-ankle angle"] <= 180.0
+    landmarks = json.loads((out / "landmarks.json").read_text())
+    assert set(landmarks) == {"femur", "tibia"} and "femoral head centre" in landmarks["femur"]
+    assert "converged" in (out / "report.md").read_text()
+
+
+def test_leg_needs_points_and_well_formed_ones(leg_case):
+    folder, _ = leg_case
+    done = _run(folder, folder / "none")
+    assert done.returncode == 2 and "--points" in done.stderr and not (folder / "none").exists()
+    bad = folder / "bad_points.json"
+    bad.write_text(json.dumps({"AP": [{"bone": "femur", "name": "knee cap", "i": 1, "j": 2}], "LAT": []}))
+    done = _run(folder, folder / "bad", "--points", bad)
+    assert done.returncode == 2 and "knee cap" in done.stderr and not (folder / "bad").exists()
+    bad.write_text(json.dumps([1, 2]))
+    done = _run(folder, folder / "bad", "--points", bad)
+    assert done.returncode == 2 and not (folder / "bad").exists()
+
+
+def test_a_bone_without_points_is_reported_not_guessed(leg_case, models):
+    """Only the femur's points given: the femur is reconstructed, the tibia named as missing."""
+    import SimpleITK as sitk
+
+    from BoneReconLib.errors import InputError
+    from BoneReconLib.geometry import load_geometry
+    from BoneReconLib.leg_pipeline import reconstruct_leg
+
+    folder, truth = leg_case
+    views = load_geometry(folder / "views.json")
+    images = [sitk.GetArrayFromImage(sitk.ReadImage(str(folder / f"{v.name}.nrrd"))) for v in views]
+    points = json.loads((folder / "points.json").read_text())
+    femur_only = [[p for p in points[v.name] if p["bone"] == "femur"] for v in views]
+    found = reconstruct_leg(models, views, images, femur_only, free_form=None)
+    assert set(found.bones) == {"femur"} and any("tibia: not reconstructed" in m for m in found.messages)
+    with pytest.raises(InputError, match="No bone"):
+        reconstruct_leg(models, views, images, [[], []], free_form=None)
+    with pytest.raises(InputError, match="side"):
+        reconstruct_leg(models, views, images, femur_only, side="middle")
