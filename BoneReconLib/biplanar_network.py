@@ -141,13 +141,13 @@ def landmark_positions(model: BiplanarNet, output: Dict[str, torch.Tensor]) -> T
     return output.get("refined", positions), confidence
 
 
-def decode_landmarks(heatmaps: torch.Tensor, stride: int = 1,
-                     radius_mm: float = 6.0) -> Tuple[torch.Tensor, torch.Tensor]:
+def decode_landmarks(heatmaps: torch.Tensor, stride: int = 1, radius_mm: float = 6.0,
+                     spacing_mm: float = INPUT_SPACING_MM) -> Tuple[torch.Tensor, torch.Tensor]:
     """Sub-pixel positions (..., K, 2) in input pixels as (i = column, j = row) and confidences
     (..., K) of heatmap logits (..., K, H, W) made at 1/``stride`` of the input resolution: the
     soft-argmax of each map's softmax, and the probability mass within ``radius_mm`` (at the input
     spacing) of that position. Heatmap pixel k covers input pixels stride*k .. stride*k + stride - 1."""
-    radius_px = radius_mm / INPUT_SPACING_MM / stride
+    radius_px = radius_mm / spacing_mm / stride
     *lead, height, width = heatmaps.shape
     probabilities = torch.softmax(heatmaps.reshape(*lead, height * width).float(), dim=-1).reshape(*lead, height,
                                                                                                     width)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from typing import List, Optional
 
@@ -239,13 +240,46 @@ def _cmd_train_depth(args) -> int:
     return EXIT_OK
 
 
+def _cmd_dataset_leg(args) -> int:
+    from .leg_dataset import generate_leg_dataset
+    from .shape_model_library import LEG_MODELS, load_models
+
+    from .leg_dataset import fibulas_from_files
+
+    models = load_models(args.models or LEG_MODELS, levels=["femur", "tibia"])
+    fibulas = fibulas_from_files(args.fibulas) if args.fibulas else []
+    manifest = generate_leg_dataset(args.out, models, args.cases, seed=args.seed, fractions=args.fractions,
+                                    fibulas=fibulas, fibula_sources=[os.path.basename(f) for f in args.fibulas or []],
+                                    progress=None if args.quiet else _print_progress)
+    print(f"Wrote {len(manifest['cases'])} leg cases to {args.out}")
+    return EXIT_OK
+
+
+def _cmd_train_leg(args) -> int:
+    from .leg_detector import train_leg_detector
+
+    try:
+        history = train_leg_detector(args.data, args.out, steps=args.steps, batch_size=args.batch,
+                                     learning_rate=args.lr, seed=args.seed, device=args.device,
+                                     validate_every=args.validate_every,
+                                     progress=None if args.quiet else _print_progress)
+    except (KeyboardInterrupt, Cancelled):
+        print(f"bonerecon: interrupted; {args.out}/checkpoint.pt holds the last checkpoint: run the same command "
+              "again to resume.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    last = history["validation"][-1] if history["validation"] else {}
+    print(f"Trained {args.steps} steps into {args.out}: validation point error {last.get('mean_mm', float('nan')):.2f} "
+          f"mm (best weights: {args.out}/best.pt)")
+    return EXIT_OK
+
+
 def _cmd_biplanar(args) -> int:
     from .biplanar_command import run_biplanar
 
     if args.anatomy == "leg":
         return _cmd_biplanar_leg(args)
-    if args.points:
-        raise InputError("--points is for --anatomy leg (the spine's landmarks come from the network).")
+    if args.points or args.detector:
+        raise InputError("--points and --detector are for --anatomy leg (the spine's landmarks come from its network).")
     run = run_biplanar(args.out, args.ap, args.lat, args.geometry, weights=args.weights, preset=args.preset,
                        levels=args.levels.split(",") if args.levels else ("L1", "L2", "L3", "L4", "L5"),
                        screenshot=not args.no_screenshot, check_roles=not args.no_role_check,
@@ -262,9 +296,7 @@ def _cmd_biplanar(args) -> int:
 def _cmd_biplanar_leg(args) -> int:
     from .leg_command import run_leg
 
-    if not args.points:
-        raise InputError("--anatomy leg needs --points: the femur and tibia feature points of both views (JSON).")
-    run = run_leg(args.out, args.ap, args.lat, args.geometry, args.points, side=args.side,
+    run = run_leg(args.out, args.ap, args.lat, args.geometry, args.points, side=args.side, detector=args.detector,
                   bones=args.bones.split(",") if args.bones else ("femur", "tibia"),
                   progress=None if args.quiet else _print_progress)
     result = run.result
@@ -483,6 +515,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     dataset_commands = _command_group(commands, "dataset", "training data: simulated radiographs with exact ground "
                                       "truth", "Generate training data (a dataset folder with a manifest).")
+    leg_data = dataset_commands.add_parser(
+        "leg", help="femur and tibia shape models -> AP + lateral long-leg radiographs with feature points",
+        description="Draw --cases legs from the femur and tibia shape models (new shapes within their span, the "
+        "knee flexed 0-15 degrees, varus/valgus, either side, turned and tilted), put them in soft tissue 25-50 mm "
+        "thick and render an AP and a lateral long-leg radiograph with every feature point's pixel. Resumable.")
+    leg_data.add_argument("--out", required=True, help="output folder")
+    leg_data.add_argument("--cases", type=int, default=1000, help="number of legs (default 1000)")
+    leg_data.add_argument("--models", help="a femur/tibia model folder (default: the bundled models)")
+    leg_data.add_argument("--fibulas", nargs="+", metavar="MESH",
+                          help="surface files each holding a tibia and its fibula: the fibulas stand beside the drawn "
+                          "tibias (one per case), so the detector learns the lateral malleolus is not the medial one")
+    leg_data.add_argument("--fractions", type=float, nargs=3, default=(0.8, 0.1, 0.1),
+                          metavar=("TRAIN", "VALIDATION", "TEST"), help="split fractions (default 0.8 0.1 0.1)")
+    leg_data.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    leg_data.set_defaults(func=_cmd_dataset_leg)
     limb = dataset_commands.add_parser(
         "limb", help="bone surfaces -> single-view radiographs, bone masks and depth maps (DepthRecon)",
         description="Put each subject's bones in a soft-tissue envelope and render --cases random views of them "
@@ -625,7 +672,9 @@ def build_parser() -> argparse.ArgumentParser:
                               help="spine: L1-L5 (default); leg: femur and tibia from --points (writes OUT/femur.vtk, "
                               "tibia.vtk, landmarks.json, measurements.csv, scene.mrb, report.md)")
     biplanar_run.add_argument("--points", help="--anatomy leg: feature points of both views, JSON "
-                              "{\"AP\": [{\"bone\", \"name\", \"i\", \"j\", \"confidence\"}], \"LAT\": [...]}")
+                              "{\"AP\": [{\"bone\", \"name\", \"i\", \"j\", \"confidence\"}], \"LAT\": [...]} "
+                              "(default: found by the leg feature detector)")
+    biplanar_run.add_argument("--detector", help="--anatomy leg: feature detector weights (default: bundled)")
     biplanar_run.add_argument("--side", default="right", choices=["right", "left"], help="--anatomy leg: which leg")
     biplanar_run.add_argument("--bones", help="--anatomy leg: comma-separated bones (default femur,tibia)")
     biplanar_run.set_defaults(func=_cmd_biplanar)
@@ -726,6 +775,19 @@ def build_parser() -> argparse.ArgumentParser:
     depth.add_argument("--anatomy", default="wrist", choices=["wrist"], help="the bundled network --init bundled "
                        "starts from (default wrist)")
     depth.set_defaults(func=_cmd_train_depth)
+    leg_train = train_commands.add_parser(
+        "leg", help="leg dataset -> the leg feature detector (femur and tibia points, AP or lateral)",
+        description="Train the leg feature detector on a 'bonerecon dataset leg' folder. Writes OUT/checkpoint.pt "
+        "(resumable: run the same command again), OUT/best.pt and OUT/history.json. Deterministic for a seed.")
+    leg_train.add_argument("--data", required=True, help="a finished leg dataset folder")
+    leg_train.add_argument("--out", required=True, help="training folder (new, or an unfinished run to resume)")
+    leg_train.add_argument("--steps", type=int, default=3000, help="optimiser steps (default 3000)")
+    leg_train.add_argument("--batch", type=int, default=8, help="cases per step, one view of each (default 8)")
+    leg_train.add_argument("--lr", type=float, default=2e-3, help="initial learning rate (default 2e-3)")
+    leg_train.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    leg_train.add_argument("--validate-every", type=int, default=500, help="steps between validations (default 500)")
+    leg_train.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="torch device")
+    leg_train.set_defaults(func=_cmd_train_leg)
     return parser
 
 

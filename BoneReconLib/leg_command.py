@@ -1,9 +1,10 @@
-"""``bonerecon leg``: AP + lateral radiographs of a leg, their geometry and feature points -> femur and tibia.
+"""``bonerecon biplanar --anatomy leg``: AP + lateral radiographs of a leg and their geometry -> femur and tibia.
 
-Feature points (``--points``, JSON): ``{"AP": [{"bone": "femur", "name": "femoral head centre",
-"i": column, "j": row, "confidence": 1.0}, ...], "LAT": [...]}`` in each image's own pixels, names
-as in the bundled models (``bonerecon leg --list-points``): placed by hand (e.g. in Slicer) until
-the feature detector network lands. Writes, all or nothing: ``femur.vtk`` / ``tibia.vtk`` (world
+Feature points come from the leg feature detector (:mod:`.leg_detector`, the bundled network
+unless ``--detector``) or from a JSON file (``--points``: ``{"AP": [{"bone": "femur", "name":
+"femoral head centre", "i": column, "j": row, "confidence": 1.0}, ...], "LAT": [...]}`` in each
+image's own pixels, names as in the models' ``*_landmarks.json``; e.g. placed by hand in Slicer);
+``points.json`` in the output holds the ones used. Writes, all or nothing: ``femur.vtk`` / ``tibia.vtk`` (world
 mm, RAS, like the geometry), ``landmarks.json`` (3D feature points), ``measurements.csv``,
 ``scene.mrb`` (radiographs on their detector planes and the models) and ``report.md``.
 """
@@ -16,8 +17,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
-
-import numpy as np
 
 from .app_context import MRMLContext, get_context
 from .biplanar_command import pick_views
@@ -32,6 +31,8 @@ from .scene_transaction import rollback_on_error
 from .staged_output import StagedOutput
 
 REPORT_FILE, MEASUREMENTS_FILE, LANDMARKS_FILE, SCENE_FILE = "report.md", "measurements.csv", "landmarks.json", "scene.mrb"
+POINTS_FILE = "points.json"
+DETECTOR = "leg-detector"  # the bundled network's manifest name
 
 
 @dataclass
@@ -72,9 +73,10 @@ def leg_measurements(result: LegReconstruction, right=(1.0, 0.0, 0.0), anterior=
     return values
 
 
-def run_leg(out_dir, ap_path, lat_path, geometry_path, points_path, side: str = "right",
-            bones: Sequence[str] = BONES, models_folder=None, progress: Optional[ProgressCallback] = None,
+def run_leg(out_dir, ap_path, lat_path, geometry_path, points_path=None, side: str = "right",
+            bones: Sequence[str] = BONES, models_folder=None, detector=None, progress: Optional[ProgressCallback] = None,
             context: Optional[MRMLContext] = None) -> LegRun:
+    """``points_path`` None: the feature points from the detector (``detector``: weights; default bundled)."""
     from .depth_result_nodes import add_bone_models
     from .radiograph_file import read_radiograph
     from .radiograph_node import create_radiograph_node
@@ -84,7 +86,14 @@ def run_leg(out_dir, ap_path, lat_path, geometry_path, points_path, side: str = 
     start = time.perf_counter()
     views = pick_views(load_geometry(check_input_file(geometry_path, "geometry")))
     files = [read_radiograph(path, view.pixel_spacing) for path, view in zip((ap_path, lat_path), views)]
-    points = read_points(points_path, [v.name for v in views])
+    if points_path is not None:
+        points = read_points(points_path, [v.name for v in views])
+    else:
+        from .leg_detector import load_leg_detector, points_json
+        from .network_library import bundled_weights
+
+        report(0.0, "Finding the feature points")
+        points = points_json(load_leg_detector(detector or bundled_weights(DETECTOR)), [f.pixels for f in files], views)
     models = load_models(models_folder or LEG_MODELS, levels=list(bones))
     context = context or get_context()
     scene = context.scene
@@ -102,6 +111,7 @@ def run_leg(out_dir, ap_path, lat_path, geometry_path, points_path, side: str = 
         landmarks = {bone: {name: [round(float(c), 3) for c in p] for name, p in found.landmarks.items()}
                      for bone, found in result.bones.items()}
         out.path(LANDMARKS_FILE).write_text(json.dumps(landmarks, indent=1))
+        out.path(POINTS_FILE).write_text(json.dumps({v.name: p for v, p in zip(views, points)}, indent=1))
         measurements = leg_measurements(result)
         with open(out.path(MEASUREMENTS_FILE), "w", newline="") as handle:
             writer = csv.writer(handle)
@@ -110,7 +120,7 @@ def run_leg(out_dir, ap_path, lat_path, geometry_path, points_path, side: str = 
                 label, unit = name.rsplit(" (", 1)
                 writer.writerow([label, f"{value:.2f}", unit.rstrip(")")])
         save_scene_mrb(scene, out.path(SCENE_FILE))
-        written += [LANDMARKS_FILE, MEASUREMENTS_FILE, SCENE_FILE]
+        written += [LANDMARKS_FILE, POINTS_FILE, MEASUREMENTS_FILE, SCENE_FILE]
         out.path(REPORT_FILE).write_text(report_markdown(result, [str(ap_path), str(lat_path)], measurements,
                                                          time.perf_counter() - start))
         written.append(REPORT_FILE)
@@ -133,17 +143,3 @@ def report_markdown(result: LegReconstruction, inputs: Sequence[str], measuremen
     lines += [f"| {name} | {value:.1f} |" for name, value in measurements.items()]
     lines += ["", f"Time: {seconds:.1f} s", ""]
     return "\n".join(lines)
-
-
-def point_names(models_folder=None) -> Dict[str, List[str]]:
-    from .shape_model_library import LEG_MODELS, load_models
-
-    models = load_models(models_folder or LEG_MODELS, levels=list(BONES))
-    return {bone: models[bone].landmark_names for bone in BONES}
-
-
-def mean_points(models_folder=None) -> Dict[str, np.ndarray]:
-    from .shape_model_library import LEG_MODELS, load_models
-
-    models = load_models(models_folder or LEG_MODELS, levels=list(BONES))
-    return {bone: np.array([lm.position(m.mean) for lm in m.landmarks]) for bone, m in models.items()}

@@ -1,6 +1,6 @@
 """`bonerecon biplanar --anatomy leg` end to end on simulated long-leg radiographs of the bundled
 models' instances (femur and tibia in soft tissue, feature points projected exactly), and its
-answers to bad input."""
+answers to bad input (points from a file here; the detector's own tests are in test_leg_detector)."""
 
 import csv
 import json
@@ -61,8 +61,8 @@ def test_leg_reconstruction_writes_both_bones_close_to_the_truth(leg_case, model
     out = folder / "recon"
     done = _run(folder, out, "--points", folder / "points.json")
     assert done.returncode == 0, done.stderr
-    assert {p.name for p in out.iterdir()} == {"femur.vtk", "tibia.vtk", "landmarks.json", "measurements.csv",
-                                              "scene.mrb", "report.md"}
+    assert {p.name for p in out.iterdir()} == {"femur.vtk", "tibia.vtk", "landmarks.json", "points.json",
+                                              "measurements.csv", "scene.mrb", "report.md"}
     for bone in ("femur", "tibia"):
         points, triangles = triangle_arrays(read_surface(out / f"{bone}.vtk"))
         score = compare_surfaces(points, triangles, truth[bone], models[bone].triangles, with_dice=False)
@@ -78,10 +78,11 @@ def test_leg_reconstruction_writes_both_bones_close_to_the_truth(leg_case, model
     assert "converged" in (out / "report.md").read_text()
 
 
-def test_leg_needs_points_and_well_formed_ones(leg_case):
+def test_leg_refuses_bad_points_and_bad_detector_weights(leg_case):
     folder, _ = leg_case
-    done = _run(folder, folder / "none")
-    assert done.returncode == 2 and "--points" in done.stderr and not (folder / "none").exists()
+    (folder / "not_weights.pt").write_bytes(b"not a network")
+    done = _run(folder, folder / "none", "--detector", folder / "not_weights.pt")
+    assert done.returncode == 2 and "not_weights.pt" in done.stderr and not (folder / "none").exists()
     bad = folder / "bad_points.json"
     bad.write_text(json.dumps({"AP": [{"bone": "femur", "name": "knee cap", "i": 1, "j": 2}], "LAT": []}))
     done = _run(folder, folder / "bad", "--points", bad)
@@ -110,3 +111,21 @@ def test_a_bone_without_points_is_reported_not_guessed(leg_case, models):
         reconstruct_leg(models, views, images, [[], []], free_form=None)
     with pytest.raises(InputError, match="side"):
         reconstruct_leg(models, views, images, femur_only, side="middle")
+
+
+def test_leg_reconstruction_with_the_bundled_detector(leg_case, models):
+    """No --points: the bundled detector finds them; both bones still come out close to the truth."""
+    from BoneReconLib.mesh_io import read_surface
+    from BoneReconLib.surface_evaluation import compare_surfaces
+    from BoneReconLib.surface_metrics import triangles as triangle_arrays
+
+    folder, truth = leg_case
+    out = folder / "detected"
+    done = _run(folder, out)
+    assert done.returncode == 0, done.stderr
+    used = json.loads((out / "points.json").read_text())
+    assert len(used["AP"]) == len(used["LAT"]) == 23
+    for bone in ("femur", "tibia"):
+        points, triangles = triangle_arrays(read_surface(out / f"{bone}.vtk"))
+        score = compare_surfaces(points, triangles, truth[bone], models[bone].triangles, with_dice=False)
+        assert score["mean_mm"] < 2.5, (bone, score)

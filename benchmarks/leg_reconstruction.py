@@ -86,6 +86,10 @@ def main():
                         help="oracle: each bone's exact thickness image per view (one rig per bone); radiograph: "
                         "simulated radiographs of the whole leg (femur, tibia, fibula in 35 mm of soft tissue), "
                         "the bones' images cut from them as the product does (leg_pipeline)")
+    parser.add_argument("--points", choices=["truth", "detector"], default="truth",
+                        help="with --images radiograph: the true points with --noise-mm, or the leg feature detector's")
+    parser.add_argument("--detector", help="detector weights for --points detector (default: bundled)")
+    parser.add_argument("--json", help="also write the summary (and the detector's point errors) to this file")
     parser.add_argument("--generations", default="40,25")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -145,7 +149,20 @@ def main():
     summary(rows, args, "each bone's exact thickness image")
 
 
-def summary(rows, args, images):
+def summary(rows, args, images, point_errors=None):
+    if args.json:
+        import json
+
+        record = dict(images=images, noise_mm=args.noise_mm, points=getattr(args, "points", "truth"),
+                      bones={bone: dict(cases=len(found), assd_mm=float(np.mean([r[0] for r in found])),
+                                        hd95_mm=float(np.mean([r[1] for r in found])),
+                                        initial_mm=float(np.mean([r[2] for r in found])),
+                                        converged=int(sum(r[4] for r in found)))
+                             for bone, found in rows.items()})
+        if point_errors:
+            record["point_error_mm"] = {view: dict(mean=float(np.mean(e)), median=float(np.median(e)))
+                                        for view, e in point_errors.items()}
+        Path(args.json).write_text(json.dumps(record, indent=1))
     print("\nbone     cases   ASSD   HD95  initial  in-span floor  converged  s/bone  target  ratio  published  ratio")
     for bone, found in rows.items():
         a = np.array([r[:4] for r in found])
@@ -175,6 +192,13 @@ def radiograph_benchmark(args, rng, free_form):
         data[bone] = (files, persons, surfaces, *fitted(bone, surfaces, REPO / "datasets" / f"leg-fits-{bone}.npz"))
     held = args.persons.split(",") if args.persons else sorted(set(data["femur"][1]))
     rows = {}
+    point_errors = {"AP": [], "LAT": []}
+    detector = None
+    if args.points == "detector":
+        from BoneReconLib.leg_detector import load_leg_detector, points_json
+        from BoneReconLib.network_library import bundled_weights
+
+        detector = load_leg_detector(args.detector or bundled_weights("leg-detector"))
     print(f"{'leg':<22} {'bone':<6} {'ASSD':>6} {'HD95':>6} {'init':>6} {'conv':>5} {'s':>5}  measurement errors")
     for k, femur_file in enumerate(data["femur"][0]):
         person = person_of(femur_file)
@@ -216,12 +240,21 @@ def radiograph_benchmark(args, rng, free_form):
         envelope = soft_tissue_envelope(bones, thickness_mm=35.0, voxel_mm=3.0)
         radiographs = list(render_limb(bones, envelope, views).attenuation.numpy())
         points = [[] for _ in views]
+        truth_ij = [{} for _ in views]
         for bone in ("femur", "tibia"):
             marks = np.array([lm.position(posed(true_fits[bone])) for lm in models[bone].landmarks])
             for v, view in enumerate(views):
-                ij = view.project(marks)[0] + rng.normal(scale=args.noise_mm / view.pixel_spacing[0], size=(len(marks), 2))
+                exact = view.project(marks)[0]
+                truth_ij[v].update({(bone, lm.name): p for lm, p in zip(models[bone].landmarks, exact)})
+                ij = exact + rng.normal(scale=args.noise_mm / view.pixel_spacing[0], size=(len(marks), 2))
                 points[v] += [dict(bone=bone, name=lm.name, i=float(i), j=float(j), confidence=1.0)
                               for lm, (i, j) in zip(models[bone].landmarks, ij)]
+        if args.points == "detector":
+            points = points_json(detector, radiographs, views)
+            for v, view in enumerate(views):
+                point_errors[view.name] += [float(np.hypot(p["i"] - truth_ij[v][(p["bone"], p["name"])][0],
+                                                           p["j"] - truth_ij[v][(p["bone"], p["name"])][1])
+                                                  * view.pixel_spacing[0]) for p in points[v]]
         start = time.perf_counter()
         found = reconstruct_leg(models, views, radiographs, points, free_form=free_form)
         seconds = (time.perf_counter() - start) / max(len(found.bones), 1)
@@ -237,8 +270,15 @@ def radiograph_benchmark(args, rng, free_form):
             print(f"{person + ' ' + side:<22} {bone:<6} {score['mean_mm']:6.2f} {score['hd95_mm']:6.2f} "
                   f"{init['mean_mm']:6.2f} {str(result.registration.converged):>5} {seconds:5.1f}  "
                   + ", ".join(f"{_short(n)} {e:+.1f}" for n, e in errors.items()))
+    if args.points == "detector":
+        print("\nfeature points found by the detector (error at the detector, mm):")
+        for name, errors in point_errors.items():
+            e = np.array(errors)
+            print(f"  {name}: mean {e.mean():.2f}, median {np.median(e):.2f}, within 3 mm {100 * (e <= 3).mean():.0f}%, "
+                  f"within 6 mm {100 * (e <= 6).mean():.0f}%")
     summary(rows, args, "simulated long-leg radiographs, 35 mm soft tissue, compared high-passed near each bone "
-                        "as leg_pipeline does")
+                        "as leg_pipeline does" + ("; feature points from the detector" if detector else ""),
+            point_errors if detector else None)
 
 
 def _moved_like(points, before, after):

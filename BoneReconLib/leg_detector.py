@@ -1,0 +1,215 @@
+"""The leg feature detector: one network finds the femur's and tibia's feature points in an AP or a
+lateral long-leg radiograph.
+
+A U-Net (:class:`.depth_network.UNet`) from the radiograph (resampled to the detector's
+``leg_dataset.PIXEL_MM`` pixels, ``leg_dataset.SIZE``, each image standardised: any intensity
+scale) and a constant channel saying which view it is (0 AP, 1 lateral) to one heatmap per point;
+sub-pixel positions by soft-argmax, a confidence per point (the probability mass within 12 mm of
+it). Trained on :mod:`.leg_dataset` cases with the BiplanarRecon network's heatmap losses
+(cross-entropy to a sharp Gaussian + the decoded position's error), gain/offset/noise
+augmentation and left-right flips, validation on held-out cases, checkpoints, resumable,
+deterministic for a seed. Core module (torch), no MRML.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pickle
+import time
+from pathlib import Path
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .biplanar_network import decode_landmarks
+from .biplanar_training import _save, choose_device, heatmap_losses
+from .depth_network import UNet
+from .errors import InputError
+from .geometry import View
+from .leg_dataset import PIXEL_MM, SIZE, detector_input
+from .progress import ProgressCallback, as_progress
+
+CONFIDENCE_RADIUS_MM = 12.0
+WIDTHS = (16, 32, 64, 96)
+STRIDE = 2  # heatmaps at half the input's resolution (6 mm pixels; soft-argmax gives sub-pixel positions)
+
+
+class LegDetector(nn.Module):
+    def __init__(self, points: Sequence[str], widths: Sequence[int] = WIDTHS):
+        super().__init__()
+        self.points = list(points)
+        self.config = dict(points=self.points, widths=list(widths), pixel_mm=PIXEL_MM, size=list(SIZE), stride=STRIDE)
+        self.unet = UNet(2, widths)
+        self.head = nn.Conv2d(widths[0], len(self.points), 1)
+
+    def forward(self, image: torch.Tensor, lateral: torch.Tensor) -> torch.Tensor:
+        """Heatmap logits (B, K, rows / STRIDE, columns / STRIDE) of standardised images (B, rows, columns), ``lateral`` (B,) 0/1."""
+        flag = lateral.to(image.dtype)[:, None, None, None].expand(-1, 1, *image.shape[-2:])
+        return self.head(self.unet(F.avg_pool2d(torch.cat([image[:, None], flag], dim=1), STRIDE)))
+
+
+def standardised(images: torch.Tensor) -> torch.Tensor:
+    """Each image (..., rows, columns) less its mean, over its standard deviation."""
+    flat = images.flatten(-2)
+    return ((flat - flat.mean(-1, keepdim=True)) / flat.std(-1, keepdim=True).clamp_min(1e-6)).reshape(images.shape)
+
+
+def decode(heatmaps: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(positions (..., K, 2) in input pixels, confidences (..., K)) of heatmap logits."""
+    return decode_landmarks(heatmaps, stride=STRIDE, radius_mm=CONFIDENCE_RADIUS_MM, spacing_mm=PIXEL_MM)
+
+
+def detect_points(model: LegDetector, radiograph: np.ndarray, view: View, lateral: bool) -> Tuple[np.ndarray, np.ndarray]:
+    """(pixels (K, 2) in the radiograph's own pixels (i, j), confidences (K,)) of every point."""
+    image, (scale, offset) = detector_input(radiograph, view)
+    with torch.no_grad():
+        heatmaps = model(standardised(torch.as_tensor(image)[None]), torch.tensor([float(lateral)]))
+        positions, confidence = decode(heatmaps)
+    return positions[0].numpy() * scale + offset, confidence[0].numpy()
+
+
+def points_json(model: LegDetector, radiographs, views) -> list:
+    """Per view the point list ``leg_pipeline`` reads ({"bone", "name", "i", "j", "confidence"})."""
+    found = []
+    for v, (image, view) in enumerate(zip(radiographs, views)):
+        pixels, confidence = detect_points(model, image, view, lateral=v == 1)
+        found.append([dict(bone=name.split(": ")[0], name=name.split(": ", 1)[1], i=float(p[0]), j=float(p[1]),
+                           confidence=float(c)) for name, p, c in zip(model.points, pixels, confidence)])
+    return found
+
+
+def _batch(dataset, indices, rng: Optional[np.random.Generator]):
+    """(images (B, rows, cols) standardised, lateral (B,), points (B, K, 2), visible (B, K)): one
+    view of each case (random with ``rng``, which also augments; else both views in turn)."""
+    images, lateral, points, visible = [], [], [], []
+    for index in indices:
+        case = dataset[int(index)]
+        views = [int(rng.integers(2))] if rng is not None else [0, 1]
+        for v in views:
+            image, p, seen = case["image"][v].float(), case["points"][v].float().clone(), case["visible"][v].float()
+            if rng is not None:
+                image = image * float(rng.uniform(0.6, 1.6)) + float(rng.normal(0.0, 0.3))
+                image = image + torch.as_tensor(rng.normal(0.0, float(rng.uniform(0.0, 0.05)) * float(image.std()),
+                                                           image.shape), dtype=image.dtype)
+                if rng.random() < 0.5:  # a mirrored leg
+                    image = image.flip(-1)
+                    p[:, 0] = image.shape[-1] - 1 - p[:, 0]
+            images.append(image)
+            lateral.append(float(v))
+            points.append(p)
+            visible.append(seen)
+    return standardised(torch.stack(images)), torch.tensor(lateral), torch.stack(points), torch.stack(visible)
+
+
+def evaluate(model: LegDetector, dataset, device) -> dict:
+    """Mean and median point error (mm at the detector) and the share within 3 / 6 mm, per view."""
+    model.eval()
+    errors = {0: [], 1: []}
+    with torch.no_grad():
+        for index in range(len(dataset)):
+            images, lateral, points, visible = _batch(dataset, [index], None)
+            found, _ = decode(model(images.to(device), lateral.to(device)))
+            for v in range(2):
+                seen = visible[v] > 0
+                errors[v] += ((found[v].cpu() - points[v]).norm(dim=-1)[seen] * PIXEL_MM).tolist()
+    model.train()
+    result = {}
+    for v, name in ((0, "AP"), (1, "LAT")):
+        e = np.array(errors[v])
+        result[name] = dict(mean_mm=float(e.mean()), median_mm=float(np.median(e)), within_3mm=float((e <= 3).mean()),
+                            within_6mm=float((e <= 6).mean()))
+    result["mean_mm"] = float(np.mean(errors[0] + errors[1]))
+    return result
+
+
+def train_leg_detector(data_dir, out_dir, steps: int = 3000, batch_size: int = 8, learning_rate: float = 2e-3,
+                       seed: int = 0, device: str = "auto", validate_every: int = 500, checkpoint_every: int = 100,
+                       progress: Optional[ProgressCallback] = None) -> dict:
+    """Train (or resume) into ``out_dir``: checkpoint.pt, best.pt (best validation mean error), history.json."""
+    from .dataset_store import CaseDataset, read_manifest
+
+    report = as_progress(progress)
+    if steps < 1 or batch_size < 1 or not learning_rate > 0:
+        raise InputError("Steps and batch size must be at least 1 and the learning rate positive.")
+    manifest = read_manifest(data_dir)
+    if manifest.get("kind") != "leg-biplanar":
+        raise InputError(f"{data_dir} is not a leg dataset (bonerecon dataset leg); it is '{manifest.get('kind')}'.")
+    points = manifest["description"]["points"]
+    train_set, validation = CaseDataset(data_dir, "train"), CaseDataset(data_dir, "validation")
+    if not len(train_set) or not len(validation):
+        raise InputError(f"{data_dir} needs cases in both its train and validation splits.")
+    device = choose_device(device)
+    torch.manual_seed(seed)
+    model = LegDetector(points).to(device)
+    optimiser = torch.optim.Adam(model.parameters(), lr=learning_rate)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    settings = dict(data=str(Path(data_dir).resolve()), steps=steps, batch_size=batch_size,
+                    learning_rate=learning_rate, seed=seed, config=model.config)
+    history = dict(settings=settings, train=[], validation=[], best=None)
+    step, checkpoint_path = 0, out / "checkpoint.pt"
+    if checkpoint_path.exists():
+        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        if state["history"]["settings"] != settings:
+            raise InputError(f"{out} holds a run with other settings; choose a new folder or the same settings.")
+        model.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimiser"])
+        step, history = state["step"], state["history"]
+
+    def checkpoint():
+        _save(checkpoint_path, dict(model=model.state_dict(), optimiser=optimiser.state_dict(), step=step,
+                                    history=history))
+        (out / "history.json").write_text(json.dumps(history, indent=1))
+
+    start, start_step = time.perf_counter(), step
+    model.train()
+    while step < steps:
+        rng = np.random.default_rng([seed, step])
+        indices = rng.choice(len(train_set), size=min(batch_size, len(train_set)), replace=False)
+        images, lateral, target, visible = _batch(train_set, indices, rng)
+        for group in optimiser.param_groups:
+            group["lr"] = learning_rate * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / steps)))
+        heatmaps = model(images.to(device), lateral.to(device))
+        cross_entropy, position = heatmap_losses(heatmaps, target.to(device), visible.to(device), stride=STRIDE)
+        loss = cross_entropy + 0.05 * position
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        step += 1
+        history["train"].append(dict(step=step, loss=round(float(loss.detach()), 5),
+                                     position_mm=round(float(position.detach()) * PIXEL_MM, 3)))
+        if step % validate_every == 0 or step == steps:
+            result = dict(step=step, **evaluate(model, validation, device))
+            history["validation"].append(result)
+            if history["best"] is None or result["mean_mm"] < history["best"]["mean_mm"]:
+                history["best"] = dict(step=step, mean_mm=result["mean_mm"])
+                _save(out / "best.pt", dict(model=model.state_dict(), config=model.config, step=step,
+                                            validation=result))
+        if step % checkpoint_every == 0 or step == steps:
+            checkpoint()
+        eta = (time.perf_counter() - start) / (step - start_step) * (steps - step) / 60.0
+        report(step / steps, f"step {step}/{steps}: loss {float(loss.detach()):.3f}, points "
+               f"{float(position.detach()) * PIXEL_MM:.1f} mm; ETA {eta:.1f} min")
+    history["seconds"] = history.get("seconds", 0.0) + time.perf_counter() - start
+    history["device"] = str(device)
+    checkpoint()
+    return history
+
+
+def load_leg_detector(path, device="cpu") -> LegDetector:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"The leg detector weights {path} do not exist.")
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+        model = LegDetector(state["config"]["points"], state["config"]["widths"])
+        model.load_state_dict(state["model"])
+    except (RuntimeError, KeyError, ValueError, EOFError, pickle.UnpicklingError) as exc:
+        raise InputError(f"{path} is not leg detector weights: {exc}.") from exc
+    if state["config"] != model.config:
+        raise InputError(f"{path} was made for another input ({state['config']}); this code needs {model.config}.")
+    return model.to(device).eval()

@@ -1,0 +1,96 @@
+"""The leg data engine (long-leg radiographs of model instances with their feature points) and the
+leg feature detector: resampling, cases, training that learns and resumes, the bundled weights."""
+
+import numpy as np
+import pytest
+import torch
+
+from BoneReconLib.errors import InputError
+from BoneReconLib.geometry import ap_view
+from BoneReconLib.leg_dataset import PIXEL_MM, SIZE, detector_input, generate_leg_dataset, render_case
+from BoneReconLib.leg_detector import LegDetector, load_leg_detector, points_json, train_leg_detector
+from BoneReconLib.shape_model_library import LEG_MODELS, load_models
+
+
+@pytest.fixture(scope="module")
+def models():
+    return load_models(LEG_MODELS, levels=["femur", "tibia"])
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory, models):
+    folder = tmp_path_factory.mktemp("legdata") / "data"
+    generate_leg_dataset(folder, models, 6, seed=3, fractions=(0.5, 0.5, 0.0))
+    return folder
+
+
+def test_detector_input_keeps_positions(tmp_path):
+    """A bright dot of a 1.5 mm radiograph lands where scale and offset say, in the detector's pixels."""
+    view = ap_view(size=(300, 700), pixel_spacing=(1.5, 1.5))
+    image = np.zeros((700, 300), dtype=np.float32)
+    image[400:402, 100:102] = 1.0  # the dot's centre: (i, j) = (100.5, 400.5)
+    resampled, (scale, offset) = detector_input(image, view)
+    assert resampled.shape == (SIZE[1], SIZE[0]) and np.allclose(scale, PIXEL_MM / 1.5)
+    j, i = np.unravel_index(np.argmax(resampled), resampled.shape)
+    found = np.array([i, j]) * scale + offset
+    assert np.all(np.abs(found - [100.5, 400.5]) <= 1.0 * scale)
+    same = ap_view(size=SIZE, pixel_spacing=(PIXEL_MM, PIXEL_MM))
+    plain = np.random.default_rng(0).random((SIZE[1], SIZE[0])).astype(np.float32)
+    copied, (unit, zero) = detector_input(plain, same)
+    assert np.allclose(copied, plain, atol=1e-5) and np.allclose(unit, 1.0) and np.allclose(zero, 0.0)
+
+
+def test_leg_cases_put_the_points_on_the_bones(models):
+    image, points, visible, views, side = render_case(models, np.random.default_rng(5))
+    assert image.shape == (2, SIZE[1], SIZE[0]) and points.shape == (2, 23, 2) and side in ("left", "right")
+    assert visible.mean() > 0.8
+    for v in range(2):
+        inside = points[v][visible[v]].round().astype(int)
+        values = image[v][inside[:, 1], inside[:, 0]]
+        assert np.median(values) > np.percentile(image[v], 60)  # bone is the brightest part of a limb
+
+
+def test_training_learns_and_resumes(tiny, tmp_path):
+    out = tmp_path / "run"
+    history = train_leg_detector(tiny, out, steps=40, batch_size=4, validate_every=40, seed=1)
+    losses = [t["loss"] for t in history["train"]]
+    assert np.mean(losses[-10:]) < np.mean(losses[:10])
+    assert (out / "best.pt").is_file() and history["validation"][-1]["step"] == 40
+    again = train_leg_detector(tiny, out, steps=40, batch_size=4, validate_every=40, seed=1)
+    assert len(again["train"]) == 40  # finished: nothing re-run
+    with pytest.raises(InputError, match="other settings"):
+        train_leg_detector(tiny, out, steps=40, batch_size=4, validate_every=40, seed=2)
+    model = load_leg_detector(out / "best.pt")
+    case = np.load(next((tiny / "cases").glob("*.npz")))
+    view = ap_view(size=SIZE, pixel_spacing=(PIXEL_MM, PIXEL_MM))
+    found = points_json(model, list(case["image"]), [view, view])
+    assert len(found) == 2 and len(found[0]) == 23 and {p["bone"] for p in found[0]} == {"femur", "tibia"}
+    assert all(0.0 <= p["confidence"] <= 1.0 for p in found[1])
+
+
+def test_bad_weights_and_data_are_refused(tmp_path, tiny):
+    (tmp_path / "x.pt").write_bytes(b"nothing")
+    with pytest.raises(InputError, match="not leg detector weights"):
+        load_leg_detector(tmp_path / "x.pt")
+    with pytest.raises(InputError, match="do not exist"):
+        load_leg_detector(tmp_path / "missing.pt")
+    torch.save(dict(config=dict(points=["femur: x"], widths=[4, 8]), model={}), tmp_path / "y.pt")
+    with pytest.raises(InputError):
+        load_leg_detector(tmp_path / "y.pt")
+    with pytest.raises(InputError, match="at least one"):
+        generate_leg_dataset(tmp_path / "none", {}, 0)
+    assert LegDetector(["femur: a", "tibia: b"])(torch.zeros(1, SIZE[1], SIZE[0]), torch.zeros(1)).shape == \
+        (1, 2, SIZE[1] // 2, SIZE[0] // 2)
+
+
+def test_bundled_detector_finds_the_points_of_a_new_leg(models):
+    """The bundled network on a leg drawn afresh (a seed no training case used): most points within 6 mm."""
+    from BoneReconLib.network_library import bundled_weights
+
+    model = load_leg_detector(bundled_weights("leg-detector"))
+    image, points, visible, views, _ = render_case(models, np.random.default_rng(987654))
+    found = points_json(model, list(image), views)
+    for v in range(2):
+        pixels = np.array([[p["i"], p["j"]] for p in found[v]])
+        errors = np.linalg.norm(pixels - points[v], axis=1)[visible[v]] * PIXEL_MM
+        assert np.median(errors) < 4.0 and np.mean(errors <= 6.0) > 0.8, (v, np.round(errors, 1))
