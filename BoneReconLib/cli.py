@@ -203,17 +203,24 @@ def _cmd_dataset_lumbar(args) -> int:
         f"{len(backgrounds)} background CT(s)")
 
 
-def _cmd_train_biplanar(args) -> int:
-    from .biplanar_training import train_biplanar
-
+def _train(args, train):
+    """``train(progress)``'s history; None when interrupted (the checkpoint is named: run the same command again)."""
     try:
-        history = train_biplanar(args.data, args.out, steps=args.steps, batch_size=args.batch,
-                                 learning_rate=args.lr, seed=args.seed, device=args.device,
-                                 validate_every=args.validate_every, init=args.init, real_ap=args.real_ap,
-                                 refiner=args.refiner, progress=None if args.quiet else _print_progress)
+        return train(None if args.quiet else _print_progress)
     except (KeyboardInterrupt, Cancelled):
         print(f"bonerecon: interrupted; {args.out}/checkpoint.pt holds the last checkpoint: run the same command "
               "again to resume.", file=sys.stderr)
+        return None
+
+
+def _cmd_train_biplanar(args) -> int:
+    from .biplanar_training import train_biplanar
+
+    history = _train(args, lambda progress: train_biplanar(
+        args.data, args.out, steps=args.steps, batch_size=args.batch, learning_rate=args.lr, seed=args.seed,
+        device=args.device, validate_every=args.validate_every, init=args.init, real_ap=args.real_ap,
+        refiner=args.refiner, progress=progress))
+    if history is None:
         return EXIT_INTERRUPTED
     last = history["validation"][-1] if history["validation"] else {}
     print(f"Trained {args.steps} steps into {args.out}: validation landmark error AP "
@@ -226,13 +233,10 @@ def _cmd_train_depth(args) -> int:
     from .depth_training import bundled_depth_weights, train_depth
 
     init = bundled_depth_weights(args.anatomy) if args.init == "bundled" else args.init
-    try:
-        history = train_depth(args.data, args.out, steps=args.steps, batch_size=args.batch, learning_rate=args.lr,
-                              seed=args.seed, device=args.device, validate_every=args.validate_every, init=init,
-                              progress=None if args.quiet else _print_progress)
-    except (KeyboardInterrupt, Cancelled):
-        print(f"bonerecon: interrupted; {args.out}/checkpoint.pt holds the last checkpoint: run the same command "
-              "again to resume.", file=sys.stderr)
+    history = _train(args, lambda progress: train_depth(
+        args.data, args.out, steps=args.steps, batch_size=args.batch, learning_rate=args.lr, seed=args.seed,
+        device=args.device, validate_every=args.validate_every, init=init, progress=progress))
+    if history is None:
         return EXIT_INTERRUPTED
     last = history["validation"][-1] if history["validation"] else {}
     print(f"Trained {args.steps} steps into {args.out}: validation mask Dice {last.get('dice', float('nan')):.3f}, "
@@ -241,10 +245,8 @@ def _cmd_train_depth(args) -> int:
 
 
 def _cmd_dataset_leg(args) -> int:
-    from .leg_dataset import generate_leg_dataset
+    from .leg_dataset import fibulas_from_files, generate_leg_dataset
     from .shape_model_library import LEG_MODELS, load_models
-
-    from .leg_dataset import fibulas_from_files
 
     models = load_models(args.models or LEG_MODELS, levels=["femur", "tibia"])
     fibulas = fibulas_from_files(args.fibulas) if args.fibulas else []
@@ -258,14 +260,10 @@ def _cmd_dataset_leg(args) -> int:
 def _cmd_train_leg(args) -> int:
     from .leg_detector import train_leg_detector
 
-    try:
-        history = train_leg_detector(args.data, args.out, steps=args.steps, batch_size=args.batch,
-                                     learning_rate=args.lr, seed=args.seed, device=args.device,
-                                     validate_every=args.validate_every,
-                                     progress=None if args.quiet else _print_progress)
-    except (KeyboardInterrupt, Cancelled):
-        print(f"bonerecon: interrupted; {args.out}/checkpoint.pt holds the last checkpoint: run the same command "
-              "again to resume.", file=sys.stderr)
+    history = _train(args, lambda progress: train_leg_detector(
+        args.data, args.out, steps=args.steps, batch_size=args.batch, learning_rate=args.lr, seed=args.seed,
+        device=args.device, validate_every=args.validate_every, progress=progress))
+    if history is None:
         return EXIT_INTERRUPTED
     last = history["validation"][-1] if history["validation"] else {}
     print(f"Trained {args.steps} steps into {args.out}: validation point error {last.get('mean_mm', float('nan')):.2f} "
