@@ -8,6 +8,7 @@ and its projected feature points.
 
 import numpy as np
 import pytest
+import torch
 
 from BoneReconLib.errors import InputError
 from BoneReconLib.geometry import biplanar_rig
@@ -136,3 +137,22 @@ def test_ssm_build_of_femurs_from_either_side(tmp_path):
     done = run_cli("ssm", "build", "--meshes", *paths, "--level", "L1", "--persons", "a", "b", "c",
                    "--out", tmp_path / "bad")
     assert done.returncode == 2 and "--persons" in done.stderr
+
+
+def test_highpass_removes_smooth_backgrounds_alike():
+    """What the registration compares on radiographs: a constant or a linear ramp added under an
+    image leaves its high-passed interior unchanged; a single bright pixel keeps its centre."""
+    from BoneReconLib.vertebra_registration import highpass
+
+    rows, cols = torch.meshgrid(torch.arange(80.0, dtype=torch.float64), torch.arange(60.0, dtype=torch.float64),
+                                indexing="ij")
+    image = torch.exp(-((rows - 40) ** 2 + (cols - 30) ** 2) / 20.0).double()
+    background = (3.0 + 0.05 * rows + 0.02 * cols).double()
+    plain, shifted = highpass(image[None], 4.0)[0], highpass((image + background)[None], 4.0)[0]
+    assert torch.allclose(plain[15:-15, 15:-15], shifted[15:-15, 15:-15], atol=1e-9)
+    assert torch.allclose(highpass(torch.full((1, 20, 20), 7.0, dtype=torch.float64), 2.0),
+                          torch.zeros(1, 20, 20, dtype=torch.float64))
+    delta = torch.zeros(1, 41, 41, dtype=torch.float64)
+    delta[0, 20, 20] = 1.0
+    kernel = torch.exp(-0.5 * (torch.arange(-12.0, 13.0) / 4.0) ** 2)
+    assert float(highpass(delta, 4.0)[0, 20, 20]) == pytest.approx(1.0 - float(kernel.max() / kernel.sum()) ** 2)
