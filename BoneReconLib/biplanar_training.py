@@ -18,9 +18,6 @@ module (torch), no MRML.
 
 from __future__ import annotations
 
-import json
-import math
-import time
 from pathlib import Path
 from typing import Optional
 
@@ -31,6 +28,7 @@ from .biplanar_network import INPUT_SIZE, BiplanarNet, decode_landmarks, landmar
 from .biplanar_samples import BiplanarSamples
 from .errors import InputError
 from .landmark_refinement import training_crops
+from .training_run import TrainingRun
 from .progress import ProgressCallback, as_progress
 
 DECOMPOSITION_WEIGHT = 10.0
@@ -151,12 +149,6 @@ def body_landmarks() -> list:
     return [k for k, landmark in enumerate(model.landmarks) if landmark.region == "body"]
 
 
-def _save(path: Path, state: dict) -> None:
-    partial = path.with_name(path.name + ".partial")
-    torch.save(state, partial)
-    partial.replace(path)
-
-
 def train_biplanar(data_dir, out_dir, steps: int = 20000, batch_size: int = 8, learning_rate: float = 1e-3,
                    seed: int = 0, device: str = "auto", validate_every: int = 500, checkpoint_every: int = 100,
                    size: int = INPUT_SIZE, init=None, real_ap=None, refiner: bool = False,
@@ -192,7 +184,6 @@ def train_biplanar(data_dir, out_dir, steps: int = 20000, batch_size: int = 8, l
         real_validation = RealAPSamples(real_ap, "validation", names, width, size=size)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    checkpoint_path = out / "checkpoint.pt"
     torch.manual_seed(seed)
     start_model = None
     if init is not None:
@@ -211,17 +202,8 @@ def train_biplanar(data_dir, out_dir, steps: int = 20000, batch_size: int = 8, l
                     learning_rate=learning_rate, seed=seed, size=size, config=model.config,
                     init=None if init is None else str(Path(init).resolve()),
                     real_ap=None if real_ap is None else str(Path(real_ap).resolve()))
-    history = dict(settings=settings, train=[], validation=[], best=None)
-    step = 0
-    if checkpoint_path.exists():
-        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
-        if state["history"]["settings"] != settings:
-            raise InputError(f"{out} holds a run with other settings ({state['history']['settings']}); "
-                             "choose a new folder or the same settings to resume.")
-        model.load_state_dict(state["model"])
-        optimiser.load_state_dict(state["optimiser"])
-        step, history = state["step"], state["history"]
-    elif start_model is not None:
+    run = TrainingRun(out, settings, model, optimiser, device)
+    if not run.resume() and start_model is not None:
         if start_model.base_config() != model.base_config() or (not refiner and start_model.refiner is not None):
             raise InputError(f"The starting weights {init} are of another network ({start_model.config}).")
         # Every starting weight is used; only a refiner's new parts (all of a new refiner, or the
@@ -230,25 +212,19 @@ def train_biplanar(data_dir, out_dir, steps: int = 20000, batch_size: int = 8, l
         if unexpected or any(not key.startswith("refiner.") for key in missing):
             raise InputError(f"The starting weights {init} do not fit: missing {missing}, unexpected {unexpected}.")
 
-    def checkpoint():
-        _save(checkpoint_path, dict(model=model.state_dict(), optimiser=optimiser.state_dict(), step=step,
-                                    history=history))
-        (out / "history.json").write_text(json.dumps(history, indent=1))
-
     model.train()
-    start, start_step = time.perf_counter(), step
-    while step < steps:
-        rng = np.random.default_rng([seed, step])
-        train_set.epoch = step
+    run.start()
+    while run.step < steps:
+        rng = np.random.default_rng([seed, run.step])
+        train_set.epoch = run.step
         synthetic = batch_size - (real_train is not None)
         indices = rng.choice(len(train_set), size=min(synthetic, len(train_set)), replace=False)
         items = [train_set[int(i)] for i in indices]
         if real_train is not None:
-            real_train.epoch = step
+            real_train.epoch = run.step
             items.append(real_train[int(rng.integers(len(real_train)))])
         batch = {key: value.to(device) for key, value in collate(items).items()}
-        for group in optimiser.param_groups:
-            group["lr"] = learning_rate * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / steps)))
+        run.set_learning_rate(learning_rate, steps)
         if refiner:
             terms = refiner_losses(model, batch, rng)
         else:
@@ -256,23 +232,15 @@ def train_biplanar(data_dir, out_dir, steps: int = 20000, batch_size: int = 8, l
         optimiser.zero_grad()
         terms["total"].backward()
         optimiser.step()
-        step += 1
-        history["train"].append(dict(step=step, **{k: round(float(v.detach()), 5) for k, v in terms.items()}))
+        run.step += 1
+        step = run.step
+        run.history["train"].append(dict(step=step, **{k: round(float(v.detach()), 5) for k, v in terms.items()}))
         if step % validate_every == 0 or step == steps:
-            result = dict(step=step, **evaluate(model, validation, device, real_validation))
-            history["validation"].append(result)
-            score = result["landmark_mm_AP"] + result["landmark_mm_LAT"] + result.get("corner_mm_real_AP", 0.0)
-            if history["best"] is None or score < history["best"]["score"]:
-                history["best"] = dict(step=step, score=score)
-                _save(out / "best.pt", dict(model=model.state_dict(), config=model.config, step=step,
-                                            validation=result))
+            result = evaluate(model, validation, device, real_validation)
+            run.validated(result, result["landmark_mm_AP"] + result["landmark_mm_LAT"]
+                          + result.get("corner_mm_real_AP", 0.0))
         if step % checkpoint_every == 0 or step == steps:
-            checkpoint()
-        elapsed = time.perf_counter() - start
-        eta = elapsed / (step - start_step) * (steps - step) / 60.0
+            run.checkpoint()
         report(step / steps, f"step {step}/{steps}: loss {float(terms['total'].detach()):.3f}, landmarks "
-               f"{float(terms['position_px'].detach()):.2f} px; ETA {eta:.1f} min")
-    history["seconds"] = history.get("seconds", 0.0) + time.perf_counter() - start
-    history["device"] = str(device)
-    checkpoint()
-    return history
+               f"{float(terms['position_px'].detach()):.2f} px; ETA {run.eta_minutes(steps):.1f} min")
+    return run.finish()

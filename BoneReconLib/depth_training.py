@@ -13,9 +13,6 @@ error, Adam with a cosine decay. Core module (torch), no MRML.
 
 from __future__ import annotations
 
-import json
-import math
-import time
 from pathlib import Path
 from typing import Optional
 
@@ -23,11 +20,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .biplanar_training import _save, choose_device, collate
+from .biplanar_training import choose_device, collate
 from .depth_network import DepthNet
 from .depth_samples import DepthSamples, dataset_bones
 from .errors import InputError
 from .progress import ProgressCallback, as_progress
+from .training_run import TrainingRun
 
 DICE_WEIGHT = 1.0
 DEPTH_WEIGHT = 0.1  # per object-plane pixel of depth error
@@ -120,9 +118,6 @@ def train_depth(data_dir, out_dir, steps: int = 20000, batch_size: int = 8, lear
     if not len(train_set) or not len(validation):
         raise InputError(f"{data_dir} needs cases in both its train and validation splits.")
     validation = torch.utils.data.Subset(validation, range(min(VALIDATION_CASES, len(validation))))
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    checkpoint_path = out / "checkpoint.pt"
     torch.manual_seed(seed)
     initial = load_depth_network(init, device) if init is not None else None
     if initial is not None and (initial.bones != bones or int(initial.config["size"]) != size):
@@ -139,56 +134,32 @@ def train_depth(data_dir, out_dir, steps: int = 20000, batch_size: int = 8, lear
                     learning_rate=learning_rate, seed=seed, size=size, config=model.config)
     if init is not None:
         settings["init"] = str(Path(init).resolve())
-    history = dict(settings=settings, train=[], validation=[], best=None)
-    step = 0
-    if checkpoint_path.exists():
-        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
-        if state["history"]["settings"] != settings:
-            raise InputError(f"{out} holds a run with other settings ({state['history']['settings']}); "
-                             "choose a new folder or the same settings to resume.")
-        model.load_state_dict(state["model"])
-        optimiser.load_state_dict(state["optimiser"])
-        step, history = state["step"], state["history"]
-
-    def checkpoint():
-        _save(checkpoint_path, dict(model=model.state_dict(), optimiser=optimiser.state_dict(), step=step,
-                                    history=history))
-        (out / "history.json").write_text(json.dumps(history, indent=1))
-
+    run = TrainingRun(out_dir, settings, model, optimiser, device)
+    run.resume()
     model.train()
-    start, start_step = time.perf_counter(), step
-    while step < steps:
-        rng = np.random.default_rng([seed, step])
-        train_set.epoch = step
+    run.start()
+    while run.step < steps:
+        rng = np.random.default_rng([seed, run.step])
+        train_set.epoch = run.step
         indices = rng.choice(len(train_set), size=min(batch_size, len(train_set)), replace=False)
         batch = {key: value.to(device) for key, value in collate([train_set[int(i)] for i in indices]).items()}
-        for group in optimiser.param_groups:
-            group["lr"] = learning_rate * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / steps)))
+        run.set_learning_rate(learning_rate, steps)
         terms = losses(model(batch["image"]), batch)
         optimiser.zero_grad()
         terms["total"].backward()
         optimiser.step()
-        step += 1
-        history["train"].append(dict(step=step, **{k: round(float(v.detach()), 5) for k, v in terms.items()}))
+        run.step += 1
+        step = run.step
+        run.history["train"].append(dict(step=step, **{k: round(float(v.detach()), 5) for k, v in terms.items()}))
         if step % validate_every == 0 or step == steps:
-            result = dict(step=step, **evaluate(model, validation, device))
-            history["validation"].append(result)
-            score = result["depth_mm"] + 10.0 * (1.0 - result["dice"])  # 0.1 of Dice ~ 1 mm of depth
-            if history["best"] is None or score < history["best"]["score"]:
-                history["best"] = dict(step=step, score=score)
-                _save(out / "best.pt", dict(model=model.state_dict(), config=model.config, step=step,
-                                            validation=result))
+            result = evaluate(model, validation, device)
+            run.validated(result, result["depth_mm"] + 10.0 * (1.0 - result["dice"]))  # 0.1 of Dice ~ 1 mm of depth
         if step % checkpoint_every == 0 or step == steps:
-            checkpoint()
-        elapsed = time.perf_counter() - start
-        eta = elapsed / (step - start_step) * (steps - step) / 60.0
+            run.checkpoint()
         report(step / steps, f"step {step}/{steps}: loss {float(terms['total'].detach()):.3f}, dice loss "
                f"{float(terms['dice'].detach()):.3f}, depth {float(terms['depth_px'].detach()):.2f} px; "
-               f"ETA {eta:.1f} min")
-    history["seconds"] = history.get("seconds", 0.0) + time.perf_counter() - start
-    history["device"] = str(device)
-    checkpoint()
-    return history
+               f"ETA {run.eta_minutes(steps):.1f} min")
+    return run.finish()
 
 
 def load_depth_network(path, device="cpu") -> DepthNet:

@@ -13,10 +13,7 @@ deterministic for a seed. Core module (torch), no MRML.
 
 from __future__ import annotations
 
-import json
-import math
 import pickle
-import time
 from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
@@ -26,12 +23,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .biplanar_network import decode_landmarks
-from .biplanar_training import _save, choose_device, heatmap_losses
+from .biplanar_training import choose_device, heatmap_losses
 from .depth_network import UNet
 from .errors import InputError
 from .geometry import View
 from .leg_dataset import PIXEL_MM, SIZE, detector_input
 from .progress import ProgressCallback, as_progress
+from .training_run import TrainingRun
 
 CONFIDENCE_RADIUS_MM = 12.0
 WIDTHS = (16, 32, 64, 96)
@@ -146,58 +144,35 @@ def train_leg_detector(data_dir, out_dir, steps: int = 3000, batch_size: int = 8
     torch.manual_seed(seed)
     model = LegDetector(points).to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=learning_rate)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     settings = dict(data=str(Path(data_dir).resolve()), steps=steps, batch_size=batch_size,
                     learning_rate=learning_rate, seed=seed, config=model.config)
-    history = dict(settings=settings, train=[], validation=[], best=None)
-    step, checkpoint_path = 0, out / "checkpoint.pt"
-    if checkpoint_path.exists():
-        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
-        if state["history"]["settings"] != settings:
-            raise InputError(f"{out} holds a run with other settings; choose a new folder or the same settings.")
-        model.load_state_dict(state["model"])
-        optimiser.load_state_dict(state["optimiser"])
-        step, history = state["step"], state["history"]
-
-    def checkpoint():
-        _save(checkpoint_path, dict(model=model.state_dict(), optimiser=optimiser.state_dict(), step=step,
-                                    history=history))
-        (out / "history.json").write_text(json.dumps(history, indent=1))
-
-    start, start_step = time.perf_counter(), step
+    run = TrainingRun(out_dir, settings, model, optimiser, device)
+    run.resume()
     model.train()
-    while step < steps:
-        rng = np.random.default_rng([seed, step])
+    run.start()
+    while run.step < steps:
+        rng = np.random.default_rng([seed, run.step])
         indices = rng.choice(len(train_set), size=min(batch_size, len(train_set)), replace=False)
         images, lateral, target, visible = _batch(train_set, indices, rng)
-        for group in optimiser.param_groups:
-            group["lr"] = learning_rate * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / steps)))
+        run.set_learning_rate(learning_rate, steps)
         heatmaps = model(images.to(device), lateral.to(device))
         cross_entropy, position = heatmap_losses(heatmaps, target.to(device), visible.to(device), stride=STRIDE)
         loss = cross_entropy + 0.05 * position
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
-        step += 1
-        history["train"].append(dict(step=step, loss=round(float(loss.detach()), 5),
-                                     position_mm=round(float(position.detach()) * PIXEL_MM, 3)))
+        run.step += 1
+        step = run.step
+        run.history["train"].append(dict(step=step, loss=round(float(loss.detach()), 5),
+                                         position_mm=round(float(position.detach()) * PIXEL_MM, 3)))
         if step % validate_every == 0 or step == steps:
-            result = dict(step=step, **evaluate(model, validation, device))
-            history["validation"].append(result)
-            if history["best"] is None or result["mean_mm"] < history["best"]["mean_mm"]:
-                history["best"] = dict(step=step, mean_mm=result["mean_mm"])
-                _save(out / "best.pt", dict(model=model.state_dict(), config=model.config, step=step,
-                                            validation=result))
+            result = evaluate(model, validation, device)
+            run.validated(result, result["mean_mm"])
         if step % checkpoint_every == 0 or step == steps:
-            checkpoint()
-        eta = (time.perf_counter() - start) / (step - start_step) * (steps - step) / 60.0
+            run.checkpoint()
         report(step / steps, f"step {step}/{steps}: loss {float(loss.detach()):.3f}, points "
-               f"{float(position.detach()) * PIXEL_MM:.1f} mm; ETA {eta:.1f} min")
-    history["seconds"] = history.get("seconds", 0.0) + time.perf_counter() - start
-    history["device"] = str(device)
-    checkpoint()
-    return history
+               f"{float(position.detach()) * PIXEL_MM:.1f} mm; ETA {run.eta_minutes(steps):.1f} min")
+    return run.finish()
 
 
 def load_leg_detector(path, device="cpu") -> LegDetector:

@@ -86,7 +86,7 @@ def test_field_centred_on_a_chosen_pixel():
 
 
 def test_landmarks_command(tmp_path):
-    from BoneReconLib.biplanar_training import _save
+    from BoneReconLib.training_run import save_atomically as _save
     from BoneReconLib.cli import main
 
     torch.manual_seed(0)
