@@ -416,6 +416,18 @@ def _command_group(commands, name: str, help: str, description: str):
     return sub_commands
 
 
+def _add_training_arguments(parser, data: str, steps: int, batch: str, lr: float) -> None:
+    """--data, --out, --steps, --batch, --lr, --seed, --validate-every and --device of a train command."""
+    parser.add_argument("--data", required=True, help=f"a finished {data} dataset folder")
+    parser.add_argument("--out", required=True, help="training folder (new, or an unfinished run to resume)")
+    parser.add_argument("--steps", type=int, default=steps, help=f"optimiser steps (default {steps})")
+    parser.add_argument("--batch", type=int, default=8, help=f"{batch} per step (default 8)")
+    parser.add_argument("--lr", type=float, default=lr, help=f"initial learning rate (default {lr:g})")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--validate-every", type=int, default=500, help="steps between validations (default 500)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="torch device")
+
+
 def _add_split_arguments(parser, unit: str, example: str) -> None:
     """--fractions, --split and --seed of a single-view dataset command, split by ``unit`` (subject, CT)."""
     parser.add_argument("--fractions", type=float, nargs=3, default=(0.8, 0.1, 0.1),
@@ -739,14 +751,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train the multi-task network (per-vertebra decomposition and landmark heatmaps, both views) on "
         "a 'bonerecon dataset lumbar' folder. Writes OUT/checkpoint.pt (resumable: run the same command again), "
         "OUT/best.pt (best validation landmark error) and OUT/history.json. Deterministic for a seed.")
-    biplanar.add_argument("--data", required=True, help="a finished lumbar dataset folder")
-    biplanar.add_argument("--out", required=True, help="training folder (new, or an unfinished run to resume)")
-    biplanar.add_argument("--steps", type=int, default=20000, help="optimiser steps (default 20000)")
-    biplanar.add_argument("--batch", type=int, default=8, help="samples (case views) per step (default 8)")
-    biplanar.add_argument("--lr", type=float, default=1e-3, help="initial learning rate (default 1e-3)")
-    biplanar.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    biplanar.add_argument("--validate-every", type=int, default=500, help="steps between validations (default 500)")
-    biplanar.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="torch device")
+    _add_training_arguments(biplanar, "lumbar", 20000, "samples (case views)", 1e-3)
     biplanar.add_argument("--init", help="weights to start from (fine-tuning), e.g. an earlier run's best.pt")
     biplanar.add_argument("--real-ap", help="annotated real AP radiographs (AASCE format: images/, filenames.csv, "
                           "landmarks.csv) mixed into every batch; every 4th image is never used (kept for the report)")
@@ -760,14 +765,7 @@ def build_parser() -> argparse.ArgumentParser:
         "the object plane) on a 'bonerecon dataset limb' folder; its bones are every bone named by the dataset's "
         "subjects. Writes OUT/checkpoint.pt (resumable: run the same command again), OUT/best.pt and "
         "OUT/history.json. Deterministic for a seed.")
-    depth.add_argument("--data", required=True, help="a finished limb dataset folder")
-    depth.add_argument("--out", required=True, help="training folder (new, or an unfinished run to resume)")
-    depth.add_argument("--steps", type=int, default=20000, help="optimiser steps (default 20000)")
-    depth.add_argument("--batch", type=int, default=8, help="cases per step (default 8)")
-    depth.add_argument("--lr", type=float, default=1e-3, help="initial learning rate (default 1e-3)")
-    depth.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    depth.add_argument("--validate-every", type=int, default=500, help="steps between validations (default 500)")
-    depth.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="torch device")
+    _add_training_arguments(depth, "limb", 20000, "cases", 1e-3)
     depth.add_argument("--init", help="weights to start from: an earlier run's best.pt, or 'bundled' for the bundled "
                        "network of --anatomy (training goes on from there)")
     depth.add_argument("--anatomy", default="wrist", choices=["wrist"], help="the bundled network --init bundled "
@@ -777,14 +775,7 @@ def build_parser() -> argparse.ArgumentParser:
         "leg", help="leg dataset -> the leg feature detector (femur and tibia points, AP or lateral)",
         description="Train the leg feature detector on a 'bonerecon dataset leg' folder. Writes OUT/checkpoint.pt "
         "(resumable: run the same command again), OUT/best.pt and OUT/history.json. Deterministic for a seed.")
-    leg_train.add_argument("--data", required=True, help="a finished leg dataset folder")
-    leg_train.add_argument("--out", required=True, help="training folder (new, or an unfinished run to resume)")
-    leg_train.add_argument("--steps", type=int, default=3000, help="optimiser steps (default 3000)")
-    leg_train.add_argument("--batch", type=int, default=8, help="cases per step, one view of each (default 8)")
-    leg_train.add_argument("--lr", type=float, default=2e-3, help="initial learning rate (default 2e-3)")
-    leg_train.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    leg_train.add_argument("--validate-every", type=int, default=500, help="steps between validations (default 500)")
-    leg_train.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="torch device")
+    _add_training_arguments(leg_train, "leg", 3000, "cases, one view of each,", 2e-3)
     leg_train.set_defaults(func=_cmd_train_leg)
     return parser
 
