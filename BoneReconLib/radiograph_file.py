@@ -23,7 +23,8 @@ _NO_SPACING = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 
 @dataclass
 class RadiographFile:
-    """Pixels (rows, columns) in [0, 1], bone bright; spacing (column, row) mm; whether it was inverted."""
+    """Pixels (rows, columns) in [0, 1], bone bright; spacing (column, row) mm; ``inverted``: the file
+    is MONOCHROME1 (stored high = shown dark), so its stored values were turned round."""
 
     pixels: np.ndarray
     spacing_mm: Tuple[float, float]
@@ -62,7 +63,10 @@ def read_radiograph(path, pixel_spacing: Optional[Sequence[float]] = None) -> Ra
         raise InputError(f"{path.name} is not a 2D image of at least 16 x 16 pixels (shape {array.shape}).")
     photometric = reader.GetMetaData("0028|0004").strip().upper() if reader.HasMetaDataKey("0028|0004") else ""
     inverted = photometric == "MONOCHROME1"
-    pixels = displayed(array, inverted, path.name)
+    # SimpleITK's DICOM reader (ITK 5.4, GDCM) already turns MONOCHROME1 (stored high = dark) into
+    # MONOCHROME2, so the array is bone bright as read; inverting again would give a negative
+    # (Testing/data/monochrome1.dcm checks this reader's behaviour).
+    pixels = displayed(array, False, path.name)
     spacing = _spacing(path, reader, image, pixel_spacing)
     return RadiographFile(pixels, spacing, inverted)
 
