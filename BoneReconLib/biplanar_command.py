@@ -55,6 +55,20 @@ def pick_views(views: Sequence[View]) -> List[View]:
                      f"exactly two views, AP first (found: {', '.join(v.name for v in views) or 'none'}).")
 
 
+def pick_role_view(views: Sequence[View], role: str) -> View:
+    """The view of ``role`` ('AP' or 'LAT') for one-view work: by name, else the geometry's only view,
+    else the AP-first order of two unnamed views."""
+    named = [v for v in views if v.name.strip().lower() in _ROLE_NAMES[role]]
+    if len(named) == 1:
+        return named[0]
+    if len(views) == 1 and not named:
+        return views[0]
+    if len(views) == 2 and not any(v.name.strip().lower() in sum(_ROLE_NAMES.values(), ()) for v in views):
+        return views[VIEW_NAMES.index(role)]
+    raise InputError(f"Cannot tell which view of the geometry is the {role} one: give a geometry with that one view, "
+                     f"or name it '{role}' (found: {', '.join(v.name for v in views) or 'none'}).")
+
+
 def run_biplanar(out_dir, ap_path, lat_path, geometry_path, weights=None, preset: str = "balanced",
                  levels: Sequence[str] = LEVELS, screenshot: bool = True, check_roles: bool = True,
                  progress: Optional[ProgressCallback] = None, context: Optional[MRMLContext] = None) -> BiplanarRun:

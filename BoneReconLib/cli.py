@@ -76,18 +76,20 @@ def _cmd_ssm_build(args) -> int:
 
     if bool(args.meshes) == bool(args.labels):
         raise InputError("Give either --meshes (surfaces of one level) or --labels (label maps).")
-    rules = None
+    rules = variations = None
     if args.persons and args.anatomy == "vertebra":
         raise InputError("--persons is for --anatomy femur or tibia.")
     if args.anatomy != "vertebra":
         from .leg_landmarks import LEG_LANDMARKS
         from .leg_surfaces import leg_bone_surfaces
+        from .leg_variation import leg_variation
 
         if not args.meshes:
             raise InputError(f"--anatomy {args.anatomy} takes --meshes (surfaces of that bone, either side).")
         surfaces = {args.anatomy: leg_bone_surfaces(args.meshes, args.anatomy, units=args.units, lps=args.lps,
                                                     persons=args.persons)}
         rules = {args.anatomy: LEG_LANDMARKS[args.anatomy]}
+        variations = {args.anatomy: leg_variation}
     elif args.meshes:
         if not args.level:
             raise InputError("--meshes needs --level (the vertebra level they show, e.g. L1).")
@@ -100,7 +102,8 @@ def _cmd_ssm_build(args) -> int:
         raise InputError("--synthetic-below must be 0 (never) or a number of surfaces.")
     entries = run_ssm_build(args.out, surfaces, template_triangles=args.template_triangles,
                             evaluate=not args.no_evaluation, synthetic_below=args.synthetic_below,
-                            progress=None if args.quiet else _print_progress, landmark_rules=rules)
+                            progress=None if args.quiet else _print_progress, landmark_rules=rules,
+                            variation_rules=variations)
     for level, entry in entries.items():
         loo = entry["generalisation_mm"]
         print(f"{level}: {entry['n_shapes']} shapes, {entry['modes']} modes"
@@ -278,6 +281,8 @@ def _cmd_biplanar(args) -> int:
         return _cmd_biplanar_leg(args)
     if args.points or args.detector:
         raise InputError("--points and --detector are for --anatomy leg (the spine's landmarks come from its network).")
+    if not (args.ap and args.lat):
+        raise InputError("The spine needs both radiographs: --ap and --lat (one view is for --anatomy leg).")
     run = run_biplanar(args.out, args.ap, args.lat, args.geometry, weights=args.weights, preset=args.preset,
                        levels=args.levels.split(",") if args.levels else ("L1", "L2", "L3", "L4", "L5"),
                        screenshot=not args.no_screenshot, check_roles=not args.no_role_check,
@@ -518,7 +523,8 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--template-triangles", type=int, default=8000, help="size of the model mesh (default 8000)")
     build.add_argument("--synthetic-below", type=int, default=10, metavar="N",
                        help="levels with fewer than N surfaces get synthetic variation: regional fields and the "
-                       "real-shape modes of the level with the most surfaces (if it has 10 or more); 0 = never "
+                       "real-shape modes of the level with the most surfaces (if it has 10 or more); a femur or "
+                       "tibia its twist and tilt fields (anteversion, neck-shaft angle; torsion, slope); 0 = never "
                        "(default 10)")
     build.add_argument("--no-evaluation", action="store_true", help="skip leave-one-out and specificity")
     build.set_defaults(func=_cmd_ssm_build)
@@ -666,10 +672,13 @@ def build_parser() -> argparse.ArgumentParser:
         "images in each, the landmarks place each level's shape model, CMA-ES registers pose and shape to both views. "
         "Writes OUT/scene.mrb, L1.vtk..L5.vtk, landmarks.mrk.json, measurements.csv, report.md and screenshot.png. "
         "Levels that do not converge are kept, named so in the report and the scene.")
-    biplanar_run.add_argument("--ap", required=True, help="the AP radiograph file (NRRD/MHA/PNG/JPEG/DICOM)")
-    biplanar_run.add_argument("--lat", required=True, help="the lateral radiograph file")
+    biplanar_run.add_argument("--ap", help="the AP radiograph file (NRRD/MHA/PNG/JPEG/DICOM)")
+    biplanar_run.add_argument("--lat", help="the lateral radiograph file (--anatomy leg: --ap or --lat alone is "
+                              "one-view mode)")
     biplanar_run.add_argument("--geometry", required=True,
-                              help="views JSON with the two views (named AP and LAT, or AP first); sets pixel spacing")
+                              help="views JSON with the two views (named AP and LAT, or AP first); sets pixel spacing. "
+                              "One-view mode: the one view (its source_to_object, if given, places the bones "
+                              "along the beam)")
     biplanar_run.add_argument("--out", required=True, help="output folder")
     biplanar_run.add_argument("--preset", default="balanced", choices=["fast", "balanced", "accurate"],
                               help="time against accuracy (default balanced)")

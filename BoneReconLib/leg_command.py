@@ -1,4 +1,8 @@
-"""``bonerecon biplanar --anatomy leg``: AP + lateral radiographs of a leg and their geometry -> femur and tibia.
+"""``bonerecon biplanar --anatomy leg``: AP + lateral radiographs of a leg (or one of them) and their geometry -> femur and tibia.
+
+With one radiograph (one-view mode: ``--ap`` or ``--lat`` alone, a geometry holding that view)
+the bones' depth along the beam rests on the geometry's ``source_to_object`` (else an assumed
+object plane; the report says which, :mod:`.single_view_pose`).
 
 Feature points come from the leg feature detector (:mod:`.leg_detector`, the bundled network
 unless ``--detector``) or from a JSON file (``--points``: ``{"AP": [{"bone": "femur", "name":
@@ -19,7 +23,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from .app_context import MRMLContext, get_context
-from .biplanar_command import pick_views
+from .biplanar_command import pick_role_view, pick_views
 from .errors import InputError
 from .geometry import load_geometry
 from .leg_measurements import hip_knee_ankle
@@ -42,8 +46,8 @@ class LegRun:
     result: LegReconstruction
 
 
-def read_points(path, view_names: Sequence[str]) -> List[list]:
-    """The feature points of each view (by the geometry's view names, or 'AP' / 'LAT')."""
+def read_points(path, view_names: Sequence[str], roles: Sequence[str] = ("AP", "LAT")) -> List[list]:
+    """The feature points of each view (by the geometry's view names, or their ``roles`` 'AP' / 'LAT')."""
     path = check_input_file(path, "feature points")
     try:
         data = json.loads(path.read_text())
@@ -52,7 +56,7 @@ def read_points(path, view_names: Sequence[str]) -> List[list]:
     if not isinstance(data, dict):
         raise InputError(f"{path.name}: expected {{\"AP\": [points], \"LAT\": [points]}}.")
     found = []
-    for name, role in zip(view_names, ("AP", "LAT")):
+    for name, role in zip(view_names, roles):
         points = data.get(name, data.get(role))
         if not isinstance(points, list):
             raise InputError(f"{path.name} has no list of points for view '{name}'.")
@@ -84,16 +88,21 @@ def run_leg(out_dir, ap_path, lat_path, geometry_path, points_path=None, side: s
 
     report = as_progress(progress)
     start = time.perf_counter()
-    views = pick_views(load_geometry(check_input_file(geometry_path, "geometry")))
-    files = [read_radiograph(path, view.pixel_spacing) for path, view in zip((ap_path, lat_path), views)]
+    paths = {role: path for role, path in (("AP", ap_path), ("LAT", lat_path)) if path is not None}
+    if not paths:
+        raise InputError("Give the leg's AP radiograph, its lateral one, or both.")
+    geometry = load_geometry(check_input_file(geometry_path, "geometry"))
+    views = pick_views(geometry) if len(paths) == 2 else [pick_role_view(geometry, next(iter(paths)))]
+    files = [read_radiograph(path, view.pixel_spacing) for path, view in zip(paths.values(), views)]
     if points_path is not None:
-        points = read_points(points_path, [v.name for v in views])
+        points = read_points(points_path, [v.name for v in views], list(paths))
     else:
         from .leg_detector import load_leg_detector, points_json
         from .network_library import bundled_weights
 
         report(0.0, "Finding the feature points")
-        points = points_json(load_leg_detector(detector or bundled_weights(DETECTOR)), [f.pixels for f in files], views)
+        points = points_json(load_leg_detector(detector or bundled_weights(DETECTOR)), [f.pixels for f in files], views,
+                             lateral=[role == "LAT" for role in paths])
     models = load_models(models_folder or LEG_MODELS, levels=list(bones))
     context = context or get_context()
     scene = context.scene
@@ -102,7 +111,7 @@ def run_leg(out_dir, ap_path, lat_path, geometry_path, points_path=None, side: s
         result = reconstruct_leg(models, views, [f.pixels for f in files], points, side=side, bones=bones,
                                  progress=lambda f, m: report(0.9 * f, m))
         report(0.9, "Writing the results")
-        for role, file, view in zip(("AP", "LAT"), files, views):
+        for role, file, view in zip(paths, files, views):
             create_radiograph_node(scene, file.pixels, view, f"{role} radiograph")
         add_bone_models(scene, {b: (r.points, r.triangles) for b, r in result.bones.items()}, BONES)
         for bone, found in result.bones.items():
@@ -121,21 +130,21 @@ def run_leg(out_dir, ap_path, lat_path, geometry_path, points_path=None, side: s
                 writer.writerow([label, f"{value:.2f}", unit.rstrip(")")])
         save_scene_mrb(scene, out.path(SCENE_FILE))
         written += [LANDMARKS_FILE, POINTS_FILE, MEASUREMENTS_FILE, SCENE_FILE]
-        out.path(REPORT_FILE).write_text(report_markdown(result, [str(ap_path), str(lat_path)], measurements,
+        out.path(REPORT_FILE).write_text(report_markdown(result, {r: str(p) for r, p in paths.items()}, measurements,
                                                          time.perf_counter() - start))
         written.append(REPORT_FILE)
         report(1.0, "Done")
     return LegRun(Path(out_dir), written, result)
 
 
-def report_markdown(result: LegReconstruction, inputs: Sequence[str], measurements: Dict[str, float],
+def report_markdown(result: LegReconstruction, inputs: Dict[str, str], measurements: Dict[str, float],
                     seconds: float) -> str:
-    lines = ["# Leg reconstruction (femur, tibia)", "", f"- AP: `{inputs[0]}`", f"- LAT: `{inputs[1]}`",
-             f"- side: {result.side}", "", "| bone | NCC AP | NCC LAT | feature points RMS mm | status |",
-             "|---|---|---|---|---|"]
+    lines = ["# Leg reconstruction (femur, tibia)", ""] + [f"- {role}: `{path}`" for role, path in inputs.items()]
+    lines += [f"- side: {result.side}", "", "| bone | " + " | ".join(f"NCC {r}" for r in inputs)
+              + " | feature points RMS mm | status |", "|---|" + "---|" * len(inputs) + "---|---|"]
     for bone, found in result.bones.items():
         fit = found.registration
-        lines.append(f"| {bone} | {fit.ncc[0]:.2f} | {fit.ncc[-1]:.2f} | {fit.landmark_rms_mm:.2f} | "
+        lines.append(f"| {bone} | " + " | ".join(f"{v:.2f}" for v in fit.ncc) + f" | {fit.landmark_rms_mm:.2f} | "
                      f"{'converged' if fit.converged else '**did not converge**'} |")
     if result.messages:
         lines += ["", "## Messages", ""] + [f"- {m}" for m in result.messages]

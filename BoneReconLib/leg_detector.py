@@ -70,11 +70,13 @@ def detect_points(model: LegDetector, radiograph: np.ndarray, view: View, latera
     return positions[0].numpy() * scale + offset, confidence[0].numpy()
 
 
-def points_json(model: LegDetector, radiographs, views) -> list:
-    """Per view the point list ``leg_pipeline`` reads ({"bone", "name", "i", "j", "confidence"})."""
+def points_json(model: LegDetector, radiographs, views, lateral: Optional[Sequence[bool]] = None) -> list:
+    """Per view the point list ``leg_pipeline`` reads ({"bone", "name", "i", "j", "confidence"}).
+    ``lateral``: which views are lateral (default: the second of two)."""
     found = []
+    lateral = [v == 1 for v in range(len(views))] if lateral is None else list(lateral)
     for v, (image, view) in enumerate(zip(radiographs, views)):
-        pixels, confidence = detect_points(model, image, view, lateral=v == 1)
+        pixels, confidence = detect_points(model, image, view, lateral=lateral[v])
         found.append([dict(bone=name.split(": ")[0], name=name.split(": ", 1)[1], i=float(p[0]), j=float(p[1]),
                            confidence=float(c)) for name, p, c in zip(model.points, pixels, confidence)])
     return found

@@ -1,4 +1,4 @@
-"""Femur and tibia from two calibrated radiographs and their feature points: the leg's whole chain.
+"""Femur and tibia from two calibrated radiographs (or one) and their feature points: the leg's whole chain.
 
 Feature points come per view as ``{"bone": "femur", "name": "femoral head centre", "i": column,
 "j": row, "confidence": 1.0}`` (placed by hand in Slicer, or by a detector). For each bone with
@@ -26,6 +26,7 @@ from .geometry import View
 from .leg_reconstruction import LEG_FREE_FORM, LegBoneReconstruction, initial_pose, reconstruct_leg_bone
 from .progress import ProgressCallback, as_progress
 from .shape_model import ShapeModel
+from .single_view_pose import depth_note
 
 HIGHPASS_MM = 8.0
 BAND_MM = 12.0
@@ -76,20 +77,22 @@ def comparison_mask(view: View, silhouette: np.ndarray, others: np.ndarray) -> n
 def reconstruct_leg(models: Mapping[str, ShapeModel], views: Sequence[View], radiographs: Sequence[np.ndarray],
                     points: Sequence[Sequence[Mapping]], side: str = "right", bones: Sequence[str] = BONES,
                     free_form=LEG_FREE_FORM, progress: Optional[ProgressCallback] = None) -> LegReconstruction:
-    """Every bone of ``bones`` that has feature points in both views; the rest is reported, not guessed."""
+    """Every bone of ``bones`` that has enough feature points (in both views, or in the one view
+    given: one-view mode, where depth along the beam rests on the geometry's object plane,
+    :mod:`.single_view_pose`); the rest is reported, not guessed."""
     from .mesh_depth import mesh_depth
 
     report = as_progress(progress)
     if side not in ("right", "left"):
         raise InputError(f"side must be 'right' or 'left', not '{side}'.")
-    if not (len(views) == len(radiographs) == len(points) == 2):
-        raise InputError("The leg needs two views (AP and lateral), each with its radiograph and feature points.")
+    if not (len(views) == len(radiographs) == len(points) and len(views) in (1, 2)):
+        raise InputError("The leg needs one or two views (AP and lateral), each with its radiograph and feature points.")
     for view, image in zip(views, radiographs):
         if np.asarray(image).shape != view.shape:
             raise InputError(f"View {view.name}: the radiograph is {np.asarray(image).shape[::-1]} pixels "
                              f"(columns, rows) but the geometry says {tuple(view.size)}.")
     found: Dict[str, LegBoneReconstruction] = {}
-    messages: List[str] = []
+    messages: List[str] = [depth_note(views[0])] if len(views) == 1 else []
     starts, silhouettes = {}, {}
     for bone in bones:
         if bone not in models:

@@ -29,6 +29,7 @@ from .geometry import View
 from .leg_landmarks import fit_sphere
 from .leg_measurements import femur_measurements, tibia_measurements
 from .progress import ProgressCallback, as_progress
+from .single_view_pose import single_view_pose
 from .shape_model import Landmark, ShapeModel
 from .spine_initialisation import SimilarityFit, robust_similarity, triangulate_landmarks
 from .vertebra_registration import (TRANSLATION_UNIT_MM, RegistrationResult, RegistrationWeights, VertebraTarget,
@@ -36,6 +37,8 @@ from .vertebra_registration import (TRANSLATION_UNIT_MM, RegistrationResult, Reg
 
 MIN_POINTS = 4
 SCALE_RANGE = (0.75, 1.3)
+MAX_SINGLE_VIEW_RMS_MM = 8.0
+ONE_VIEW_DEPTH_SD_MM = 3.0  # one view: the registration keeps the start's depth (set by its prior) within this
 # Refinement beyond the span, sized for long bones (leave-one-person-out on the real femurs, oracle
 # images: 8 mm / 1 mm fields 1.55 mm, 15 / 2: 1.14, 20 / 3: 1.09; benchmarks/leg_reconstruction.py).
 LEG_FREE_FORM = FreeFormSettings(steps=60, sigma_mm=20.0, amplitude_mm=3.0)
@@ -67,22 +70,37 @@ def initial_pose(model: ShapeModel, views: Sequence[View], landmarks_ij: Sequenc
                  confidences: Sequence[np.ndarray], min_confidence: float = 0.2, modes: int = 6,
                  noise_mm: float = 2.0, rounds: int = 8, scaling: bool = False):
     """(similarity, shape coefficients) of the model instance whose feature points best match the
-    triangulated detections: a robust similarity of its points onto them, alternated with the
-    coefficients' least squares (a Gaussian prior of one s.d. against ``noise_mm`` per point, so few
-    or noisy points keep it near the mean). Rigid by default: the models are built without scaling, so
-    their first mode is size, and a free scale beside it only slows the alternation down. A long bone's few points pin its shape well: its length,
-    neck and condyles are where the points are."""
-    if len(views) < 2:
-        raise InputError("The initial pose from feature points needs two views (AP and lateral).")
+    detections. Two views: the triangulated points; a robust similarity of the model's points onto
+    them, alternated with the coefficients' least squares (a Gaussian prior of one s.d. against
+    ``noise_mm`` per point, so few or noisy points keep it near the mean). Rigid by default: the
+    models are built without scaling, so their first mode is size, and a free scale beside it only
+    slows the alternation down. A long bone's few points pin its shape well: its length, neck and
+    condyles are where the points are. One view: :func:`.single_view_pose.single_view_pose` (the
+    points' rays, with a prior on the bone's depth)."""
+    if not 1 <= len(views) <= 2:
+        raise InputError("The initial pose from feature points needs one or two views.")
+    modes = min(modes, model.n_modes)
+    basis = np.array([[lm.position(mode) for lm in model.landmarks]
+                      for mode in model.modes[:modes] * np.sqrt(model.variances[:modes])[:, None, None]])
+    all_mean_points = np.array([lm.position(model.mean) for lm in model.landmarks])
+    if len(views) == 1:
+        weights = np.where(np.asarray(confidences[0]) >= min_confidence, 1.0, 0.0)
+        try:
+            fit = single_view_pose(all_mean_points, basis, views[0], np.asarray(landmarks_ij[0]), weights,
+                                   noise_mm=noise_mm, anchor=model.mean.mean(axis=0))
+        except InputError as exc:
+            raise InputError(f"{model.name}: {exc}") from None
+        if fit.reprojection_rms_mm > MAX_SINGLE_VIEW_RMS_MM or np.abs(fit.coefficients).max() > 4.0:
+            raise InputError(f"{model.name}: no instance of the model matches the feature points in view "
+                             f"{views[0].name} (reprojection {fit.reprojection_rms_mm:.1f} mm RMS, shape "
+                             f"{np.abs(fit.coefficients).max():.1f} s.d. off the mean): wrong anatomy or wrong geometry?")
+        return fit.pose, fit.coefficients
     triangulated = triangulate_landmarks(views, landmarks_ij, confidences, min_confidence=min_confidence)
     used = triangulated.used
     if used.sum() < MIN_POINTS:
         raise InputError(f"{model.name}: only {int(used.sum())} feature points were found in both views "
                          f"(at least {MIN_POINTS} are needed).")
-    modes = min(modes, model.n_modes)
-    mean_points = np.array([lm.position(model.mean) for lm in model.landmarks])[used]
-    basis = np.array([[lm.position(mode) for lm in model.landmarks]
-                      for mode in model.modes[:modes] * np.sqrt(model.variances[:modes])[:, None, None]])[:, used]
+    mean_points, basis = all_mean_points[used], basis[:, used]
     found = triangulated.points[used]
     size = robust_similarity(mean_points, found).scale
     if not SCALE_RANGE[0] <= size <= SCALE_RANGE[1]:
@@ -124,8 +142,8 @@ def reconstruct_leg_bone(model: ShapeModel, views: Sequence[View], images: Seque
                          seed: int = 0, step: float = 0.3, highpass_mm: Optional[float] = None, masks=None,
                          progress: Optional[ProgressCallback] = None) -> LegBoneReconstruction:
     """One bone from its image in each view and its feature points there ((L, 2) pixels (i, j) in the
-    model's landmark order, confidences (L,), 0 = not found). ``free_form``: refine a converged fit
-    beyond the model's span with these settings (None: no refinement). ``step``: CMA-ES's first step
+    model's landmark order, confidences (L,), 0 = not found; one view or two). ``free_form``: refine
+    a converged two-view fit beyond the model's span with these settings (None: no refinement). ``step``: CMA-ES's first step
     (units of the search; the instance fitted to the points is already close). ``highpass_mm``,
     ``masks``: compare the images high-passed and on these pixels (:class:`.vertebra_registration.VertebraTarget`)."""
     bone = bone_of(model)
@@ -140,7 +158,8 @@ def reconstruct_leg_bone(model: ShapeModel, views: Sequence[View], images: Seque
     initial, start = initial_pose(model, views, landmarks_ij, confidences, modes=modes)
     target = VertebraTarget(views, [np.asarray(i, dtype=np.float64) for i in images],
                             [np.asarray(p, dtype=np.float64) for p in landmarks_ij],
-                            [np.asarray(c, dtype=np.float64) for c in confidences], highpass_mm, masks)
+                            [np.asarray(c, dtype=np.float64) for c in confidences], highpass_mm, masks,
+                            depth_sd_mm=ONE_VIEW_DEPTH_SD_MM if len(views) == 1 else None)
     weights = weights or leg_weights(model, min_ncc=0.5 if highpass_mm else 0.8)
 
     def stage(start, span):
@@ -149,7 +168,9 @@ def reconstruct_leg_bone(model: ShapeModel, views: Sequence[View], images: Seque
     result = register_vertebra(model, initial.rotation, initial.translation, initial.scale, target, modes=modes,
                                levels=levels, generations=generations, seed=seed, weights=weights,
                                progress=stage(0.0, 0.8 if free_form else 1.0), coefficients=start, step=step)
-    if free_form is not None and free_form.steps > 0 and result.converged:
+    # Beyond the span only where two views agree: from one, a field moves the surface along the
+    # beam unseen (one-view femurs of benchmarks/leg_reconstruction.py got worse with it).
+    if free_form is not None and free_form.steps > 0 and result.converged and len(views) > 1:
         result = refine_beyond_span(model, result, target, weights, free_form, progress=stage(0.8, 0.2))
     points = result.points(model)
     messages = [] if result.converged else [

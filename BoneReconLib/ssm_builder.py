@@ -139,11 +139,13 @@ def build_level_model(
     landmarks: Callable = vertebra_landmarks,
     synthetic: bool = False,
     donor: Optional[Donor] = None,
+    regional: Callable = regional_variation,
     progress: Optional[ProgressCallback] = None,
 ) -> Tuple[ShapeModel, BuildReport]:
     """A shape model of one level from >= 3 surfaces, and its quality report.
 
-    ``synthetic``: add regional variation and, with a ``donor`` (another level, built from more
+    ``synthetic``: add regional variation (``regional``: its fields for a model of this level; the
+    leg bones' are :func:`.leg_variation.leg_variation`) and, with a ``donor`` (another level, built from more
     surfaces), its transferred modes, pooled with this level's by degrees of freedom. The
     leave-one-out check then leaves the person out of the donor too (same ``Surface.person``), so
     a person's other vertebra cannot help represent the left-out one.
@@ -171,11 +173,11 @@ def build_level_model(
     real_model, augment = model, None
     if synthetic:
         report(0.91, f"{level}: synthetic variation")
-        regional = regional_variation(model)
+        fields = regional(model)
         transfer = Transfer.between(donor.model, model) if donor is not None else None
 
         def augment(candidate, left_out=None):
-            variation, real_weight = regional, 1.0
+            variation, real_weight = fields, 1.0
             if transfer is not None:
                 lender = donor.lender(None if left_out is None else surfaces[left_out].person)
                 own = len(surfaces) - (left_out is not None)

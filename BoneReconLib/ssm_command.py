@@ -8,8 +8,9 @@ same way for every input).
 
 Levels with fewer than ``synthetic_below`` surfaces get synthetic variation: regional fields and,
 except for the lending level itself, the real-shape modes of the level with the most surfaces if
-that one has at least ``DONOR_MIN_SHAPES`` (:mod:`.synthetic_variation`); the manifest and report
-say exactly what was added.
+that one has at least ``DONOR_MIN_SHAPES`` (:mod:`.synthetic_variation`); a femur or tibia gets
+its own twist and tilt fields (:mod:`.leg_variation`) and no donor. The manifest and report say
+exactly what was added.
 
 Output folder: ``<level>.ssm.npz`` (the model), ``<level>_mean.vtk``, ``<level>_landmarks.json``
 and ``<level>_landmarks.mrk.json`` (Slicer markups), ``manifest.json`` (file hashes, sources,
@@ -81,11 +82,14 @@ DONOR_MIN_SHAPES = 10
 
 def run_ssm_build(out_dir, surfaces_by_level: Dict[str, List[Surface]], template_triangles: int = 8000,
                   evaluate: bool = True, synthetic_below: int = SYNTHETIC_BELOW,
-                  progress: Optional[ProgressCallback] = None, landmark_rules=None) -> Dict[str, dict]:
+                  progress: Optional[ProgressCallback] = None, landmark_rules=None,
+                  variation_rules=None) -> Dict[str, dict]:
     """Build and write every level's model; returns the manifest's per-level entries.
 
     ``landmark_rules``: {level: rule} for levels that are not vertebrae (the leg bones' rules of
-    :mod:`.leg_landmarks`); their models get no synthetic variation (it is made for vertebrae)."""
+    :mod:`.leg_landmarks`); ``variation_rules``: {level: fields} the synthetic variation of such a
+    level (:func:`.leg_variation.leg_variation`; without one it gets none: the vertebrae's is made
+    for vertebrae)."""
     from .mesh_io import write_surface
     from .shape_model_nodes import write_landmark_markups
     from .shape_refinement import DEFAULT_AMPLITUDE_MM, DEFAULT_SIGMA_MM
@@ -110,10 +114,12 @@ def run_ssm_build(out_dir, surfaces_by_level: Dict[str, List[Surface]], template
                 report((n + fraction) / len(levels), message)
 
             rule = (landmark_rules or {}).get(level)
-            synthetic = 0 < counts[level] < synthetic_below and rule is None
+            own_variation = (variation_rules or {}).get(level)
+            synthetic = 0 < counts[level] < synthetic_below and (rule is None or own_variation is not None)
             model, build = build_level_model(level, surfaces_by_level[level], template_triangles=template_triangles,
                                              evaluate=evaluate, synthetic=synthetic, **({"landmarks": rule} if rule else {}),
-                                             donor=donor if synthetic and level != donor_level else None,
+                                             **({"regional": own_variation} if own_variation else {}),
+                                             donor=donor if synthetic and level != donor_level and rule is None else None,
                                              progress=sub)
             if level == donor_level:
                 donor = Donor(model, build.fits, [s.person for s in surfaces_by_level[level]])

@@ -65,7 +65,9 @@ class VertebraTarget:
     ``highpass_mm``: compare the rendered thickness and the image after the same high-pass filter
     (each less its Gaussian blur of this sigma): a smooth background under the bone in the image
     (soft tissue) then drops out of both alike, without biasing the bone's own profile. ``masks``:
-    per view, only these pixels are compared (e.g. near the bone, off its neighbours)."""
+    per view, only these pixels are compared (e.g. near the bone, off its neighbours).
+    ``depth_sd_mm``: hold the bone's centre within this (one s.d.) of its start along the first
+    view's beam: one view cannot see depth, so the start's depth (set by a prior) is kept."""
 
     views: Sequence[View]
     images: Sequence[np.ndarray]
@@ -73,6 +75,7 @@ class VertebraTarget:
     confidences: Sequence[np.ndarray]
     highpass_mm: Optional[float] = None
     masks: Optional[Sequence[np.ndarray]] = None
+    depth_sd_mm: Optional[float] = None
 
 
 @dataclass
@@ -161,6 +164,7 @@ class _Problem:
         regions = np.array([1.0 if lm.region == "body" else weights.posterior_weight for lm in model.landmarks])
         self.landmark_weight = [np.asarray(c, dtype=np.float64) * regions for c in target.confidences]
         self.landmarks_mm = [_centred_mm(ij, view) for ij, view in zip(target.landmarks_ij, target.views)]
+        self.depth_sd_mm, self.beam = target.depth_sd_mm, target.views[0].normal
 
     def compared(self, images: torch.Tensor, view: int) -> torch.Tensor:
         """Images (N, nv, nu) of one view as they are compared: high-passed and masked if the target says so."""
@@ -206,6 +210,8 @@ class _Problem:
         w = self.weights
         cost = (w.image_weight * (1.0 - ncc.mean(axis=1)) + mean_square / w.landmark_sigma_mm ** 2
                 + w.prior_weight * (np.array(coefficients) ** 2).sum(axis=1) / max(self.modes, 1))
+        if self.depth_sd_mm is not None:  # the centre's move along the beam (the pose turns about the centre)
+            cost = cost + ((population[:, 3:6] * TRANSLATION_UNIT_MM) @ self.beam / self.depth_sd_mm) ** 2
         return cost, ncc, np.sqrt(mean_square)
 
 

@@ -129,3 +129,34 @@ def test_leg_reconstruction_with_the_bundled_detector(leg_case, models):
         points, triangles = triangle_arrays(read_surface(out / f"{bone}.vtk"))
         score = compare_surfaces(points, triangles, truth[bone], models[bone].triangles, with_dice=False)
         assert score["mean_mm"] < 2.5, (bone, score)
+
+
+def test_one_view_mode_from_the_ap_radiograph_alone(leg_case, models):
+    """--ap alone with a one-view geometry (its source_to_object placing the leg): both bones, the
+    report says what the depth rests on; the spine still needs both views."""
+    import dataclasses
+
+    from BoneReconLib.geometry import load_geometry
+    from BoneReconLib.mesh_io import read_surface
+    from BoneReconLib.surface_evaluation import compare_surfaces
+    from BoneReconLib.surface_metrics import triangles as triangle_arrays
+
+    folder, truth = leg_case
+    ap = load_geometry(folder / "views.json")[0]
+    centre = np.concatenate(list(truth.values())).mean(axis=0)
+    save_geometry([dataclasses.replace(ap, extra={"source_to_object": float((centre - ap.source) @ ap.normal)})],
+                  folder / "ap_view.json")
+    points = json.loads((folder / "points.json").read_text())
+    (folder / "ap_points.json").write_text(json.dumps({"AP": points["AP"]}))
+    out = folder / "one_view"
+    done = run_cli("biplanar", "--anatomy", "leg", "--ap", folder / "AP.nrrd", "--geometry", folder / "ap_view.json",
+                   "--points", folder / "ap_points.json", "--out", out)
+    assert done.returncode == 0, done.stderr
+    report = (out / "report.md").read_text()
+    assert "One view (AP)" in report and "source_to_object" in report and "NCC LAT" not in report
+    for bone in ("femur", "tibia"):
+        points, triangles = triangle_arrays(read_surface(out / f"{bone}.vtk"))
+        score = compare_surfaces(points, triangles, truth[bone], models[bone].triangles, with_dice=False)
+        assert score["mean_mm"] < 2.5, (bone, score)
+    done = run_cli("biplanar", "--ap", folder / "AP.nrrd", "--geometry", folder / "views.json", "--out", folder / "s")
+    assert done.returncode == 2 and "--lat" in done.stderr

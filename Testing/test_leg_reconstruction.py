@@ -129,7 +129,9 @@ def test_ssm_build_of_femurs_from_either_side(tmp_path):
                    "--template-triangles", "2000", "--no-evaluation", "--out", tmp_path / "models")
     assert done.returncode == 0, done.stderr
     model = load_models(tmp_path / "models")["femur"]
-    assert model.info["side"] == "right" and model.n_modes == 2
+    # 2 real modes + the femur's two synthetic fields (anteversion, neck-shaft angle: leg_variation)
+    assert model.info["side"] == "right" and model.n_modes == 4
+    assert set(model.info["synthetic_variation"]["regional"]) == {"femoral anteversion", "neck-shaft angle"}
     assert "femoral head centre" in model.landmark_names and (tmp_path / "models" / "femur_landmarks.mrk.json").is_file()
     assert "(left)" in " ".join(model.info["sources"])
     done = run_cli("ssm", "build", "--anatomy", "tibia", "--labels", paths[0], "--out", tmp_path / "bad")
@@ -156,3 +158,48 @@ def test_highpass_removes_smooth_backgrounds_alike():
     delta[0, 20, 20] = 1.0
     kernel = torch.exp(-0.5 * (torch.arange(-12.0, 13.0) / 4.0) ** 2)
     assert float(highpass(delta, 4.0)[0, 20, 20]) == pytest.approx(1.0 - float(kernel.max() / kernel.sum()) ** 2)
+
+
+def _one_view(view, depth_mm):
+    import dataclasses
+
+    return dataclasses.replace(view, extra={"source_to_object": depth_mm})
+
+
+def test_single_view_pose_recovers_a_known_instance(family):
+    """Exact projections of a model instance in one view, the object plane at its true depth: pose and
+    shape come back (the depth prior is then right; the coefficients' prior is weak against 0.1 mm)."""
+    from BoneReconLib.single_view_pose import single_view_pose
+
+    model, _, _ = family
+    coefficients = np.array([0.8, -0.5, 0.3])
+    basis = np.array([[lm.position(mode) for lm in model.landmarks]
+                      for mode in model.modes[:3] * np.sqrt(model.variances[:3])[:, None, None]])
+    mean_points = np.array([lm.position(model.mean) for lm in model.landmarks])
+    rotation = turned(np.eye(3), 12.0, (0.3, 0.2, 1.0))
+    truth = (mean_points + np.tensordot(coefficients, basis, axes=1)) @ rotation.T + [15.0, -20.0, 10.0]
+    view = biplanar_rig(source_to_detector=1200.0, source_to_isocenter=1000.0, size=(96, 224),
+                        pixel_spacing=(2.5, 2.5), isocenter=(0.0, 0.0, 180.0))[0]
+    view = _one_view(view, float((truth.mean(axis=0) - view.source) @ view.normal))
+    pixels = view.project(truth)[0]
+    fit = single_view_pose(mean_points, basis, view, pixels, np.ones(len(truth)), noise_mm=0.1)
+    found = fit.pose.apply(mean_points + np.tensordot(fit.coefficients, basis, axes=1))
+    assert fit.reprojection_rms_mm < 0.05 and not fit.assumed_depth
+    assert np.abs(found - truth).max() < 1.0
+    assert np.abs(fit.coefficients - coefficients).max() < 0.15
+    with pytest.raises(InputError, match="at least 4"):
+        single_view_pose(mean_points, basis, view, pixels, (np.arange(len(truth)) < 3).astype(float))
+
+
+def test_held_out_femur_from_one_view(family):
+    """One-view mode: the held-out femur from its AP image and points, the object plane given."""
+    model, truth, triangles = family
+    world = truth @ turned(np.eye(3), 4.0, (1.0, 0.0, 0.0)).T + [20.0, -10.0, 5.0]
+    views, images, pixels, confidences = _case(model, world)
+    view = _one_view(views[0], float((world.mean(axis=0) - views[0].source) @ views[0].normal))
+    found = reconstruct_leg_bone(model, [view], images[:1], pixels[:1], confidences[:1], modes=5,
+                                 generations=(30, 20))
+    score = compare_surfaces(found.points, triangles, world, triangles, with_dice=False)
+    start = compare_surfaces(found.initial.apply(model.mean), triangles, world, triangles, with_dice=False)
+    assert found.registration.converged and len(found.registration.ncc) == 1
+    assert score["mean_mm"] < 1.5 and score["mean_mm"] < start["mean_mm"]

@@ -6,7 +6,8 @@ Every femur and tibia of ../shared/data/meshes/leg_staple (5 people: ICL_MRI, JI
 MC22 left + right, TLEM2_MRI left + right; 7 femurs, 7 tibias; tibia files hold the fibula too,
 the tibia is their largest piece). Each surface is brought into its own anatomical frame and left
 bones are mirrored (BoneReconLib/leg_surfaces.py), so both models are of a RIGHT bone (a left one
-is its mirror image). No synthetic variation. Leave-one-out checks leave a person's both knees out
+is its mirror image). Synthetic variation: the twist and tilt fields of BoneReconLib/leg_variation.py
+(femoral anteversion, neck-shaft angle; tibial torsion, posterior slope). Leave-one-out checks leave a person's both knees out
 together. The models are derived from CC BY-NC 4.0 data and carry that licence (see the folder's README).
 """
 
@@ -19,6 +20,7 @@ sys.path.insert(0, str(REPO))
 
 from BoneReconLib.leg_landmarks import LEG_LANDMARKS  # noqa: E402
 from BoneReconLib.leg_surfaces import leg_bone_surfaces  # noqa: E402
+from BoneReconLib.leg_variation import leg_variation  # noqa: E402
 from BoneReconLib.ssm_command import run_ssm_build  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "meshes" / "leg_staple"
@@ -34,6 +36,7 @@ def main():
         files = sorted(DATA.glob(f"*__{bone}_*.stl"))
         surfaces[bone] = leg_bone_surfaces(files, bone, persons=[f.name.split("__")[0] for f in files])
     entries = run_ssm_build(args.out, surfaces, landmark_rules=LEG_LANDMARKS,
+                            variation_rules={bone: leg_variation for bone in LEG_LANDMARKS},
                             progress=lambda f, m: print(f"\r{100 * f:5.1f}% {m[:70]:<70}", end="", flush=True))
     print()
     for bone, entry in entries.items():

@@ -21,6 +21,7 @@ biplanar CNN (Chamfer 1.08 mm femur / 1.18 mm tibia).
 """
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -35,6 +36,7 @@ from BoneReconLib.geometry import biplanar_rig, rotation_about  # noqa: E402
 from BoneReconLib.leg_landmarks import LEG_LANDMARKS  # noqa: E402
 from BoneReconLib.leg_reconstruction import LEG_FREE_FORM, measure, reconstruct_leg_bone  # noqa: E402
 from BoneReconLib.leg_surfaces import leg_bone_surfaces  # noqa: E402
+from BoneReconLib.leg_variation import leg_variation  # noqa: E402
 from BoneReconLib.mesh_depth import mesh_depth  # noqa: E402
 from BoneReconLib.shape_statistics import apply, projection, rigid_align  # noqa: E402
 from BoneReconLib.ssm_builder import build_level_model, model_from_fits  # noqa: E402
@@ -59,6 +61,13 @@ def fitted(bone: str, surfaces, cache: Path):
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(cache, fits=build.fits, triangles=model.triangles, names=np.array([s.name for s in surfaces]))
     return build.fits, model.triangles
+
+
+def held_out_model(bone, fits, triangles, args):
+    """The model of the other people's fits, with the leg's synthetic variation unless --real-only
+    (as the bundled models are built)."""
+    model = model_from_fits(bone, fits, triangles, LEG_LANDMARKS[bone])
+    return model if args.real_only else leg_variation(model).augment(model)
 
 
 def posed_rig(points, rng, rotation_deg=4.0, shift_mm=10.0):
@@ -91,6 +100,11 @@ def main():
     parser.add_argument("--detector", help="detector weights for --points detector (default: bundled)")
     parser.add_argument("--json", help="also write the summary (and the detector's point errors) to this file")
     parser.add_argument("--generations", default="40,25")
+    parser.add_argument("--views", choices=["both", "AP", "LAT"], default="both",
+                        help="oracle images: reconstruct from both views or from one (one-view mode; the geometry "
+                        "then gives the rig's source-to-isocentre distance as source_to_object, the bone is up to "
+                        "10 mm off it)")
+    parser.add_argument("--real-only", action="store_true", help="held-out models without the synthetic variation")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     if not DATA.is_dir():
@@ -112,7 +126,7 @@ def main():
         print(f"{'case':<28} {'modes':>5} {'ASSD':>6} {'HD95':>6} {'init':>6} {'floor':>6} {'conv':>5} {'s':>5}  measurement errors")
         for person in held:
             others = np.array([p != person for p in persons])
-            model = model_from_fits(bone, fits[others], triangles, LEG_LANDMARKS[bone])
+            model = held_out_model(bone, fits[others], triangles, args)
             for k in np.nonzero(~others)[0]:
                 truth = surfaces[k]
                 # In-span floor: the model's best reconstruction of the fitted true shape, placed back.
@@ -131,6 +145,10 @@ def main():
                     ij, _ = view.project(true_points)
                     pixels.append(ij + rng.normal(scale=args.noise_mm / view.pixel_spacing[0], size=ij.shape))
                     confidences.append(np.ones(len(ij)))
+                if args.views != "both":
+                    k = [v.name for v in views].index(args.views)
+                    views = [dataclasses.replace(views[k], extra={"source_to_object": 1000.0})]
+                    images, pixels, confidences = images[k:k + 1], pixels[k:k + 1], confidences[k:k + 1]
                 start = time.perf_counter()
                 found = reconstruct_leg_bone(model, views, list(images), pixels, confidences, modes=model.n_modes,
                                              generations=generations, free_form=free_form,
@@ -141,6 +159,13 @@ def main():
                 init = compare_surfaces(initial, triangles, world, truth.triangles, with_dice=False)
                 truth_measures = measure(bone, model.landmarks, model.info["features"], posed_fit)
                 errors = {name: found.measurements[name] - truth_measures[name] for name in truth_measures}
+                if args.views != "both":  # the part of the error a known depth would remove (posed_fit: the
+                    # true shape on the model's vertices, so the two centroids correspond)
+                    along = float((found.points.mean(axis=0) - posed_fit.mean(axis=0)) @ views[0].normal)
+                    depth_free = compare_surfaces(found.points - along * views[0].normal, found.triangles, world,
+                                                  truth.triangles, with_dice=False)
+                    errors["depth offset (mm)"] = along
+                    errors["ASSD at the true depth (mm)"] = depth_free["mean_mm"]
                 rows.setdefault(bone, []).append((score["mean_mm"], score["hd95_mm"], init["mean_mm"], floor["mean_mm"],
                                                   found.registration.converged, seconds, errors))
                 print(f"{truth.name:<28} {model.n_modes:>5} {score['mean_mm']:6.2f} {score['hd95_mm']:6.2f} "
@@ -223,7 +248,7 @@ def radiograph_benchmark(args, rng, free_form):
             files, persons, surfaces, fits, triangles = data[bone]
             index = [n for n, f in enumerate(files) if f.name == (femur_file if bone == "femur" else tibia_file).name][0]
             others = np.array([p != person for p in persons])
-            models[bone] = model_from_fits(bone, fits[others], triangles, LEG_LANDMARKS[bone])
+            models[bone] = held_out_model(bone, fits[others], triangles, args)
             true_fits[bone] = _moved_like(fits[index], surfaces[index].points, leg[bone][0])
         # Posed a little, and seen in a long-leg AP + lateral rig.
         axis = rng.normal(size=3)
