@@ -41,7 +41,8 @@ class BiplanarRecon(ScriptedLoadableModule):
         self.parent.dependencies = []
         self.parent.contributors = ["BoneRecon developers"]
         self.parent.helpText = (
-            "Lumbar vertebrae L1-L5 from two calibrated radiographs (AP + lateral). "
+            "Lumbar vertebrae L1-L5 from two calibrated radiographs (AP + lateral), or (anatomy: leg) the "
+            "femur and tibia from one or two radiographs of a leg. "
             "The bundled network finds landmarks and per-vertebra images in each view, the L1-L5 shape "
             "models are placed from the triangulated landmarks and registered to both views, and the spine "
             "is measured (lordosis, segmental angles, Cobb angle, slip, disc and body heights). The module "
@@ -62,6 +63,8 @@ class BiplanarReconParameterNode:
     apRadiograph: vtkMRMLScalarVolumeNode
     latRadiograph: vtkMRMLScalarVolumeNode
     preset: Annotated[str, Choice(list(PRESETS))] = "balanced"
+    anatomy: Annotated[str, Choice(["spine", "leg"])] = "spine"
+    legSide: Annotated[str, Choice(["right", "left"])] = "right"
     inputCT: vtkMRMLScalarVolumeNode
 
 
@@ -91,7 +94,9 @@ class BiplanarReconWidget(BoneReconWidgetMixin, ScriptedLoadableModuleWidget, VT
         hasRadiograph = bool(params and (params.apRadiograph or params.latRadiograph))
         self.ui.detectButton.enabled = hasRadiograph and self._running is None
         hasBoth = bool(params and params.apRadiograph and params.latRadiograph)
-        self.ui.reconstructButton.enabled = hasBoth and self._running is None
+        leg = bool(params and params.anatomy == "leg")
+        self.ui.reconstructButton.enabled = (hasRadiograph if leg else hasBoth) and self._running is None
+        self.ui.legSideComboBox.enabled = leg
         self.ui.registerButton.enabled = bool(params and params.inputCT and hasRadiograph) and self._running is None
 
     def onLoadSampleButton(self):
@@ -135,6 +140,9 @@ class BiplanarReconWidget(BoneReconWidgetMixin, ScriptedLoadableModuleWidget, VT
 
     def onReconstructButton(self):
         params = self._parameterNode
+        if params.anatomy == "leg":
+            self.onReconstructLeg()
+            return
         done = self.runWithProgress(
             lambda progress: self.logic.reconstruct(params.apRadiograph, params.latRadiograph, preset=params.preset,
                                                     progress=progress),
@@ -146,10 +154,27 @@ class BiplanarReconWidget(BoneReconWidgetMixin, ScriptedLoadableModuleWidget, VT
                      f"{', '.join(result.converged) or 'none'} ({sum(result.seconds.values()):.0f} s)."]
             lines += result.messages
             self.ui.statusLabel.text = "\n".join(lines)
-            if done["table"] is not None:
-                slicer.app.layoutManager().setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpTableView)
-                slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(done["table"].GetID())
-                slicer.app.applicationLogic().PropagateTableSelection()
+            self._showTable(done["table"])
+
+    def onReconstructLeg(self):
+        params = self._parameterNode
+        done = self.runWithProgress(
+            lambda progress: self.logic.reconstructLeg(params.apRadiograph, params.latRadiograph, side=params.legSide,
+                                                       progress=progress),
+            "Failed to reconstruct the leg.",
+        )
+        if done is not None:
+            result = done["result"]
+            states = [f"{bone} ({'converged' if r.registration.converged else 'did not converge'})"
+                      for bone, r in result.bones.items()]
+            self.ui.statusLabel.text = "\n".join([f"Reconstructed {', '.join(states)}."] + result.messages)
+            self._showTable(done["table"])
+
+    def _showTable(self, table):
+        if table is not None:
+            slicer.app.layoutManager().setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpTableView)
+            slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(table.GetID())
+            slicer.app.applicationLogic().PropagateTableSelection()
 
 
     def onRegisterButton(self):

@@ -8,7 +8,9 @@ Feature points come from the leg feature detector (:mod:`.leg_detector`, the bun
 unless ``--detector``) or from a JSON file (``--points``: ``{"AP": [{"bone": "femur", "name":
 "femoral head centre", "i": column, "j": row, "confidence": 1.0}, ...], "LAT": [...]}`` in each
 image's own pixels, names as in the models' ``*_landmarks.json``; e.g. placed by hand in Slicer);
-``points.json`` in the output holds the ones used. Writes, all or nothing: ``femur.vtk`` / ``tibia.vtk`` (world
+``points.json`` in the output holds the ones used; with the detector, ``features.json`` its boxes
+(per bone) and ellipses (femoral head, posterior condyles, tibial plateau) per view, in each
+image's pixels (:func:`.leg_detector.features_json`). Writes, all or nothing: ``femur.vtk`` / ``tibia.vtk`` (world
 mm, RAS, like the geometry), ``landmarks.json`` (3D feature points), ``measurements.csv``,
 ``scene.mrb`` (radiographs on their detector planes and the models) and ``report.md``.
 """
@@ -35,7 +37,7 @@ from .scene_transaction import rollback_on_error
 from .staged_output import StagedOutput
 
 REPORT_FILE, MEASUREMENTS_FILE, LANDMARKS_FILE, SCENE_FILE = "report.md", "measurements.csv", "landmarks.json", "scene.mrb"
-POINTS_FILE = "points.json"
+POINTS_FILE, FEATURES_FILE = "points.json", "features.json"
 DETECTOR = "leg-detector"  # the bundled network's manifest name
 
 
@@ -67,6 +69,28 @@ def read_points(path, view_names: Sequence[str], roles: Sequence[str] = ("AP", "
     return found
 
 
+def find_points(images: Sequence, views: Sequence, roles: Sequence[str], detector=None):
+    """(feature points per view, {view name: boxes and ellipses}) found by the leg detector
+    (``detector``: weights; default bundled) in images (bone bright) of the given roles (AP / LAT)."""
+    from .leg_detector import features_json, load_leg_detector, points_json
+    from .network_library import bundled_weights
+
+    network = load_leg_detector(detector or bundled_weights(DETECTOR))
+    lateral = [role == "LAT" for role in roles]
+    points = points_json(network, images, views, lateral=lateral)
+    return points, {v.name: features_json(network, image, v, flag) for image, v, flag in zip(images, views, lateral)}
+
+
+def measurement_rows(measurements: Dict[str, float]) -> List[dict]:
+    """Table rows (measure, where, value, unit) of :func:`leg_measurements`' values."""
+    rows = []
+    for name, value in measurements.items():
+        label, unit = name.rsplit(" (", 1)
+        where = "leg" if "hip-knee-ankle" in label else "tibia" if "tibia" in label else "femur"
+        rows.append(dict(measure=label, where=where, value=f"{value:.2f}", unit=unit.rstrip(")")))
+    return rows
+
+
 def leg_measurements(result: LegReconstruction, right=(1.0, 0.0, 0.0), anterior=(0.0, 1.0, 0.0)) -> Dict[str, float]:
     values = {}
     for bone in result.bones.values():
@@ -94,15 +118,12 @@ def run_leg(out_dir, ap_path, lat_path, geometry_path, points_path=None, side: s
     geometry = load_geometry(check_input_file(geometry_path, "geometry"))
     views = pick_views(geometry) if len(paths) == 2 else [pick_role_view(geometry, next(iter(paths)))]
     files = [read_radiograph(path, view.pixel_spacing) for path, view in zip(paths.values(), views)]
+    features = {}
     if points_path is not None:
         points = read_points(points_path, [v.name for v in views], list(paths))
     else:
-        from .leg_detector import load_leg_detector, points_json
-        from .network_library import bundled_weights
-
         report(0.0, "Finding the feature points")
-        points = points_json(load_leg_detector(detector or bundled_weights(DETECTOR)), [f.pixels for f in files], views,
-                             lateral=[role == "LAT" for role in paths])
+        points, features = find_points([f.pixels for f in files], views, list(paths), detector)
     models = load_models(models_folder or LEG_MODELS, levels=list(bones))
     context = context or get_context()
     scene = context.scene
@@ -121,13 +142,15 @@ def run_leg(out_dir, ap_path, lat_path, geometry_path, points_path=None, side: s
                      for bone, found in result.bones.items()}
         out.path(LANDMARKS_FILE).write_text(json.dumps(landmarks, indent=1))
         out.path(POINTS_FILE).write_text(json.dumps({v.name: p for v, p in zip(views, points)}, indent=1))
+        if any(f["boxes"] or f["ellipses"] for f in features.values()):
+            out.path(FEATURES_FILE).write_text(json.dumps(features, indent=1))
+            written.append(FEATURES_FILE)
         measurements = leg_measurements(result)
         with open(out.path(MEASUREMENTS_FILE), "w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["measure", "value", "unit"])
-            for name, value in measurements.items():
-                label, unit = name.rsplit(" (", 1)
-                writer.writerow([label, f"{value:.2f}", unit.rstrip(")")])
+            for row in measurement_rows(measurements):
+                writer.writerow([row["measure"], row["value"], row["unit"]])
         save_scene_mrb(scene, out.path(SCENE_FILE))
         written += [LANDMARKS_FILE, POINTS_FILE, MEASUREMENTS_FILE, SCENE_FILE]
         out.path(REPORT_FILE).write_text(report_markdown(result, {r: str(p) for r, p in paths.items()}, measurements,

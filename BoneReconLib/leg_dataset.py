@@ -10,7 +10,8 @@ inside a soft-tissue envelope 25-50 mm thick (:mod:`.limb_radiograph`: exact lin
 meshes), seen by an AP and a lateral view of a long-leg rig (source-detector 1100-1300 mm,
 source-isocentre 900-1000 mm) at the detector's ``PIXEL_MM`` pixels, ``SIZE`` columns x rows.
 Stored per case: ``image`` (2, rows, columns) line integrals, ``points`` (2, K, 2) pixels (i, j) of
-the K feature points (femur's then tibia's, the models' order) and ``visible`` (2, K) (inside the
+the K detector points (the femur's then the tibia's feature points, the models' order, then the
+extremes of the boxes and ellipses of :mod:`.leg_outlines`) and ``visible`` (2, K) (inside the
 image). Core module (numpy/torch), no MRML.
 """
 
@@ -31,8 +32,11 @@ KIND = "leg-biplanar"
 
 
 def point_names(models: Mapping[str, ShapeModel]) -> list:
-    """["femur: femoral head centre", ...]: the detector's points, femur's then tibia's."""
-    return [f"{bone}: {name}" for bone in ("femur", "tibia") for name in models[bone].landmark_names]
+    """["femur: femoral head centre", ...]: the detector's points, femur's then tibia's feature
+    points, then the outlines' extremes (:func:`.leg_outlines.outline_names`)."""
+    from .leg_outlines import outline_names
+
+    return [f"{bone}: {name}" for bone in ("femur", "tibia") for name in models[bone].landmark_names] + outline_names()
 
 
 def fibulas_from_files(paths) -> list:
@@ -102,8 +106,11 @@ def render_case(models: Mapping[str, ShapeModel], rng: np.random.Generator, fibu
     views = sample_views(rng, centre)
     envelope = soft_tissue_envelope(bones, thickness_mm=rng.uniform(25.0, 50.0), voxel_mm=4.0)
     image = render_limb(bones, envelope, views).attenuation.numpy().astype(np.float32)
+    from .leg_outlines import outline_pixels
+
     marks = np.concatenate([[lm.position(legs[b]) for lm in used[b].landmarks] for b in ("femur", "tibia")])
-    points = np.stack([view.project(marks)[0] for view in views]).astype(np.float32)
+    points = np.stack([np.concatenate([view.project(marks)[0], outline_pixels(used, legs, view)])
+                       for view in views]).astype(np.float32)
     visible = np.stack([view.contains(p) for view, p in zip(views, points)])
     return image, points, visible, views, side
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
-from typing import Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -28,11 +28,13 @@ from .depth_network import UNet
 from .errors import InputError
 from .geometry import View
 from .leg_dataset import PIXEL_MM, SIZE, detector_input
+from .leg_outlines import EXTREMES, OUTLINES, box_from_extremes, ellipse_from_extremes, flipped_order, outline_names
 from .progress import ProgressCallback, as_progress
 from .training_run import TrainingRun
 
 CONFIDENCE_RADIUS_MM = 12.0
 WIDTHS = (16, 32, 64, 96)
+FRAME_PROBABILITY = 0.3  # share of training views cut down to a knee or lower-leg framing
 STRIDE = 2  # heatmaps at half the input's resolution (6 mm pixels; soft-argmax gives sub-pixel positions)
 
 
@@ -71,20 +73,78 @@ def detect_points(model: LegDetector, radiograph: np.ndarray, view: View, latera
 
 
 def points_json(model: LegDetector, radiographs, views, lateral: Optional[Sequence[bool]] = None) -> list:
-    """Per view the point list ``leg_pipeline`` reads ({"bone", "name", "i", "j", "confidence"}).
-    ``lateral``: which views are lateral (default: the second of two)."""
+    """Per view the feature point list ``leg_pipeline`` reads ({"bone", "name", "i", "j", "confidence"});
+    ``lateral``: which views are lateral (default: the second of two). Outline points (a newer
+    detector's boxes and ellipses) are left out: :func:`features_json` gives those."""
     found = []
     lateral = [v == 1 for v in range(len(views))] if lateral is None else list(lateral)
+    outline = set(_outline_index(model))
     for v, (image, view) in enumerate(zip(radiographs, views)):
         pixels, confidence = detect_points(model, image, view, lateral=lateral[v])
         found.append([dict(bone=name.split(": ")[0], name=name.split(": ", 1)[1], i=float(p[0]), j=float(p[1]),
-                           confidence=float(c)) for name, p, c in zip(model.points, pixels, confidence)])
+                           confidence=float(c)) for k, (name, p, c) in enumerate(zip(model.points, pixels, confidence))
+                      if k not in outline])
     return found
 
 
-def _batch(dataset, indices, rng: Optional[np.random.Generator]):
+def _outline_index(model: LegDetector) -> dict:
+    """{point index: (bone, outline, extreme)} of the model's outline points (none in older detectors)."""
+    wanted = {name: outline for name, outline in zip(outline_names(), ((b, n, e) for b, n in OUTLINES for e in EXTREMES))}
+    return {k: wanted[name] for k, name in enumerate(model.points) if name in wanted}
+
+
+def features_json(model: LegDetector, radiograph, view: View, lateral: bool) -> dict:
+    """The boxes and ellipses found in one view: {"boxes": {bone: {"box": [i min, j min, i max,
+    j max], "confidence"}}, "ellipses": {feature: {"centre": [i, j], "axes": [major, minor]
+    (semi-axes, pixels), "angle_deg", "confidence"}}}, in the radiograph's own pixels; confidence
+    = the lowest of its four extremes'. Empty for a detector without outlines."""
+    index = _outline_index(model)
+    if not index:
+        return {"boxes": {}, "ellipses": {}}
+    pixels, confidence = detect_points(model, radiograph, view, lateral)
+    grouped: Dict[tuple, dict] = {}
+    for k, (bone, name, end) in index.items():
+        grouped.setdefault((bone, name), {})[end] = (pixels[k], float(confidence[k]))
+    found = {"boxes": {}, "ellipses": {}}
+    for (bone, name), ends in grouped.items():
+        if set(ends) != set(EXTREMES):
+            continue
+        extremes = np.array([ends[e][0] for e in EXTREMES])
+        sure = round(min(ends[e][1] for e in EXTREMES), 3)
+        if name.endswith(" box"):
+            found["boxes"][bone] = dict(box=[round(float(x), 2) for x in box_from_extremes(extremes)], confidence=sure)
+        else:
+            centre, axes, angle = ellipse_from_extremes(extremes)
+            found["ellipses"][name] = dict(bone=bone, centre=[round(float(x), 2) for x in centre],
+                                           axes=[round(float(x), 2) for x in axes], angle_deg=round(angle, 1),
+                                           confidence=sure)
+    return found
+
+
+def framed(image: torch.Tensor, points: torch.Tensor, seen: torch.Tensor, rng: np.random.Generator):
+    """A long-leg image cut down as other radiographs are framed: only a window of rows kept (a
+    knee, a lower leg: 300-720 mm; nothing outside, as ``detector_input`` pads) and, on some, the
+    columns beyond a collimated field bright (an unexposed border); points outside become unseen."""
+    rows, cols = image.shape
+    image, seen = image.clone(), seen.clone()
+    height = int(rng.integers(100, 241))
+    top = int(rng.integers(0, max(rows - height, 0) + 1))
+    image[:top], image[top + height:] = 0.0, 0.0
+    seen *= ((points[:, 1] >= top) & (points[:, 1] <= top + height - 1)).to(seen.dtype)
+    if rng.random() < 0.5:
+        left, right = sorted(int(c) for c in rng.integers(0, cols, 2))
+        if right - left > cols // 3:
+            bright = float(image.max()) * float(rng.uniform(1.0, 1.5))
+            image[top:top + height, :left], image[top:top + height, right + 1:] = bright, bright
+            seen *= ((points[:, 0] >= left) & (points[:, 0] <= right)).to(seen.dtype)
+    return image, seen
+
+
+def _batch(dataset, indices, rng: Optional[np.random.Generator], flip_order=None, frame_probability: float = 0.0):
     """(images (B, rows, cols) standardised, lateral (B,), points (B, K, 2), visible (B, K)): one
-    view of each case (random with ``rng``, which also augments; else both views in turn)."""
+    view of each case (random with ``rng``, which also augments; else both views in turn).
+    ``flip_order``: the points' order in a mirrored image (:func:`.leg_outlines.flipped_order`);
+    ``frame_probability``: how often a view is cut down (:func:`framed`)."""
     images, lateral, points, visible = [], [], [], []
     for index in indices:
         case = dataset[int(index)]
@@ -98,6 +158,10 @@ def _batch(dataset, indices, rng: Optional[np.random.Generator]):
                 if rng.random() < 0.5:  # a mirrored leg
                     image = image.flip(-1)
                     p[:, 0] = image.shape[-1] - 1 - p[:, 0]
+                    if flip_order is not None:  # the leftmost point of an outline is now its rightmost
+                        p, seen = p[flip_order], seen[flip_order]
+                if rng.random() < frame_probability:
+                    image, seen = framed(image, p, seen, rng)
             images.append(image)
             lateral.append(float(v))
             points.append(p)
@@ -139,6 +203,7 @@ def train_leg_detector(data_dir, out_dir, steps: int = 3000, batch_size: int = 8
     if manifest.get("kind") != "leg-biplanar":
         raise InputError(f"{data_dir} is not a leg dataset (bonerecon dataset leg); it is '{manifest.get('kind')}'.")
     points = manifest["description"]["points"]
+    flip_order = flipped_order(points)
     train_set, validation = CaseDataset(data_dir, "train"), CaseDataset(data_dir, "validation")
     if not len(train_set) or not len(validation):
         raise InputError(f"{data_dir} needs cases in both its train and validation splits.")
@@ -155,7 +220,7 @@ def train_leg_detector(data_dir, out_dir, steps: int = 3000, batch_size: int = 8
     while run.step < steps:
         rng = np.random.default_rng([seed, run.step])
         indices = rng.choice(len(train_set), size=min(batch_size, len(train_set)), replace=False)
-        images, lateral, target, visible = _batch(train_set, indices, rng)
+        images, lateral, target, visible = _batch(train_set, indices, rng, flip_order, FRAME_PROBABILITY)
         run.set_learning_rate(learning_rate, steps)
         heatmaps = model(images.to(device), lateral.to(device))
         cross_entropy, position = heatmap_losses(heatmaps, target.to(device), visible.to(device), stride=STRIDE)

@@ -38,6 +38,10 @@ from .vertebra_registration import (TRANSLATION_UNIT_MM, RegistrationResult, Reg
 MIN_POINTS = 4
 SCALE_RANGE = (0.75, 1.3)
 MAX_SINGLE_VIEW_RMS_MM = 8.0
+# Convergence: the points' residual a long bone may keep (the bundled detector's median error is
+# 4-5 mm at the detector, spread over 400 mm of bone; a vertebra's check allows 4 mm).
+MAX_POINTS_RMS_MM = 8.0
+OUTLIER_MIN_MM = 10.0  # at the detector: a detection this far from the robust fit of the others is ignored
 ONE_VIEW_DEPTH_SD_MM = 3.0  # one view: the registration keeps the start's depth (set by its prior) within this
 # Refinement beyond the span, sized for long bones (leave-one-person-out on the real femurs, oracle
 # images: 8 mm / 1 mm fields 1.55 mm, 15 / 2: 1.14, 20 / 3: 1.09; benchmarks/leg_reconstruction.py).
@@ -116,6 +120,28 @@ def initial_pose(model: ShapeModel, views: Sequence[View], landmarks_ij: Sequenc
     return fit, coefficients
 
 
+def without_outliers(model: ShapeModel, views: Sequence[View], landmarks_ij: Sequence[np.ndarray],
+                     confidences: Sequence[np.ndarray], initial: SimilarityFit, coefficients: np.ndarray,
+                     min_mm: float = OUTLIER_MIN_MM):
+    """(confidences with the outlying points at 0, their names): a point is an outlier in a view when
+    the instance fitted (robustly) to all the points projects it more than max(``min_mm``, 3 x the
+    median) away at the detector: a detection on the wrong structure, which would otherwise pull
+    the registration and fail its convergence check."""
+    instance = initial.apply(model.instances(np.asarray(coefficients)[None]).numpy()[0])
+    marks = np.array([lm.position(instance) for lm in model.landmarks])
+    cleaned, ignored = [], []
+    for view, found, confidence in zip(views, landmarks_ij, confidences):
+        confidence = np.asarray(confidence, dtype=np.float64).copy()
+        error = np.linalg.norm((view.project(marks)[0] - np.asarray(found, np.float64)) * view.pixel_spacing, axis=1)
+        seen = confidence > 0
+        if seen.any():
+            far = seen & (np.nan_to_num(error, nan=np.inf) > max(min_mm, 3.0 * float(np.median(error[seen]))))
+            ignored += [f"{view.name} {model.landmarks[k].name} ({error[k]:.0f} mm)" for k in np.nonzero(far)[0]]
+            confidence[far] = 0.0
+        cleaned.append(confidence)
+    return cleaned, ignored
+
+
 def leg_weights(model: ShapeModel, **settings) -> RegistrationWeights:
     """The registration's settings with search units sized to the bone: one rotation or scale unit
     moves a point at the mean's RMS distance from its centre by half a translation unit (as 3
@@ -156,11 +182,11 @@ def reconstruct_leg_bone(model: ShapeModel, views: Sequence[View], images: Seque
                              f"but the geometry says {tuple(view.size)}.")
     modes = min(modes, model.n_modes)
     initial, start = initial_pose(model, views, landmarks_ij, confidences, modes=modes)
+    confidences, ignored = without_outliers(model, views, landmarks_ij, confidences, initial, start)
     target = VertebraTarget(views, [np.asarray(i, dtype=np.float64) for i in images],
-                            [np.asarray(p, dtype=np.float64) for p in landmarks_ij],
-                            [np.asarray(c, dtype=np.float64) for c in confidences], highpass_mm, masks,
+                            [np.asarray(p, dtype=np.float64) for p in landmarks_ij], confidences, highpass_mm, masks,
                             depth_sd_mm=ONE_VIEW_DEPTH_SD_MM if len(views) == 1 else None)
-    weights = weights or leg_weights(model, min_ncc=0.5 if highpass_mm else 0.8)
+    weights = weights or leg_weights(model, min_ncc=0.5 if highpass_mm else 0.8, max_landmark_rms_mm=MAX_POINTS_RMS_MM)
 
     def stage(start, span):
         return lambda fraction, message: report(start + span * fraction, message)
@@ -173,7 +199,9 @@ def reconstruct_leg_bone(model: ShapeModel, views: Sequence[View], images: Seque
     if free_form is not None and free_form.steps > 0 and result.converged and len(views) > 1:
         result = refine_beyond_span(model, result, target, weights, free_form, progress=stage(0.8, 0.2))
     points = result.points(model)
-    messages = [] if result.converged else [
+    messages = [f"{model.name}: feature points ignored (too far from where the others put them): "
+                + ", ".join(ignored)] if ignored else []
+    messages += [] if result.converged else [
         f"{model.name}: the fit did not converge (image agreement {', '.join(f'{v:.2f}' for v in result.ncc)}, "
         f"feature points {result.landmark_rms_mm:.1f} mm RMS): do not trust this surface."]
     report(1.0, f"{model.name}: done")

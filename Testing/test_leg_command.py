@@ -160,3 +160,36 @@ def test_one_view_mode_from_the_ap_radiograph_alone(leg_case, models):
         assert score["mean_mm"] < 2.5, (bone, score)
     done = run_cli("biplanar", "--ap", folder / "AP.nrrd", "--geometry", folder / "views.json", "--out", folder / "s")
     assert done.returncode == 2 and "--lat" in done.stderr
+
+
+def test_module_logic_reconstructs_the_leg_into_the_scene(leg_case, models, context):
+    """BiplanarReconLogic.reconstructLeg: radiograph nodes (with their views) in; femur and tibia
+    models, the 3D feature points and the measurement table out; one node alone is one-view mode;
+    a failure adds nothing."""
+    import SimpleITK as sitk
+    from BiplanarReconLib import BiplanarReconLogic
+
+    from BoneReconLib.errors import InputError
+    from BoneReconLib.geometry import load_geometry
+    from BoneReconLib.radiograph_node import create_radiograph_node
+
+    folder, truth = leg_case
+    views = load_geometry(folder / "views.json")
+    nodes = [create_radiograph_node(context.scene, sitk.GetArrayFromImage(sitk.ReadImage(str(folder / f"{v.name}.nrrd"))),
+                                    v, f"{v.name} leg") for v in views]
+    points = json.loads((folder / "points.json").read_text())
+    logic = BiplanarReconLogic(context.scene)
+    done = logic.reconstructLeg(*nodes, points=points)
+    assert set(done["models"]) == {"femur", "tibia"} and done["models"]["femur"].GetName() == "Leg femur"
+    assert done["landmarks"].GetNumberOfControlPoints() == 23
+    table = done["table"]
+    measures = [table.GetCellText(r, 0) for r in range(table.GetNumberOfRows())]
+    assert "femoral mechanical length" in measures and "hip-knee-ankle angle" in measures
+    where = table.GetCellText(measures.index("tibial mechanical length"), 1)
+    assert where == "tibia"
+    one = logic.reconstructLeg(nodes[0], None, points={"AP": points["AP"]}, bones=["femur"])
+    assert set(one["models"]) == {"femur"} and any("One view (AP)" in m for m in one["result"].messages)
+    before = context.scene.GetNumberOfNodes()
+    with pytest.raises(InputError):
+        logic.reconstructLeg(*nodes, points={"AP": [], "LAT": []})
+    assert context.scene.GetNumberOfNodes() == before

@@ -8,7 +8,7 @@ import torch
 from BoneReconLib.errors import InputError
 from BoneReconLib.geometry import ap_view
 from BoneReconLib.leg_dataset import PIXEL_MM, SIZE, detector_input, generate_leg_dataset, render_case
-from BoneReconLib.leg_detector import LegDetector, load_leg_detector, points_json, train_leg_detector
+from BoneReconLib.leg_detector import LegDetector, features_json, load_leg_detector, points_json, train_leg_detector
 from BoneReconLib.shape_model_library import LEG_MODELS, load_models
 
 
@@ -42,10 +42,10 @@ def test_detector_input_keeps_positions(tmp_path):
 
 def test_leg_cases_put_the_points_on_the_bones(models):
     image, points, visible, views, side = render_case(models, np.random.default_rng(5))
-    assert image.shape == (2, SIZE[1], SIZE[0]) and points.shape == (2, 23, 2) and side in ("left", "right")
+    assert image.shape == (2, SIZE[1], SIZE[0]) and points.shape == (2, 23 + 24, 2) and side in ("left", "right")
     assert visible.mean() > 0.8
     for v in range(2):
-        inside = points[v][visible[v]].round().astype(int)
+        inside = points[v, :23][visible[v, :23]].round().astype(int)
         values = image[v][inside[:, 1], inside[:, 0]]
         assert np.median(values) > np.percentile(image[v], 60)  # bone is the brightest part of a limb
 
@@ -66,6 +66,27 @@ def test_training_learns_and_resumes(tiny, tmp_path):
     found = points_json(model, list(case["image"]), [view, view])
     assert len(found) == 2 and len(found[0]) == 23 and {p["bone"] for p in found[0]} == {"femur", "tibia"}
     assert all(0.0 <= p["confidence"] <= 1.0 for p in found[1])
+    features = features_json(model, case["image"][0], view, lateral=False)
+    assert set(features["boxes"]) == {"femur", "tibia"}
+    assert set(features["ellipses"]) == {"femoral head", "medial posterior condyle", "lateral posterior condyle",
+                                         "tibial plateau"}
+    assert len(features["boxes"]["femur"]["box"]) == 4  # 40 steps teach no order: the bundled detector's test checks that
+    head = features["ellipses"]["femoral head"]
+    assert head["axes"][0] >= head["axes"][1] >= 0.0 and -90.0 <= head["angle_deg"] <= 90.0
+
+
+def test_framing_keeps_a_window_and_hides_the_points_outside():
+    from BoneReconLib.leg_detector import framed
+
+    image = torch.ones(SIZE[1], SIZE[0])
+    points = torch.tensor([[40.0, 10.0], [40.0, 200.0], [40.0, 370.0]])
+    for seed in range(20):
+        cut, seen = framed(image, points, torch.ones(3), np.random.default_rng(seed))
+        kept = (cut != 0).any(dim=1).nonzero()[:, 0]
+        top, bottom = int(kept.min()), int(kept.max())
+        assert 100 <= bottom - top + 1 <= 240 and (cut[:top] == 0).all() and (cut[bottom + 1:] == 0).all()
+        inside = (points[:, 1] >= top) & (points[:, 1] <= bottom)
+        assert torch.all(seen[~inside] == 0) and (image == 1).all()
 
 
 def test_bad_weights_and_data_are_refused(tmp_path, tiny):
@@ -92,5 +113,5 @@ def test_bundled_detector_finds_the_points_of_a_new_leg(models):
     found = points_json(model, list(image), views)
     for v in range(2):
         pixels = np.array([[p["i"], p["j"]] for p in found[v]])
-        errors = np.linalg.norm(pixels - points[v], axis=1)[visible[v]] * PIXEL_MM
+        errors = np.linalg.norm(pixels - points[v, :len(pixels)], axis=1)[visible[v, :len(pixels)]] * PIXEL_MM
         assert np.median(errors) < 4.0 and np.mean(errors <= 6.0) > 0.8, (v, np.round(errors, 1))

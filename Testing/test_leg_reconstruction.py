@@ -203,3 +203,18 @@ def test_held_out_femur_from_one_view(family):
     start = compare_surfaces(found.initial.apply(model.mean), triangles, world, triangles, with_dice=False)
     assert found.registration.converged and len(found.registration.ncc) == 1
     assert score["mean_mm"] < 1.5 and score["mean_mm"] < start["mean_mm"]
+
+
+def test_far_off_feature_points_are_ignored_and_named(family):
+    """Two AP detections on the wrong structure (40 mm off): set aside by the robust start, named in
+    the messages, and the femur is reconstructed as well as without them."""
+    model, truth, triangles = family
+    views, images, pixels, confidences = _case(model, truth)
+    wrong = [model.landmark_names.index(n) for n in ("lesser trochanter", "medial epicondyle")]
+    bad = pixels[0].copy()
+    bad[wrong] += 40.0 / views[0].pixel_spacing[0]
+    found = reconstruct_leg_bone(model, views, images, [bad, pixels[1]], confidences, modes=5, generations=(30, 20))
+    note = " ".join(found.messages)
+    assert "AP lesser trochanter" in note and "AP medial epicondyle" in note and "LAT" not in note
+    score = compare_surfaces(found.points, triangles, truth, triangles, with_dice=False)
+    assert found.registration.converged and score["mean_mm"] < 0.6

@@ -218,9 +218,11 @@ def radiograph_benchmark(args, rng, free_form):
     held = args.persons.split(",") if args.persons else sorted(set(data["femur"][1]))
     rows = {}
     point_errors = {"AP": [], "LAT": []}
+    feature_errors = {}
     detector = None
     if args.points == "detector":
-        from BoneReconLib.leg_detector import load_leg_detector, points_json
+        from BoneReconLib.leg_detector import features_json, load_leg_detector, points_json
+        from BoneReconLib.leg_outlines import outline_pixels
         from BoneReconLib.network_library import bundled_weights
 
         detector = load_leg_detector(args.detector or bundled_weights("leg-detector"))
@@ -276,6 +278,10 @@ def radiograph_benchmark(args, rng, free_form):
                               for lm, (i, j) in zip(models[bone].landmarks, ij)]
         if args.points == "detector":
             points = points_json(detector, radiographs, views)
+            legs = {bone: posed(true_fits[bone]) for bone in ("femur", "tibia")}
+            for v, view in enumerate(views):
+                outline_errors(features_json(detector, radiographs[v], view, lateral=v == 1),
+                               outline_pixels(models, legs, view), view, feature_errors)
             for v, view in enumerate(views):
                 point_errors[view.name] += [float(np.hypot(p["i"] - truth_ij[v][(p["bone"], p["name"])][0],
                                                            p["j"] - truth_ij[v][(p["bone"], p["name"])][1])
@@ -295,15 +301,43 @@ def radiograph_benchmark(args, rng, free_form):
             print(f"{person + ' ' + side:<22} {bone:<6} {score['mean_mm']:6.2f} {score['hd95_mm']:6.2f} "
                   f"{init['mean_mm']:6.2f} {str(result.registration.converged):>5} {seconds:5.1f}  "
                   + ", ".join(f"{_short(n)} {e:+.1f}" for n, e in errors.items()))
+            fit = result.registration
+            print(f"{'':<29} NCC {', '.join(f'{v:.2f}' for v in fit.ncc)}, points {fit.landmark_rms_mm:.1f} mm RMS"
+                  + "".join(f"; {m}" for m in result.messages))
     if args.points == "detector":
         print("\nfeature points found by the detector (error at the detector, mm):")
         for name, errors in point_errors.items():
             e = np.array(errors)
             print(f"  {name}: mean {e.mean():.2f}, median {np.median(e):.2f}, within 3 mm {100 * (e <= 3).mean():.0f}%, "
                   f"within 6 mm {100 * (e <= 6).mean():.0f}%")
+        if feature_errors:
+            print("boxes and ellipses found by the detector (mean over legs and both views):")
+            for name, values in feature_errors.items():
+                print(f"  {name}: " + ", ".join(f"{k} {np.mean(v):.2f}" for k, v in values.items()))
     summary(rows, args, "simulated long-leg radiographs, 35 mm soft tissue, compared high-passed near each bone "
                         "as leg_pipeline does" + ("; feature points from the detector" if detector else ""),
             point_errors if detector else None)
+
+
+def outline_errors(found, true_extremes, view, errors):
+    """Box IoU per bone and ellipse centre / semi-axis errors (mm at the detector) per feature, added to ``errors``."""
+    from BoneReconLib.leg_outlines import OUTLINES, box_from_extremes, ellipse_from_extremes
+
+    mm = float(np.mean(view.pixel_spacing))
+    for (bone, name), extremes in zip(OUTLINES, np.asarray(true_extremes).reshape(len(OUTLINES), 4, 2)):
+        if name.endswith(" box"):
+            if bone not in found["boxes"]:
+                continue
+            a, b = np.array(found["boxes"][bone]["box"]), box_from_extremes(extremes)
+            overlap = np.prod(np.clip(np.minimum(a[2:], b[2:]) - np.maximum(a[:2], b[:2]), 0.0, None))
+            union = np.prod(a[2:] - a[:2]) + np.prod(b[2:] - b[:2]) - overlap
+            errors.setdefault(f"{bone} box", {}).setdefault("IoU", []).append(overlap / union)
+        elif name in found["ellipses"]:
+            centre, axes, _ = ellipse_from_extremes(extremes)
+            got = found["ellipses"][name]
+            entry = errors.setdefault(f"{name} ellipse", {})
+            entry.setdefault("centre mm", []).append(float(np.linalg.norm(np.array(got["centre"]) - centre)) * mm)
+            entry.setdefault("semi-axes mm", []).append(float(np.abs(np.array(got["axes"]) - axes).mean()) * mm)
 
 
 def _moved_like(points, before, after):

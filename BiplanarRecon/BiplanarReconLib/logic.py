@@ -17,6 +17,8 @@ Console use (in Slicer or headless)::
     found = logic.detectLandmarks(apNode, latNode)  # radiograph nodes with their views
     images, points, detection = found["AP"]; print(detection.found, detection.message)
     placed = logic.initialiseVertebrae(apNode, latNode)  # mean shapes at their initial poses
+    leg = logic.reconstructLeg(apNode, latNode, side="right")  # femur + tibia (either node may be None)
+    print(leg["result"].bones["femur"].measurements, leg["result"].messages)
 """
 
 from __future__ import annotations
@@ -98,6 +100,46 @@ class BiplanarReconLogic(ModuleLogic):
         with rollback_on_error(self.scene):
             added = add_result_nodes(self.scene, result, models)
         return dict(result=result, **added)
+
+    def reconstructLeg(self, apNode=None, latNode=None, side: str = "right", bones: Sequence[str] = ("femur", "tibia"),
+                       points: Optional[Mapping[str, list]] = None, detector=None,
+                       progress: Optional[ProgressCallback] = None) -> Dict[str, object]:
+        """Leg radiograph nodes (each with its view; AP, lateral or both: one view is one-view mode) ->
+        femur and tibia. Feature points from the leg detector (``detector``: weights, default bundled)
+        unless ``points`` ({"AP": [...], "LAT": [...]} as ``bonerecon biplanar --anatomy leg --points``
+        reads them). Returns {"result": LegReconstruction, "models": {bone: model node}, "landmarks":
+        3D markups node, "table": measurement table node}; nothing is added to the scene on error."""
+        from BoneReconLib.biplanar_result_nodes import add_measurement_table
+        from BoneReconLib.depth_result_nodes import add_bone_models
+        from BoneReconLib.leg_command import find_points, leg_measurements, measurement_rows
+        from BoneReconLib.leg_pipeline import BONES, reconstruct_leg
+        from BoneReconLib.radiograph_file import displayed
+        from BoneReconLib.radiograph_node import get_view, image_of
+        from BoneReconLib.shape_model_library import LEG_MODELS
+
+        report = as_progress(progress)
+        chosen = [(role, node) for role, node in (("AP", apNode), ("LAT", latNode)) if node is not None]
+        if not chosen:
+            raise ValueError("Select the leg's AP radiograph, its lateral one, or both.")
+        views = [get_view(node) for _, node in chosen]
+        images = [displayed(image_of(node), what=f"'{node.GetName()}'") for _, node in chosen]
+        if points is None:
+            report(0.0, "Finding the feature points")
+            found, _ = find_points(images, views, [role for role, _ in chosen], detector)
+        else:
+            found = [list(points.get(role, [])) for role, _ in chosen]
+        models = load_models(LEG_MODELS, levels=list(bones))
+        result = reconstruct_leg(models, views, images, found, side=side, bones=bones,
+                                 progress=lambda f, m: report(0.05 + 0.95 * f, m))
+        with rollback_on_error(self.scene):
+            added = add_bone_models(self.scene, {b: (r.points, r.triangles) for b, r in result.bones.items()}, BONES,
+                                    prefix="Leg ")
+            landmarks = self.scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "Leg feature points")
+            for bone, found_bone in result.bones.items():
+                for name, position in found_bone.landmarks.items():
+                    landmarks.AddControlPoint(*[float(c) for c in position], f"{bone}: {name}")
+            table = add_measurement_table(self.scene, measurement_rows(leg_measurements(result)), "Leg measurements")
+        return dict(result=result, models=added, landmarks=landmarks, table=table)
 
     def registerToRadiographs(self, ctNode, radiographNodes: Sequence, labelMapNode=None,
                               labelTable: str = "totalsegmentator", initial=None,
