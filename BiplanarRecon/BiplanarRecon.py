@@ -141,33 +141,27 @@ class BiplanarReconWidget(BoneReconWidgetMixin, ScriptedLoadableModuleWidget, VT
     def onReconstructButton(self):
         params = self._parameterNode
         if params.anatomy == "leg":
-            self.onReconstructLeg()
-            return
-        done = self.runWithProgress(
-            lambda progress: self.logic.reconstruct(params.apRadiograph, params.latRadiograph, preset=params.preset,
-                                                    progress=progress),
-            "Failed to reconstruct the spine.",
-        )
+            done = self.runWithProgress(
+                lambda progress: self.logic.reconstructLeg(params.apRadiograph, params.latRadiograph,
+                                                           side=params.legSide, progress=progress),
+                "Failed to reconstruct the leg.",
+            )
+        else:
+            done = self.runWithProgress(
+                lambda progress: self.logic.reconstruct(params.apRadiograph, params.latRadiograph,
+                                                        preset=params.preset, progress=progress),
+                "Failed to reconstruct the spine.",
+            )
         if done is not None:
             result = done["result"]
-            lines = [f"Reconstructed {', '.join(result.reconstruction.points) or 'no level'}; converged: "
-                     f"{', '.join(result.converged) or 'none'} ({sum(result.seconds.values()):.0f} s)."]
-            lines += result.messages
-            self.ui.statusLabel.text = "\n".join(lines)
-            self._showTable(done["table"])
-
-    def onReconstructLeg(self):
-        params = self._parameterNode
-        done = self.runWithProgress(
-            lambda progress: self.logic.reconstructLeg(params.apRadiograph, params.latRadiograph, side=params.legSide,
-                                                       progress=progress),
-            "Failed to reconstruct the leg.",
-        )
-        if done is not None:
-            result = done["result"]
-            states = [f"{bone} ({'converged' if r.registration.converged else 'did not converge'})"
-                      for bone, r in result.bones.items()]
-            self.ui.statusLabel.text = "\n".join([f"Reconstructed {', '.join(states)}."] + result.messages)
+            if params.anatomy == "leg":
+                summary = "Reconstructed " + ", ".join(
+                    f"{bone} ({'converged' if r.registration.converged else 'did not converge'})"
+                    for bone, r in result.bones.items()) + "."
+            else:
+                summary = (f"Reconstructed {', '.join(result.reconstruction.points) or 'no level'}; converged: "
+                           f"{', '.join(result.converged) or 'none'} ({sum(result.seconds.values()):.0f} s).")
+            self.ui.statusLabel.text = "\n".join([summary] + list(result.messages))
             self._showTable(done["table"])
 
     def _showTable(self, table):
