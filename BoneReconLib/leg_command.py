@@ -72,13 +72,11 @@ def read_points(path, view_names: Sequence[str], roles: Sequence[str] = ("AP", "
 def find_points(images: Sequence, views: Sequence, roles: Sequence[str], detector=None):
     """(feature points per view, {view name: boxes and ellipses}) found by the leg detector
     (``detector``: weights; default bundled) in images (bone bright) of the given roles (AP / LAT)."""
-    from .leg_detector import features_json, load_leg_detector, points_json
+    from .leg_detector import load_leg_detector, points_and_features
     from .network_library import bundled_weights
 
     network = load_leg_detector(detector or bundled_weights(DETECTOR))
-    lateral = [role == "LAT" for role in roles]
-    points = points_json(network, images, views, lateral=lateral)
-    return points, {v.name: features_json(network, image, v, flag) for image, v, flag in zip(images, views, lateral)}
+    return points_and_features(network, images, views, lateral=[role == "LAT" for role in roles])
 
 
 def measurement_rows(measurements: Dict[str, float]) -> List[dict]:

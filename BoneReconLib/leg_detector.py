@@ -75,16 +75,23 @@ def detect_points(model: LegDetector, radiograph: np.ndarray, view: View, latera
 def points_json(model: LegDetector, radiographs, views, lateral: Optional[Sequence[bool]] = None) -> list:
     """Per view the feature point list ``leg_pipeline`` reads ({"bone", "name", "i", "j", "confidence"});
     ``lateral``: which views are lateral (default: the second of two). Outline points (a newer
-    detector's boxes and ellipses) are left out: :func:`features_json` gives those."""
-    found = []
+    detector's boxes and ellipses) are left out: :func:`points_and_features` gives those too."""
+    return points_and_features(model, radiographs, views, lateral)[0]
+
+
+def points_and_features(model: LegDetector, radiographs, views, lateral: Optional[Sequence[bool]] = None):
+    """(feature points per view as :func:`points_json`, {view name: boxes and ellipses as
+    :func:`features_json`}) from one run of the network per view."""
+    points, features = [], {}
     lateral = [v == 1 for v in range(len(views))] if lateral is None else list(lateral)
-    outline = set(_outline_index(model))
+    outline = _outline_index(model)
     for v, (image, view) in enumerate(zip(radiographs, views)):
         pixels, confidence = detect_points(model, image, view, lateral=lateral[v])
-        found.append([dict(bone=name.split(": ")[0], name=name.split(": ", 1)[1], i=float(p[0]), j=float(p[1]),
-                           confidence=float(c)) for k, (name, p, c) in enumerate(zip(model.points, pixels, confidence))
-                      if k not in outline])
-    return found
+        points.append([dict(bone=name.split(": ")[0], name=name.split(": ", 1)[1], i=float(p[0]), j=float(p[1]),
+                            confidence=float(c)) for k, (name, p, c) in enumerate(zip(model.points, pixels, confidence))
+                       if k not in outline])
+        features[view.name] = _features(outline, pixels, confidence)
+    return points, features
 
 
 def _outline_index(model: LegDetector) -> dict:
@@ -98,10 +105,11 @@ def features_json(model: LegDetector, radiograph, view: View, lateral: bool) -> 
     j max], "confidence"}}, "ellipses": {feature: {"centre": [i, j], "axes": [major, minor]
     (semi-axes, pixels), "angle_deg", "confidence"}}}, in the radiograph's own pixels; confidence
     = the lowest of its four extremes'. Empty for a detector without outlines."""
-    index = _outline_index(model)
-    if not index:
-        return {"boxes": {}, "ellipses": {}}
-    pixels, confidence = detect_points(model, radiograph, view, lateral)
+    return points_and_features(model, [radiograph], [view], [lateral])[1][view.name]
+
+
+def _features(index: dict, pixels: np.ndarray, confidence: np.ndarray) -> dict:
+    """Boxes and ellipses from the outline points (``index``: :func:`_outline_index`) of one view."""
     grouped: Dict[tuple, dict] = {}
     for k, (bone, name, end) in index.items():
         grouped.setdefault((bone, name), {})[end] = (pixels[k], float(confidence[k]))

@@ -221,7 +221,7 @@ def radiograph_benchmark(args, rng, free_form):
     feature_errors = {}
     detector = None
     if args.points == "detector":
-        from BoneReconLib.leg_detector import features_json, load_leg_detector, points_json
+        from BoneReconLib.leg_detector import load_leg_detector, points_and_features
         from BoneReconLib.leg_outlines import outline_pixels
         from BoneReconLib.network_library import bundled_weights
 
@@ -277,11 +277,10 @@ def radiograph_benchmark(args, rng, free_form):
                 points[v] += [dict(bone=bone, name=lm.name, i=float(i), j=float(j), confidence=1.0)
                               for lm, (i, j) in zip(models[bone].landmarks, ij)]
         if args.points == "detector":
-            points = points_json(detector, radiographs, views)
+            points, features = points_and_features(detector, radiographs, views)
             legs = {bone: posed(true_fits[bone]) for bone in ("femur", "tibia")}
-            for v, view in enumerate(views):
-                outline_errors(features_json(detector, radiographs[v], view, lateral=v == 1),
-                               outline_pixels(models, legs, view), view, feature_errors)
+            for view in views:
+                outline_errors(features[view.name], outline_pixels(models, legs, view), view, feature_errors)
             for v, view in enumerate(views):
                 point_errors[view.name] += [float(np.hypot(p["i"] - truth_ij[v][(p["bone"], p["name"])][0],
                                                            p["j"] - truth_ij[v][(p["bone"], p["name"])][1])
