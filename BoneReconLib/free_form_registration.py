@@ -98,7 +98,7 @@ class _FreeFormProblem(_Problem):
         points = self.points(step, coefficients, field)
         subset, triangles = self.surface or (slice(None), self.model.triangles)
         thickness = mesh_depth(points[:, subset], triangles, self.views).thickness.clamp_min(0.0)
-        ncc = torch.stack([_ncc(self.compared(thickness[:, v], v), image)[0] for v, image in enumerate(self.images)])
+        ncc = torch.stack([_ncc(self.rendered(thickness[:, v], v), image)[0] for v, image in enumerate(self.images)])
         marks = self.model.landmark_positions(points)[0]  # (L, 3)
         squared, total = points.new_zeros(()), 0.0
         for view, found, w in zip(self.views, self.found_mm, self.landmark_weight):

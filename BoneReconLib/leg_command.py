@@ -29,7 +29,7 @@ from .biplanar_command import pick_role_view, pick_views
 from .errors import InputError
 from .geometry import load_geometry
 from .leg_measurements import hip_knee_ankle
-from .leg_pipeline import BONES, LegReconstruction, reconstruct_leg
+from .leg_pipeline import BONES, SURFACES, LegReconstruction, reconstruct_leg
 from .mesh_io import write_surface
 from .mrml_io import check_input_file, save_scene_mrb
 from .progress import ProgressCallback, as_progress
@@ -106,7 +106,7 @@ def run_leg(out_dir, ap_path, lat_path, geometry_path, points_path=None, side: s
     from .depth_result_nodes import add_bone_models
     from .radiograph_file import read_radiograph
     from .radiograph_node import create_radiograph_node
-    from .shape_model_library import LEG_MODELS, load_models
+    from .shape_model_library import load_leg_models
 
     report = as_progress(progress)
     start = time.perf_counter()
@@ -122,7 +122,7 @@ def run_leg(out_dir, ap_path, lat_path, geometry_path, points_path=None, side: s
     else:
         report(0.0, "Finding the feature points")
         points, features = find_points([f.pixels for f in files], views, list(paths), detector)
-    models = load_models(models_folder or LEG_MODELS, levels=list(bones))
+    models = load_leg_models(models_folder, bones)
     context = context or get_context()
     scene = context.scene
     written = []
@@ -132,9 +132,9 @@ def run_leg(out_dir, ap_path, lat_path, geometry_path, points_path=None, side: s
         report(0.9, "Writing the results")
         for role, file, view in zip(paths, files, views):
             create_radiograph_node(scene, file.pixels, view, f"{role} radiograph")
-        add_bone_models(scene, {b: (r.points, r.triangles) for b, r in result.bones.items()}, BONES)
-        for bone, found in result.bones.items():
-            write_surface(found.points, found.triangles, out.path(f"{bone}.vtk"))
+        add_bone_models(scene, result.surfaces(), SURFACES)
+        for bone, (points_mm, triangles) in result.surfaces().items():
+            write_surface(points_mm, triangles, out.path(f"{bone}.vtk"))
             written.append(f"{bone}.vtk")
         landmarks = {bone: {name: [round(float(c), 3) for c in p] for name, p in found.landmarks.items()}
                      for bone, found in result.bones.items()}

@@ -173,12 +173,13 @@ def reconstruct_leg_bone(model: ShapeModel, views: Sequence[View], images: Seque
                          modes: int = 6, levels: Sequence[int] = (4, 2), generations: Sequence[int] = (40, 25),
                          free_form: Optional[FreeFormSettings] = LEG_FREE_FORM, weights: Optional[RegistrationWeights] = None,
                          seed: int = 0, step: float = 0.3, highpass_mm: Optional[float] = None, masks=None,
-                         progress: Optional[ProgressCallback] = None) -> LegBoneReconstruction:
+                         backgrounds=None, progress: Optional[ProgressCallback] = None) -> LegBoneReconstruction:
     """One bone from its image in each view and its feature points there ((L, 2) pixels (i, j) in the
     model's landmark order, confidences (L,), 0 = not found; one view or two). ``free_form``: refine
     a converged two-view fit beyond the model's span with these settings (None: no refinement). ``step``: CMA-ES's first step
     (units of the search; the instance fitted to the points is already close). ``highpass_mm``,
-    ``masks``: compare the images high-passed and on these pixels (:class:`.vertebra_registration.VertebraTarget`)."""
+    ``masks``: compare the images high-passed and on these pixels; ``backgrounds``: other bones'
+    thickness per view, added to the rendered bone (:class:`.vertebra_registration.VertebraTarget`)."""
     bone = bone_of(model)
     report = as_progress(progress)
     if not (len(views) == len(images) == len(landmarks_ij) == len(confidences)):
@@ -192,7 +193,7 @@ def reconstruct_leg_bone(model: ShapeModel, views: Sequence[View], images: Seque
     confidences, ignored = without_outliers(model, views, landmarks_ij, confidences, initial, start)
     target = VertebraTarget(views, [np.asarray(i, dtype=np.float64) for i in images],
                             [np.asarray(p, dtype=np.float64) for p in landmarks_ij], confidences, highpass_mm, masks,
-                            depth_sd_mm=ONE_VIEW_DEPTH_SD_MM if len(views) == 1 else None)
+                            depth_sd_mm=ONE_VIEW_DEPTH_SD_MM if len(views) == 1 else None, backgrounds=backgrounds)
     weights = weights or leg_weights(model, min_ncc=0.5 if highpass_mm else 0.8, max_landmark_rms_mm=MAX_POINTS_RMS_MM)
 
     def stage(start, span):

@@ -28,7 +28,7 @@ from .errors import InputError
 FORMAT = "bonerecon-ssm/1"
 REGIONS = ("body", "pedicle", "lamina", "transverse process", "spinous process", "articular process",  # vertebrae
            "femoral head", "femoral neck", "trochanter", "shaft", "condyle", "plateau", "tuberosity",  # leg bones
-           "malleolus", "ankle")
+           "malleolus", "ankle", "fibular head")
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from .errors import InputError
 from .shape_model import ShapeModel, load_shape_model
 
 BUNDLED_DIR = Path(__file__).resolve().parent / "Resources" / "ShapeModels"
-LEG_MODELS = BUNDLED_DIR / "Leg"  # femur and tibia (right bones; a left one is their mirror image)
+LEG_MODELS = BUNDLED_DIR / "Leg"  # femur, tibia, fibula (right bones; a left one is their mirror image)
 MANIFEST = "manifest.json"
 
 
@@ -41,3 +41,13 @@ def load_models(folder=None, levels: Optional[list] = None) -> Dict[str, ShapeMo
         raise InputError(f"No shape model for {', '.join(missing)} in {folder} (it has {', '.join(entries)}).")
     return {level: load_shape_model(folder / entries[level]["file"], sha256=entries[level]["sha256"])
             for level in wanted}
+
+
+def load_leg_models(folder=None, bones=("femur", "tibia")) -> Dict[str, ShapeModel]:
+    """{bone: model} of a leg model folder (default: the bundled one) for ``bones``, plus its
+    "fibula" model when it has one and the tibia is wanted (fitted beside the tibia, :mod:`.leg_fibula`)."""
+    folder = Path(folder) if folder is not None else LEG_MODELS
+    levels = list(bones)
+    if "tibia" in levels and "fibula" in read_manifest(folder)["models"]:
+        levels.append("fibula")
+    return load_models(folder, levels=levels)

@@ -67,7 +67,10 @@ class VertebraTarget:
     (soft tissue) then drops out of both alike, without biasing the bone's own profile. ``masks``:
     per view, only these pixels are compared (e.g. near the bone, off its neighbours).
     ``depth_sd_mm``: hold the bone's centre within this (one s.d.) of its start along the first
-    view's beam: one view cannot see depth, so the start's depth (set by a prior) is kept."""
+    view's beam: one view cannot see depth, so the start's depth (set by a prior) is kept.
+    ``backgrounds``: per view, the thickness (mm, on the view's detector) of other bones already
+    placed, added to every rendered instance before it is compared: a bone that overlaps this one in
+    the image (the fibula beside the tibia) is then explained rather than fitted by this one."""
 
     views: Sequence[View]
     images: Sequence[np.ndarray]
@@ -76,6 +79,7 @@ class VertebraTarget:
     highpass_mm: Optional[float] = None
     masks: Optional[Sequence[np.ndarray]] = None
     depth_sd_mm: Optional[float] = None
+    backgrounds: Optional[Sequence[np.ndarray]] = None
 
 
 @dataclass
@@ -161,6 +165,7 @@ class _Problem:
         self.masks = None if target.masks is None else [block_pool(np.asarray(m, dtype=np.float64), factor) > 0.5
                                                          for m in target.masks]
         self.images = [self.compared(block_pool(image, factor)[None], v)[0] for v, image in enumerate(target.images)]
+        self.backgrounds = None if target.backgrounds is None else [block_pool(b, factor) for b in target.backgrounds]
         regions = np.array([1.0 if lm.region == "body" else weights.posterior_weight for lm in model.landmarks])
         self.landmark_weight = [np.asarray(c, dtype=np.float64) * regions for c in target.confidences]
         self.landmarks_mm = [_centred_mm(ij, view) for ij, view in zip(target.landmarks_ij, target.views)]
@@ -173,6 +178,13 @@ class _Problem:
         if self.masks is not None:
             images = images * self.masks[view].to(images.dtype)
         return images
+
+    def rendered(self, thickness: torch.Tensor, view: int) -> torch.Tensor:
+        """Rendered instances (N, nv, nu) of one view as they are compared: with the other bones'
+        thickness added (``VertebraTarget.backgrounds``), high-passed and masked."""
+        if self.backgrounds is not None:
+            thickness = thickness + self.backgrounds[view].to(thickness.dtype)
+        return self.compared(thickness, view)
 
     def pose(self, x: np.ndarray):
         """(rotation, translation, scale, coefficients) of one parameter vector."""
@@ -197,7 +209,7 @@ class _Problem:
         points = self.model.instances(np.array(coefficients), poses=np.array(poses), scales=scales)
         subset, triangles = self.surface or (slice(None), self.model.triangles)
         thickness = mesh_depth(points[:, subset], triangles, self.views).thickness.clamp_min(0.0)  # (N, V, nv, nu)
-        ncc = torch.stack([_ncc(self.compared(thickness[:, v], v), image) for v, image in enumerate(self.images)],
+        ncc = torch.stack([_ncc(self.rendered(thickness[:, v], v), image) for v, image in enumerate(self.images)],
                           dim=1).numpy()
         marks = self.model.landmark_positions(points).numpy()  # (N, L, 3)
         squared, total_weight = np.zeros(len(population)), 0.0

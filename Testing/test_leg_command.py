@@ -1,5 +1,6 @@
 """`bonerecon biplanar --anatomy leg` end to end on simulated long-leg radiographs of the bundled
-models' instances (femur and tibia in soft tissue, feature points projected exactly), and its
+models' instances (femur, tibia and the mean fibula beside it in soft tissue, feature points
+projected exactly), and its
 answers to bad input (points from a file here; the detector's own tests are in test_leg_detector)."""
 
 import csv
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 from BoneReconLib.geometry import biplanar_rig, save_geometry
-from BoneReconLib.shape_model_library import LEG_MODELS, load_models
+from BoneReconLib.shape_model_library import load_leg_models
 from test_cli import run_cli
 
 FEMUR_COEFFICIENTS = [1.0, -0.6, 0.4]
@@ -19,7 +20,7 @@ KNEE_GAP = np.array([0.0, 0.0, -22.0])  # the tibial plateau below the femoral e
 
 @pytest.fixture(scope="module")
 def models():
-    return load_models(LEG_MODELS, levels=["femur", "tibia"])
+    return load_leg_models()
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +33,8 @@ def leg_case(tmp_path_factory, models):
     folder = tmp_path_factory.mktemp("leg")
     truth = {"femur": models["femur"].instances(np.array([FEMUR_COEFFICIENTS])).numpy()[0],
              "tibia": models["tibia"].instances(np.array([TIBIA_COEFFICIENTS])).numpy()[0] + KNEE_GAP}
-    bones = [Bone(name, points, models[name].triangles) for name, points in truth.items()]
+    fibula = models["fibula"].mean + KNEE_GAP  # the model lies in the tibia's frame
+    bones = [Bone(name, points, models[name].triangles) for name, points in [*truth.items(), ("fibula", fibula)]]
     views = biplanar_rig(source_to_detector=1200.0, source_to_isocenter=1000.0, size=(120, 400),
                          pixel_spacing=(2.5, 2.5), isocenter=(0.0, 0.0, 20.0))
     images = render_limb(bones, soft_tissue_envelope(bones, thickness_mm=30.0, voxel_mm=4.0), views).attenuation
@@ -44,7 +46,7 @@ def leg_case(tmp_path_factory, models):
                              for bone in truth for lm, ij in zip(models[bone].landmarks, view.project(
                                  np.array([lm.position(truth[bone]) for lm in models[bone].landmarks]))[0])]
     (folder / "points.json").write_text(json.dumps(points))
-    return folder, truth
+    return folder, dict(truth, fibula=fibula)
 
 
 def _run(folder, out, *extra):
@@ -61,9 +63,9 @@ def test_leg_reconstruction_writes_both_bones_close_to_the_truth(leg_case, model
     out = folder / "recon"
     done = _run(folder, out, "--points", folder / "points.json")
     assert done.returncode == 0, done.stderr
-    assert {p.name for p in out.iterdir()} == {"femur.vtk", "tibia.vtk", "landmarks.json", "points.json",
-                                              "measurements.csv", "scene.mrb", "report.md"}
-    for bone in ("femur", "tibia"):
+    assert {p.name for p in out.iterdir()} == {"femur.vtk", "tibia.vtk", "fibula.vtk", "landmarks.json",
+                                              "points.json", "measurements.csv", "scene.mrb", "report.md"}
+    for bone in ("femur", "tibia", "fibula"):
         points, triangles = triangle_arrays(read_surface(out / f"{bone}.vtk"))
         score = compare_surfaces(points, triangles, truth[bone], models[bone].triangles, with_dice=False)
         assert score["mean_mm"] < 1.2, (bone, score)
@@ -75,7 +77,8 @@ def test_leg_reconstruction_writes_both_bones_close_to_the_truth(leg_case, model
     assert 170.0 < rows["hip-knee-ankle angle"] <= 180.0
     landmarks = json.loads((out / "landmarks.json").read_text())
     assert set(landmarks) == {"femur", "tibia"} and "femoral head centre" in landmarks["femur"]
-    assert "converged" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "converged" in report and "fibula: fitted beside the tibia" in report
 
 
 def test_leg_refuses_bad_points_and_bad_detector_weights(leg_case):
@@ -180,7 +183,7 @@ def test_module_logic_reconstructs_the_leg_into_the_scene(leg_case, models, cont
     points = json.loads((folder / "points.json").read_text())
     logic = BiplanarReconLogic(context.scene)
     done = logic.reconstructLeg(*nodes, points=points)
-    assert set(done["models"]) == {"femur", "tibia"} and done["models"]["femur"].GetName() == "Leg femur"
+    assert set(done["models"]) == {"femur", "tibia", "fibula"} and done["models"]["femur"].GetName() == "Leg femur"
     assert done["landmarks"].GetNumberOfControlPoints() == 23
     table = done["table"]
     measures = [table.GetCellText(r, 0) for r in range(table.GetNumberOfRows())]

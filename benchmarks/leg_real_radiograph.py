@@ -64,14 +64,15 @@ def to_reduced(i: float, j: float) -> tuple:
     return n - 1 - ((i + 0.5) / REDUCE - 0.5), (j + 0.5) / REDUCE - 0.5
 
 
-def outline_picture(radiograph: np.ndarray, silhouette: np.ndarray, points_ij, path: Path) -> None:
-    """The radiograph with the silhouette's outline (orange) and the feature points (cyan)."""
+def outline_picture(radiograph: np.ndarray, silhouettes, points_ij, path: Path) -> None:
+    """The radiograph with each (silhouette, colour)'s outline and the feature points (cyan)."""
     from PIL import Image, ImageDraw
 
-    edge = silhouette & ~(np.roll(silhouette, 1, 0) & np.roll(silhouette, -1, 0)
-                          & np.roll(silhouette, 1, 1) & np.roll(silhouette, -1, 1))
     rgb = np.repeat((np.clip(radiograph, 0, 1) * 255).astype(np.uint8)[..., None], 3, axis=2)
-    rgb[edge] = (255, 140, 0)
+    for silhouette, colour in silhouettes:
+        edge = silhouette & ~(np.roll(silhouette, 1, 0) & np.roll(silhouette, -1, 0)
+                              & np.roll(silhouette, 1, 1) & np.roll(silhouette, -1, 1))
+        rgb[edge] = colour
     picture = Image.fromarray(rgb)
     draw = ImageDraw.Draw(picture)
     for i, j in points_ij:
@@ -113,11 +114,12 @@ def main():
                   bones=["tibia"])
     tibia = run.result.bones["tibia"]
     fit = tibia.registration
-    silhouette = mesh_depth(tibia.points, tibia.triangles, [view]).hit[0, 0].numpy()
+    # The tibia orange, the fibula fitted beside it (when it was found) green.
+    outlines = [(mesh_depth(points_mm, triangles, [view]).hit[0, 0].numpy(), colour) for (points_mm, triangles), colour
+                in zip(run.result.surfaces().values(), [(255, 140, 0), (90, 230, 60)])]
     picture = out / "outline.png"
-    outline_picture(image, silhouette, [(p["i"], p["j"]) for p in points], picture)
-    if args.picture:
-        outline_picture(image, silhouette, [(p["i"], p["j"]) for p in points], Path(args.picture))
+    for path in [picture] + ([Path(args.picture)] if args.picture else []):
+        outline_picture(image, outlines, [(p["i"], p["j"]) for p in points], path)
     print(f"RG3_UNCI.dcm, right tibia, one view (AP), {image.shape[1]} x {image.shape[0]} pixels of {spacing:.2f} mm")
     print(f"  image agreement (NCC, high-passed, near the bone): {fit.ncc[0]:.2f}; feature points "
           f"{fit.landmark_rms_mm:.2f} mm RMS; {'converged' if fit.converged else 'NOT converged'}")

@@ -33,6 +33,7 @@ sys.path.insert(0, str(REPO))
 
 from BoneReconLib.free_form_registration import FreeFormSettings  # noqa: E402
 from BoneReconLib.geometry import biplanar_rig, rotation_about  # noqa: E402
+from BoneReconLib.leg_fibula import fibula_model_from_fits, fibula_surfaces, fit_fibulas  # noqa: E402
 from BoneReconLib.leg_landmarks import LEG_LANDMARKS  # noqa: E402
 from BoneReconLib.leg_reconstruction import LEG_FREE_FORM, measure, reconstruct_leg_bone  # noqa: E402
 from BoneReconLib.leg_surfaces import leg_bone_surfaces  # noqa: E402
@@ -105,6 +106,8 @@ def main():
                         "then gives the rig's source-to-isocentre distance as source_to_object, the bone is up to "
                         "10 mm off it)")
     parser.add_argument("--real-only", action="store_true", help="held-out models without the synthetic variation")
+    parser.add_argument("--no-fibula", action="store_true",
+                        help="with --images radiograph: no fibula model beside the tibia (its ridge is then unexplained)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     if not DATA.is_dir():
@@ -216,9 +219,10 @@ def radiograph_benchmark(args, rng, free_form):
         surfaces = leg_bone_surfaces(files, bone, persons=persons)
         data[bone] = (files, persons, surfaces, *fitted(bone, surfaces, REPO / "datasets" / f"leg-fits-{bone}.npz"))
     held = args.persons.split(",") if args.persons else sorted(set(data["femur"][1]))
+    fibulas = None if args.no_fibula else fibula_fits(data["tibia"][0], data["tibia"][1])
     rows = {}
     point_errors = {"AP": [], "LAT": []}
-    feature_errors = {}
+    feature_errors, fibula_scores = {}, []
     detector = None
     if args.points == "detector":
         from BoneReconLib.leg_detector import load_leg_detector, points_and_features
@@ -252,6 +256,8 @@ def radiograph_benchmark(args, rng, free_form):
             others = np.array([p != person for p in persons])
             models[bone] = held_out_model(bone, fits[others], triangles, args)
             true_fits[bone] = _moved_like(fits[index], surfaces[index].points, leg[bone][0])
+            if bone == "tibia" and fibulas is not None:
+                models["fibula"] = fibula_model_from_fits(fibulas[0][others], fibulas[1])
         # Posed a little, and seen in a long-leg AP + lateral rig.
         axis = rng.normal(size=3)
         turn = rotation_about(axis / np.linalg.norm(axis), np.radians(rng.uniform(-4.0, 4.0)))
@@ -303,6 +309,13 @@ def radiograph_benchmark(args, rng, free_form):
             fit = result.registration
             print(f"{'':<29} NCC {', '.join(f'{v:.2f}' for v in fit.ncc)}, points {fit.landmark_rms_mm:.1f} mm RMS"
                   + "".join(f"; {m}" for m in result.messages))
+        if found.fibula is not None:
+            score = compare_surfaces(found.fibula.points, found.fibula.triangles, posed(fibula[0]), fibula[1],
+                                     with_dice=False)
+            fibula_scores.append(score["mean_mm"])
+            print(f"{'':<22} fibula {score['mean_mm']:6.2f} {score['hd95_mm']:6.2f} (beside the tibia: "
+                  f"{'used' if found.fibula.used else 'not used'}, NCC "
+                  f"{', '.join(f'{v:.2f}' for v in found.fibula.registration.ncc)})")
     if args.points == "detector":
         print("\nfeature points found by the detector (error at the detector, mm):")
         for name, errors in point_errors.items():
@@ -313,9 +326,26 @@ def radiograph_benchmark(args, rng, free_form):
             print("boxes and ellipses found by the detector (mean over legs and both views):")
             for name, values in feature_errors.items():
                 print(f"  {name}: " + ", ".join(f"{k} {np.mean(v):.2f}" for k, v in values.items()))
+    if fibula_scores:
+        print(f"fibula beside the tibia (held-out fibula model): mean surface distance {np.mean(fibula_scores):.2f} mm")
     summary(rows, args, "simulated long-leg radiographs, 35 mm soft tissue, compared high-passed near each bone "
-                        "as leg_pipeline does" + ("; feature points from the detector" if detector else ""),
+                        "as leg_pipeline does" + ("; feature points from the detector" if detector else "")
+                        + ("; no fibula model" if args.no_fibula else "; the fibula fitted beside the tibia"),
             point_errors if detector else None)
+
+
+def fibula_fits(tibia_files, persons):
+    """Template fits (M, P, 3) of the fibulas in their tibias' frames and triangles, cached."""
+    cache = REPO / "datasets" / "leg-fits-fibula.npz"
+    names = [f.name for f in tibia_files]
+    if cache.is_file():
+        with np.load(cache) as data:
+            if list(data["names"]) == names:
+                return data["fits"], data["triangles"]
+    fits, triangles, _, _ = fit_fibulas(fibula_surfaces(tibia_files, persons=persons))
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(cache, fits=fits, triangles=triangles, names=np.array(names))
+    return fits, triangles
 
 
 def outline_errors(found, true_extremes, view, errors):

@@ -112,10 +112,10 @@ class BiplanarReconLogic(ModuleLogic):
         from BoneReconLib.biplanar_result_nodes import add_measurement_table
         from BoneReconLib.depth_result_nodes import add_bone_models
         from BoneReconLib.leg_command import find_points, leg_measurements, measurement_rows
-        from BoneReconLib.leg_pipeline import BONES, reconstruct_leg
+        from BoneReconLib.leg_pipeline import SURFACES, reconstruct_leg
         from BoneReconLib.radiograph_file import displayed
         from BoneReconLib.radiograph_node import get_view, image_of
-        from BoneReconLib.shape_model_library import LEG_MODELS
+        from BoneReconLib.shape_model_library import load_leg_models
 
         report = as_progress(progress)
         chosen = [(role, node) for role, node in (("AP", apNode), ("LAT", latNode)) if node is not None]
@@ -128,12 +128,11 @@ class BiplanarReconLogic(ModuleLogic):
             found, _ = find_points(images, views, [role for role, _ in chosen], detector)
         else:
             found = [list(points.get(role, [])) for role, _ in chosen]
-        models = load_models(LEG_MODELS, levels=list(bones))
+        models = load_leg_models(bones=bones)
         result = reconstruct_leg(models, views, images, found, side=side, bones=bones,
                                  progress=lambda f, m: report(0.05 + 0.95 * f, m))
         with rollback_on_error(self.scene):
-            added = add_bone_models(self.scene, {b: (r.points, r.triangles) for b, r in result.bones.items()}, BONES,
-                                    prefix="Leg ")
+            added = add_bone_models(self.scene, result.surfaces(), SURFACES, prefix="Leg ")
             landmarks = self.scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "Leg feature points")
             for bone, found_bone in result.bones.items():
                 for name, position in found_bone.landmarks.items():
