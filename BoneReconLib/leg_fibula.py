@@ -28,7 +28,6 @@ import numpy as np
 
 from .errors import InputError
 from .geometry import View
-from .leg_landmarks import LEG_LANDMARKS
 from .progress import ProgressCallback, as_progress
 from .shape_model import Landmark, ShapeModel
 from .shape_statistics import principal_components
@@ -55,15 +54,16 @@ class FibulaFit:
         agreement = ", ".join(f"{a:.2f} -> {b:.2f}" for a, b in zip(self.agreement_alone, self.agreement_with))
         if self.used:
             return f"fibula: fitted beside the tibia and rendered with it (tibia's image agreement {agreement})."
-        return (f"fibula: not found beside the tibia (its fit {'converged' if self.registration.converged else 'did not converge'}; "
-                f"tibia's image agreement {agreement}): the tibia is compared alone.")
+        fit = "converged" if self.registration.converged else "did not converge"
+        return (f"fibula: not found beside the tibia (its fit {fit}; tibia's image agreement {agreement}): "
+                "the tibia is compared alone.")
 
 
 def fibula_surfaces(paths: Sequence, persons: Optional[Sequence[str]] = None, units: Optional[str] = None,
                     lps: bool = False) -> List[Surface]:
     """The fibula of each tibia file (its second-largest piece) in that tibia's anatomical frame, a
     left leg's mirrored (as :func:`.leg_surfaces.leg_bone_surfaces` mirrors the tibia)."""
-    from .leg_surfaces import MAX_TRIANGLES, mirrored
+    from .leg_surfaces import MAX_TRIANGLES, bone_frame, right_side
     from .mesh_io import polydata_from_arrays, prepare_surface, read_surface, surface_pieces
 
     surfaces = []
@@ -73,16 +73,10 @@ def fibula_surfaces(paths: Sequence, persons: Optional[Sequence[str]] = None, un
         pieces = sorted(surface_pieces(polydata, what=f"surface {name}"), key=lambda piece: len(piece[1]))
         if len(pieces) < 2:
             raise InputError(f"{name} holds no fibula (one closed piece): give tibia files exported with the fibula.")
-        tibia = prepare_surface(polydata, max_triangles=MAX_TRIANGLES, what=f"surface {name}")
-        try:
-            _, frame = LEG_LANDMARKS["tibia"](*tibia)
-        except InputError as exc:
-            raise InputError(f"{name}: {exc}") from None
-        points, triangles = prepare_surface(polydata_from_arrays(*pieces[-2]), max_triangles=MAX_TRIANGLES,
-                                            what=f"fibula of {name}")
-        local = frame.to_frame(points)
-        if frame.side == "left":
-            local, triangles = mirrored(local, triangles)
+        frame = bone_frame("tibia", *prepare_surface(polydata, max_triangles=MAX_TRIANGLES, what=f"surface {name}"),
+                           name)
+        local, triangles = right_side(frame, *prepare_surface(polydata_from_arrays(*pieces[-2]),
+                                                              max_triangles=MAX_TRIANGLES, what=f"fibula of {name}"))
         surfaces.append(Surface(f"{name} fibula ({frame.side})", local, triangles,
                                 subject=None if persons is None else persons[n]))
     return surfaces

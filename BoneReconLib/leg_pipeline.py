@@ -93,16 +93,20 @@ def _fibula_beside_tibia(model: ShapeModel, tibia, tibia_masks, others, views, r
     detected points alone (often 3-7 mm off) leaves it too far to find its own outline."""
     from .mesh_depth import mesh_depth
 
-    tibia_model, pixels, confidences, start = tibia
-    report(0.0, "Fitting the fibula beside the tibia")
+    tibia_model, pixels, confidences = tibia
+
+    def stay(fraction, message):  # progress messages (and Cancel) without moving the bar
+        report(0.0, f"Fibula: {message}")
+
     rough = reconstruct_leg_bone(tibia_model, views, radiographs, pixels, confidences, levels=(4,), generations=(25,),
-                                 free_form=None, highpass_mm=HIGHPASS_MM, masks=tibia_masks)
+                                 free_form=None, highpass_mm=HIGHPASS_MM, masks=tibia_masks, progress=stay)
     placed = rough.registration
     tibia_thickness = mesh_depth(rough.points, tibia_model.triangles, views).thickness[0].clamp_min(0).numpy()
     outline = mesh_depth(placed.scale * model.mean @ placed.rotation.T + placed.translation, model.triangles,
                          views).hit[0].numpy()
     masks = [comparison_mask(v, s, o) for v, s, o in zip(views, outline, others)]
-    return fit_fibula(model, placed, views, radiographs, tibia_thickness, masks, HIGHPASS_MM, tibia_masks)
+    return fit_fibula(model, placed, views, radiographs, tibia_thickness, masks, HIGHPASS_MM, tibia_masks,
+                      progress=stay)
 
 
 def reconstruct_leg(models: Mapping[str, ShapeModel], views: Sequence[View], radiographs: Sequence[np.ndarray],
@@ -125,6 +129,7 @@ def reconstruct_leg(models: Mapping[str, ShapeModel], views: Sequence[View], rad
                              f"(columns, rows) but the geometry says {tuple(view.size)}.")
     found: Dict[str, LegBoneReconstruction] = {}
     messages: List[str] = [depth_note(views[0])] if len(views) == 1 else []
+
     def on_side(model):
         return model if side == model.info.get("side", "right") else mirrored_model(model)
 
@@ -140,7 +145,7 @@ def reconstruct_leg(models: Mapping[str, ShapeModel], views: Sequence[View], rad
             messages.append(f"{bone}: not reconstructed: {exc}")
             continue
         instance = start.apply(model.instances(coefficients[None]).numpy()[0])
-        starts[bone] = (model, pixels, confidences, start)
+        starts[bone] = (model, pixels, confidences)
         silhouettes[bone] = mesh_depth(instance, model.triangles, views).hit[0].numpy()  # (V, nv, nu)
 
     def others_than(bone):
@@ -161,7 +166,7 @@ def reconstruct_leg(models: Mapping[str, ShapeModel], views: Sequence[View], rad
         messages.append(fibula.note())
         if fibula.used:
             backgrounds["tibia"] = list(fibula.thickness)
-    for n, (bone, (model, pixels, confidences, _)) in enumerate(starts.items()):
+    for n, (bone, (model, pixels, confidences)) in enumerate(starts.items()):
         masks = masks_of(bone)
 
         def sub(fraction, message, n=n):

@@ -46,13 +46,22 @@ def leg_bone_surfaces(paths: Sequence, bone: str, units: Optional[str] = None, l
         name = Path(path).name
         points, triangles = prepare_surface(read_surface(path, units=units, lps=lps), max_triangles=MAX_TRIANGLES,
                                             what=f"surface {name}")
-        try:
-            _, frame = LEG_LANDMARKS[bone](points, triangles)
-        except InputError as exc:
-            raise InputError(f"{name}: {exc}") from None
-        local = frame.to_frame(points)
-        if frame.side == "left":
-            local, triangles = mirrored(local, triangles)
+        frame = bone_frame(bone, points, triangles, name)
+        local, triangles = right_side(frame, points, triangles)
         surfaces.append(Surface(f"{name} ({frame.side})", local, triangles,
                                 subject=None if persons is None else persons[n]))
     return surfaces
+
+
+def bone_frame(bone: str, points: np.ndarray, triangles: np.ndarray, name: str):
+    """The anatomical frame the bone's own rules find on a surface (``name`` in the error)."""
+    try:
+        return LEG_LANDMARKS[bone](points, triangles)[1]
+    except InputError as exc:
+        raise InputError(f"{name}: {exc}") from None
+
+
+def right_side(frame, points: np.ndarray, triangles: np.ndarray):
+    """(points, triangles) moved into ``frame``, mirrored to a right bone's if the frame is a left one's."""
+    local = frame.to_frame(points)
+    return mirrored(local, triangles) if frame.side == "left" else (local, np.asarray(triangles))

@@ -90,6 +90,17 @@ def tibia_phantom(length: float = 330.0, plateau_width: float = 1.0):
     return _surface(field, (-50, -40, bottom - 40), (50, 40, 10))
 
 
+def fibula_phantom(x: float = 32.0, y: float = -8.0, length: float = 330.0):
+    """(points, triangles) of a fibula beside :func:`tibia_phantom` (lateral: +x, a little behind):
+    a shaft with a head below the plateau and a lateral malleolus reaching below the tibia."""
+    def field(p):
+        shaft = _capsule(p, (x, y, -length - 20.0), (x - 2.0, y - 2.0, -40.0), 7.0)
+        return np.minimum(np.minimum(shaft, _sphere(p, (x - 2.0, y - 2.0, -40.0), 12.0)),
+                          _sphere(p, (x, y, -length - 20.0), 9.0))
+
+    return _surface(field, (x - 30, y - 30, -length - 50), (x + 30, y + 30, -15))
+
+
 def mirrored(points, triangles):
     """The left bone of a right one (x -> -x), still outward-oriented."""
     return np.asarray(points) * [-1.0, 1.0, 1.0], np.asarray(triangles)[:, ::-1].copy()

@@ -11,23 +11,12 @@ from BoneReconLib.leg_fibula import fibula_model_from_fits, fibula_surfaces, fit
 from BoneReconLib.leg_pipeline import HIGHPASS_MM, comparison_mask
 from BoneReconLib.mesh_depth import mesh_depth
 from BoneReconLib.spine_initialisation import SimilarityFit
-from leg_phantoms import _capsule, _sphere, _surface, mirrored, tibia_phantom
-
-
-def _fibula(x=32.0, y=-8.0, length=330.0):
-    """A fibula phantom beside the tibia phantom: a shaft with a head below the plateau and a
-    lateral malleolus reaching below the tibia."""
-    def field(p):
-        shaft = _capsule(p, (x, y, -length - 20.0), (x - 2.0, y - 2.0, -40.0), 7.0)
-        return np.minimum(np.minimum(shaft, _sphere(p, (x - 2.0, y - 2.0, -40.0), 12.0)),
-                          _sphere(p, (x, y, -length - 20.0), 9.0))
-
-    return _surface(field, (x - 30, y - 30, -length - 50), (x + 30, y + 30, -15))
+from leg_phantoms import fibula_phantom, mirrored, tibia_phantom
 
 
 def _family():
     """Fibulas on one set of vertices: the phantom moved by known offsets (no fitting needed)."""
-    points, triangles = _fibula()
+    points, triangles = fibula_phantom()
     offsets = np.array([[0, 0, 0], [3, 1, 0], [-2, 2, 1], [1, -3, -2], [-3, -1, 2], [2, 2, -1]], float)
     return np.stack([points + o for o in offsets]), triangles, offsets
 
@@ -51,7 +40,7 @@ def shank():
     tibia = tibia_phantom()
     fits, triangles, _ = _family()
     model = fibula_model_from_fits(fits, triangles)
-    truth = _fibula(x=32.0 + 2.0, y=-8.0 - 3.0, length=336.0)
+    truth = fibula_phantom(x=32.0 + 2.0, y=-8.0 - 3.0, length=336.0)
     views = biplanar_rig(source_to_detector=1200.0, source_to_isocenter=1000.0, size=(100, 200),
                          pixel_spacing=(2.0, 2.0), isocenter=(0.0, 0.0, -170.0))
     tibia_depth = mesh_depth(*tibia, views)
@@ -69,7 +58,7 @@ def test_the_fibula_is_found_beside_the_tibia(shank):
     from BoneReconLib.surface_evaluation import compare_surfaces
 
     images = [t + f for t, f in zip(shank["tibia"], shank["fibula"])]
-    start = SimilarityFit(np.eye(3), np.zeros(3), 1.0, np.ones(0, bool), 0.0)  # the tibia's pose: its frame is the world's
+    start = SimilarityFit(np.eye(3), np.zeros(3), 1.0, np.ones(0, bool), 0.0)  # the tibia's pose: the world's frame
     found = fit_fibula(shank["model"], start, shank["views"], images, shank["tibia"], shank["masks"], HIGHPASS_MM,
                        shank["tibia_masks"])
     placed = compare_surfaces(found.points, found.triangles, *shank["truth"], with_dice=False)["mean_mm"]
@@ -106,7 +95,7 @@ def test_tibia_files_give_their_fibula_in_the_tibia_frame(tmp_path):
 
     import vtk
 
-    tibia, fibula = tibia_phantom(), _fibula()
+    tibia, fibula = tibia_phantom(), fibula_phantom()
     both = vtk.vtkAppendPolyData()
     for piece in (tibia, fibula):
         both.AddInputData(polydata_from_arrays(*piece))
