@@ -78,7 +78,9 @@ def _cmd_ssm_build(args) -> int:
         raise InputError("Give either --meshes (surfaces of one level) or --labels (label maps).")
     rules = variations = None
     if args.persons and args.anatomy == "vertebra":
-        raise InputError("--persons is for --anatomy femur or tibia.")
+        raise InputError("--persons is for --anatomy femur, tibia or fibula.")
+    if args.anatomy == "fibula":
+        return _build_fibula(args)
     if args.anatomy != "vertebra":
         from .leg_landmarks import LEG_LANDMARKS
         from .leg_surfaces import leg_bone_surfaces
@@ -109,6 +111,19 @@ def _cmd_ssm_build(args) -> int:
         print(f"{level}: {entry['n_shapes']} shapes, {entry['modes']} modes"
               + (" (with synthetic variation)" if entry["synthetic_variation"] else "")
               + (f", leave-one-out {loo[-1]:.2f} mm" if loo else "") + f" -> {entry['file']}")
+    return EXIT_OK
+
+
+def _build_fibula(args) -> int:
+    from .leg_fibula import add_fibula_model, build_fibula_model, fibula_surfaces
+
+    if not args.meshes:
+        raise InputError("--anatomy fibula takes --meshes: tibia files that also hold the fibula.")
+    model = build_fibula_model(fibula_surfaces(args.meshes, persons=args.persons, units=args.units, lps=args.lps),
+                               progress=None if args.quiet else _print_progress)
+    entry = add_fibula_model(args.out, model)
+    print(f"fibula: {entry['n_shapes']} shapes, {entry['modes']} modes, in the tibia's frame -> "
+          f"{os.path.join(args.out, entry['file'])}")
     return EXIT_OK
 
 
@@ -508,9 +523,11 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--out", required=True, help="output folder")
     build.add_argument("--meshes", nargs="+", help="surface files (STL/PLY/OBJ/VTK/VTP) of one level")
     build.add_argument("--level", help="the level the --meshes show (e.g. L1)")
-    build.add_argument("--anatomy", default="vertebra", choices=["vertebra", "femur", "tibia"],
+    build.add_argument("--anatomy", default="vertebra", choices=["vertebra", "femur", "tibia", "fibula"],
                        help="femur or tibia: --meshes of that bone from either leg (left ones mirrored; a file that "
-                       "holds the fibula too gives its largest piece), a model of the right bone (default vertebra)")
+                       "holds the fibula too gives its largest piece), a model of the right bone; fibula: --meshes "
+                       "are tibia files that also hold the fibula, its model in the tibia's frame is added to OUT "
+                       "(the leg folder beside its femur and tibia; fitted beside the tibia) (default vertebra)")
     build.add_argument("--persons", nargs="+", metavar="NAME",
                        help="--anatomy femur/tibia: whose each mesh is (one per mesh), so a person's two knees leave "
                        "the leave-one-out check together")

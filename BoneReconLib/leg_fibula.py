@@ -66,6 +66,8 @@ def fibula_surfaces(paths: Sequence, persons: Optional[Sequence[str]] = None, un
     from .leg_surfaces import MAX_TRIANGLES, bone_frame, right_side
     from .mesh_io import polydata_from_arrays, prepare_surface, read_surface, surface_pieces
 
+    if persons is not None and len(persons) != len(paths):
+        raise InputError(f"{len(persons)} persons were given for {len(paths)} surfaces: give one per surface.")
     surfaces = []
     for n, path in enumerate(paths):
         name = Path(path).name
@@ -114,6 +116,27 @@ def build_fibula_model(surfaces: Sequence[Surface], template_triangles: int = FI
     fits, triangles, distances, template = fit_fibulas(surfaces, template_triangles, progress)
     return fibula_model_from_fits(fits, triangles, sources=[s.name for s in surfaces], template=template,
                                   fit_distance_mm=[round(float(d), 3) for d in distances])
+
+
+def add_fibula_model(folder, model: ShapeModel) -> dict:
+    """Write ``model`` as ``fibula.ssm.npz`` into a leg model folder (made if missing) and add it to
+    the folder's manifest (its other models stay), all or nothing; returns its manifest entry."""
+    import json
+
+    from .shape_model_library import MANIFEST, read_manifest
+    from .ssm_command import MANIFEST_FORMAT
+    from .staged_output import StagedOutput
+
+    folder = Path(folder)
+    manifest = read_manifest(folder) if (folder / MANIFEST).is_file() else dict(format=MANIFEST_FORMAT, models={})
+    with StagedOutput(folder) as out:
+        digest = model.save(out.path("fibula.ssm.npz"))
+        entry = dict(file="fibula.ssm.npz", sha256=digest, n_shapes=model.info["n_shapes"],
+                     sources=model.info.get("sources", []), template=model.info.get("template"), modes=model.n_modes,
+                     vertices=len(model.mean), frame="tibia", fit_distance_mm=model.info.get("fit_distance_mm"))
+        manifest["models"]["fibula"] = entry
+        out.path(MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+    return entry
 
 
 def agreement(images: Sequence[np.ndarray], rendered: Sequence[np.ndarray], masks: Sequence[np.ndarray],

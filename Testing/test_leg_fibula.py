@@ -89,24 +89,29 @@ def test_a_bone_rendered_beside_explains_its_share_of_the_image(shank):
     assert np.allclose(beside, 1.0) and np.all(alone < 0.995) and alone[1] < 0.9
 
 
-def test_tibia_files_give_their_fibula_in_the_tibia_frame(tmp_path):
-    from BoneReconLib.mesh_io import polydata_from_arrays, write_surface
-    from BoneReconLib.shape_correspondence import surface_distance
-
+def _write_shank(path, tibia, fibula):
+    """One surface file holding a tibia and its fibula (as leg exports do)."""
     import vtk
 
-    tibia, fibula = tibia_phantom(), fibula_phantom()
+    from BoneReconLib.mesh_depth import mesh_from_polydata
+    from BoneReconLib.mesh_io import polydata_from_arrays, write_surface
+
     both = vtk.vtkAppendPolyData()
     for piece in (tibia, fibula):
         both.AddInputData(polydata_from_arrays(*piece))
     both.Update()
-    write_surface(*_arrays(both.GetOutput()), tmp_path / "a_tibia_r.stl")
-    left = vtk.vtkAppendPolyData()
-    for piece in (mirrored(*tibia), mirrored(*fibula)):
-        left.AddInputData(polydata_from_arrays(*piece))
-    left.Update()
-    write_surface(*_arrays(left.GetOutput()), tmp_path / "b_tibia_l.stl")
-    right_fibula, left_fibula = fibula_surfaces([tmp_path / "a_tibia_r.stl", tmp_path / "b_tibia_l.stl"])
+    write_surface(*mesh_from_polydata(both.GetOutput()), path)
+    return path
+
+
+def test_tibia_files_give_their_fibula_in_the_tibia_frame(tmp_path):
+    from BoneReconLib.mesh_io import write_surface
+    from BoneReconLib.shape_correspondence import surface_distance
+
+    tibia, fibula = tibia_phantom(), fibula_phantom()
+    right = _write_shank(tmp_path / "a_tibia_r.stl", tibia, fibula)
+    left = _write_shank(tmp_path / "b_tibia_l.stl", mirrored(*tibia), mirrored(*fibula))
+    right_fibula, left_fibula = fibula_surfaces([right, left])
     assert left_fibula.name.endswith("(left)")
     # The left leg's fibula, mirrored into the right tibia's frame, lies where the right one does.
     assert surface_distance(right_fibula.points, right_fibula.triangles, left_fibula.points,
@@ -115,9 +120,32 @@ def test_tibia_files_give_their_fibula_in_the_tibia_frame(tmp_path):
     write_surface(*tibia, tmp_path / "c_tibia_r.stl")
     with pytest.raises(InputError, match="holds no fibula"):
         fibula_surfaces([tmp_path / "c_tibia_r.stl"])
+    with pytest.raises(InputError, match="one per surface"):
+        fibula_surfaces([right], persons=["p1", "p2"])
 
 
-def _arrays(polydata):
-    from BoneReconLib.mesh_depth import mesh_from_polydata
+def test_ssm_build_adds_a_fibula_model_to_a_leg_folder(tmp_path):
+    """`bonerecon ssm build --anatomy fibula`: three legs' tibia files (fibulas 4 mm apart) -> a
+    fibula model beside the folder's other models, its mean where the fibulas lie on average."""
+    import json
 
-    return mesh_from_polydata(polydata)
+    from BoneReconLib.shape_correspondence import surface_distance
+    from BoneReconLib.shape_model_library import load_models
+    from test_cli import run_cli
+
+    tibia = tibia_phantom()
+    files = [_write_shank(tmp_path / f"{n}_tibia_r.stl", tibia, fibula_phantom(x=32.0 + dx))
+             for n, dx in enumerate((-4.0, 0.0, 4.0))]
+    folder = tmp_path / "leg"
+    folder.mkdir()
+    (folder / "manifest.json").write_text(json.dumps({"format": "bonerecon-ssm-manifest/1",
+                                                      "models": {"femur": {"file": "femur.ssm.npz"}}}))
+    done = run_cli("-q", "ssm", "build", "--anatomy", "fibula", "--meshes", *files, "--out", folder)
+    assert done.returncode == 0, done.stderr
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert set(manifest["models"]) == {"femur", "fibula"} and manifest["models"]["fibula"]["frame"] == "tibia"
+    model = load_models(folder, levels=["fibula"])["fibula"]
+    middle = fibula_surfaces([files[1]])[0]
+    assert surface_distance(model.mean, model.triangles, middle.points, middle.triangles) < 0.5
+    done = run_cli("ssm", "build", "--anatomy", "fibula", "--meshes", tmp_path / "nothing.stl", "--out", folder)
+    assert done.returncode == 2 and json.loads((folder / "manifest.json").read_text()) == manifest

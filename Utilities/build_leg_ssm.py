@@ -13,14 +13,13 @@ together. The models are derived from CC BY-NC 4.0 data and carry that licence (
 """
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from BoneReconLib.leg_fibula import build_fibula_model, fibula_surfaces  # noqa: E402
+from BoneReconLib.leg_fibula import add_fibula_model, build_fibula_model, fibula_surfaces  # noqa: E402
 from BoneReconLib.leg_landmarks import LEG_LANDMARKS  # noqa: E402
 from BoneReconLib.leg_surfaces import leg_bone_surfaces  # noqa: E402
 from BoneReconLib.leg_variation import leg_variation  # noqa: E402
@@ -54,14 +53,7 @@ def main():
 def add_fibula(folder: Path, tibia_files, persons):
     """The fibula model written into ``folder`` and its manifest."""
     model = build_fibula_model(fibula_surfaces(tibia_files, persons=persons))
-    digest = model.save(folder / "fibula.ssm.npz")
-    manifest_path = folder / "manifest.json"
-    manifest = json.loads(manifest_path.read_text())
-    manifest["models"]["fibula"] = dict(
-        file="fibula.ssm.npz", sha256=digest, n_shapes=model.info["n_shapes"], sources=model.info["sources"],
-        template=model.info["template"], modes=model.n_modes, vertices=len(model.mean), frame="tibia",
-        fit_distance_mm=model.info["fit_distance_mm"])
-    manifest_path.write_text(json.dumps(manifest, indent=1) + "\n")
+    add_fibula_model(folder, model)
     print(f"fibula: {model.info['n_shapes']} shapes, {model.n_modes} modes, {len(model.mean)} vertices, "
           f"fit {max(model.info['fit_distance_mm']):.2f} mm at most")
 
