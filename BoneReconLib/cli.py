@@ -529,8 +529,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "are tibia files that also hold the fibula, its model in the tibia's frame is added to OUT "
                        "(the leg folder beside its femur and tibia; fitted beside the tibia) (default vertebra)")
     build.add_argument("--persons", nargs="+", metavar="NAME",
-                       help="--anatomy femur/tibia: whose each mesh is (one per mesh), so a person's two knees leave "
-                       "the leave-one-out check together")
+                       help="--anatomy femur/tibia/fibula: whose each mesh is (one per mesh), so a person's two "
+                       "knees leave the leave-one-out check together")
     build.add_argument("--units", choices=["mm", "cm", "m"], help="units of the --meshes (default mm)")
     build.add_argument("--lps", action="store_true", help="the --meshes are in LPS coordinates (ITK/DICOM)")
     build.add_argument("--labels", nargs="+", help="label maps, one label per vertebra")

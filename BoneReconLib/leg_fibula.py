@@ -123,8 +123,7 @@ def add_fibula_model(folder, model: ShapeModel) -> dict:
     the folder's manifest (its other models stay), all or nothing; returns its manifest entry."""
     import json
 
-    from .shape_model_library import MANIFEST, read_manifest
-    from .ssm_command import MANIFEST_FORMAT
+    from .shape_model_library import MANIFEST, MANIFEST_FORMAT, read_manifest
     from .staged_output import StagedOutput
 
     folder = Path(folder)

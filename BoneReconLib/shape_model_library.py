@@ -16,6 +16,7 @@ from .shape_model import ShapeModel, load_shape_model
 BUNDLED_DIR = Path(__file__).resolve().parent / "Resources" / "ShapeModels"
 LEG_MODELS = BUNDLED_DIR / "Leg"  # femur, tibia, fibula (right bones; a left one is their mirror image)
 MANIFEST = "manifest.json"
+MANIFEST_FORMAT = "bonerecon-ssm-manifest/1"
 
 
 def read_manifest(folder=None) -> dict:
