@@ -132,8 +132,9 @@ def run_leg(out_dir, ap_path, lat_path, geometry_path, points_path=None, side: s
         report(0.9, "Writing the results")
         for role, file, view in zip(paths, files, views):
             create_radiograph_node(scene, file.pixels, view, f"{role} radiograph")
-        add_bone_models(scene, result.surfaces(), SURFACES)
-        for bone, (points_mm, triangles) in result.surfaces().items():
+        surfaces = result.surfaces()
+        add_bone_models(scene, surfaces, SURFACES)
+        for bone, (points_mm, triangles) in surfaces.items():
             write_surface(points_mm, triangles, out.path(f"{bone}.vtk"))
             written.append(f"{bone}.vtk")
         landmarks = {bone: {name: [round(float(c), 3) for c in p] for name, p in found.landmarks.items()}

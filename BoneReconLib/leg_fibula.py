@@ -140,19 +140,18 @@ def add_fibula_model(folder, model: ShapeModel) -> dict:
 
 def agreement(images: Sequence[np.ndarray], rendered: Sequence[np.ndarray], masks: Sequence[np.ndarray],
               highpass_mm: float, views: Sequence[View]) -> np.ndarray:
-    """(V,) normalised cross-correlation of each view's image and rendering, both high-passed, on
-    its mask (as the registration compares them)."""
+    """(V,) normalised cross-correlation of each view's image and rendering, both high-passed as the
+    registration high-passes them, over its mask's pixels."""
     import torch
 
-    from .vertebra_registration import highpass
+    from .vertebra_registration import _ncc, highpass
 
     values = []
     for image, render, mask, view in zip(images, rendered, masks, views):
         sigma = highpass_mm / float(np.mean(view.pixel_spacing))
-        a, b = (highpass(torch.as_tensor(np.asarray(x, dtype=np.float64)), sigma).numpy()[np.asarray(mask, bool)]
-                for x in (image, render))
-        a, b = a - a.mean(), b - b.mean()
-        values.append(float((a * b).sum() / max(np.sqrt((a * a).sum() * (b * b).sum()), 1e-12)))
+        inside = torch.as_tensor(np.asarray(mask, bool))
+        a, b = (highpass(torch.as_tensor(np.asarray(x, dtype=np.float64)), sigma)[inside] for x in (image, render))
+        values.append(float(_ncc(b[None], a)[0]))
     return np.array(values)
 
 
