@@ -17,6 +17,7 @@ Core module (numpy/torch), no MRML.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
@@ -49,8 +50,12 @@ OUTLIER_MIN_MM = 10.0  # at the detector: a detection this far from the robust f
 LEG_POINT_SIGMA_MM = 8.0
 ONE_VIEW_DEPTH_SD_MM = 3.0  # one view: the registration keeps the start's depth (set by its prior) within this
 # Refinement beyond the span, sized for long bones (leave-one-person-out on the real femurs, oracle
-# images: 8 mm / 1 mm fields 1.55 mm, 15 / 2: 1.14, 20 / 3: 1.09; benchmarks/leg_reconstruction.py).
-LEG_FREE_FORM = FreeFormSettings(steps=60, sigma_mm=20.0, amplitude_mm=3.0)
+# images: 8 mm / 1 mm fields 1.55 mm, 15 / 2: 1.14, 20 / 3: 1.09; benchmarks/leg_reconstruction.py),
+# on the images at full resolution: a long bone's outline is 1-2 pixels wide where the free-form
+# field has to move it, and block-averaged pixels blur it away (--images radiograph, 6 mm high-pass,
+# seeds 0 | 1: femur 0.78 | 0.79, tibia 0.93 | 0.92 mm; at half resolution 0.84 | 0.82, 0.96 | 0.97;
+# --images oracle: 0.70, 0.69; at half resolution 0.72, 0.71).
+LEG_FREE_FORM = FreeFormSettings(steps=60, sigma_mm=20.0, amplitude_mm=3.0, factor=1)
 
 
 @dataclass
@@ -173,13 +178,16 @@ def reconstruct_leg_bone(model: ShapeModel, views: Sequence[View], images: Seque
                          modes: int = 6, levels: Sequence[int] = (4, 2), generations: Sequence[int] = (40, 25),
                          free_form: Optional[FreeFormSettings] = LEG_FREE_FORM, weights: Optional[RegistrationWeights] = None,
                          seed: int = 0, step: float = 0.3, highpass_mm: Optional[float] = None, masks=None,
-                         backgrounds=None, progress: Optional[ProgressCallback] = None) -> LegBoneReconstruction:
+                         backgrounds=None, refine_highpass_mm: Optional[float] = None,
+                         progress: Optional[ProgressCallback] = None) -> LegBoneReconstruction:
     """One bone from its image in each view and its feature points there ((L, 2) pixels (i, j) in the
     model's landmark order, confidences (L,), 0 = not found; one view or two). ``free_form``: refine
     a converged two-view fit beyond the model's span with these settings (None: no refinement). ``step``: CMA-ES's first step
     (units of the search; the instance fitted to the points is already close). ``highpass_mm``,
     ``masks``: compare the images high-passed and on these pixels; ``backgrounds``: other bones'
-    thickness per view, added to the rendered bone (:class:`.vertebra_registration.VertebraTarget`)."""
+    thickness per view, added to the rendered bone (:class:`.vertebra_registration.VertebraTarget`);
+    ``refine_highpass_mm``: the refinement beyond the span compares them high-passed at this
+    sigma instead (None: as registered)."""
     bone = bone_of(model)
     report = as_progress(progress)
     if not (len(views) == len(images) == len(landmarks_ij) == len(confidences)):
@@ -205,7 +213,8 @@ def reconstruct_leg_bone(model: ShapeModel, views: Sequence[View], images: Seque
     # Beyond the span only where two views agree: from one, a field moves the surface along the
     # beam unseen (one-view femurs of benchmarks/leg_reconstruction.py got worse with it).
     if free_form is not None and free_form.steps > 0 and result.converged and len(views) > 1:
-        result = refine_beyond_span(model, result, target, weights, free_form, progress=stage(0.8, 0.2))
+        refined = target if refine_highpass_mm is None else dataclasses.replace(target, highpass_mm=refine_highpass_mm)
+        result = refine_beyond_span(model, result, refined, weights, free_form, progress=stage(0.8, 0.2))
     points = result.points(model)
     messages = [f"{model.name}: feature points ignored (too far from where the others put them): "
                 + ", ".join(ignored)] if ignored else []

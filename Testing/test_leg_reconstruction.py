@@ -234,3 +234,30 @@ def test_detector_like_point_errors_leave_the_shape_to_the_images(family):
     score = compare_surfaces(found.points, triangles, truth, triangles, with_dice=False)
     assert found.registration.converged and not found.messages
     assert score["mean_mm"] < 0.8  # 0.69 mm; with a vertebra's 3 mm point s.d. the points pull it to 1.02
+
+
+def test_refinement_compares_the_images_at_its_own_high_pass(family, monkeypatch):
+    """The pipeline registers with a wide high-pass (reach from detected points) and refines beyond
+    the span with a narrower one (detail): the refinement gets the same images, points and masks,
+    only its high-pass changed, and the phantom still comes back."""
+    import BoneReconLib.leg_reconstruction as leg_reconstruction
+
+    model, truth, triangles = family
+    views, images, pixels, confidences = _case(model, truth)
+    seen = []
+    refine = leg_reconstruction.refine_beyond_span
+
+    def recording(model, start, target, *args, **kwargs):
+        seen.append(target)
+        return refine(model, start, target, *args, **kwargs)
+
+    monkeypatch.setattr(leg_reconstruction, "refine_beyond_span", recording)
+    found = reconstruct_leg_bone(model, views, images, pixels, confidences, modes=5, generations=(30, 20),
+                                 highpass_mm=20.0, refine_highpass_mm=12.0)
+    assert [t.highpass_mm for t in seen] == [12.0]
+    assert seen[0].images is not None and all(np.array_equal(a, b) for a, b in zip(seen[0].images, images))
+    assert found.registration.converged
+    assert compare_surfaces(found.points, triangles, truth, triangles, with_dice=False)["mean_mm"] < 0.8
+    seen.clear()
+    reconstruct_leg_bone(model, views, images, pixels, confidences, modes=5, generations=(30, 20), highpass_mm=20.0)
+    assert [t.highpass_mm for t in seen] == [20.0]

@@ -31,7 +31,6 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from BoneReconLib.free_form_registration import FreeFormSettings  # noqa: E402
 from BoneReconLib.geometry import biplanar_rig, rotation_about  # noqa: E402
 from BoneReconLib.leg_fibula import fibula_model_from_fits, fibula_surfaces, fit_fibulas  # noqa: E402
 from BoneReconLib.leg_landmarks import LEG_LANDMARKS  # noqa: E402
@@ -92,6 +91,8 @@ def main():
     parser.add_argument("--free-form-sigma-mm", type=float, default=LEG_FREE_FORM.sigma_mm, help="its field's smoothness")
     parser.add_argument("--free-form-amplitude-mm", type=float, default=LEG_FREE_FORM.amplitude_mm,
                         help="its field's size")
+    parser.add_argument("--free-form-factor", type=int, default=LEG_FREE_FORM.factor,
+                        help="its images block-averaged by this factor (1: full resolution)")
     parser.add_argument("--images", choices=["oracle", "radiograph"], default="oracle",
                         help="oracle: each bone's exact thickness image per view (one rig per bone); radiograph: "
                         "simulated radiographs of the whole leg (femur, tibia, fibula in 35 mm of soft tissue), "
@@ -114,8 +115,9 @@ def main():
         sys.exit(f"{DATA} is missing: this benchmark needs the shared leg surfaces.")
     generations = tuple(int(g) for g in args.generations.split(","))
     rng = np.random.default_rng(args.seed)
-    free_form = FreeFormSettings(steps=args.free_form_steps, sigma_mm=args.free_form_sigma_mm,
-                                 amplitude_mm=args.free_form_amplitude_mm) if args.free_form_steps else None
+    free_form = dataclasses.replace(LEG_FREE_FORM, steps=args.free_form_steps, sigma_mm=args.free_form_sigma_mm,
+                                    amplitude_mm=args.free_form_amplitude_mm,
+                                    factor=args.free_form_factor) if args.free_form_steps else None
     rows = {}
     if args.images == "radiograph":
         return radiograph_benchmark(args, rng, free_form)
@@ -202,7 +204,7 @@ def summary(rows, args, images, point_errors=None):
         print("   mean |error|: " + ", ".join(f"{n} {np.mean([abs(r[6][n]) for r in found]):.1f}" for n in names))
     print(f"(images: {images}; feature points with {args.noise_mm} mm noise at the detector; "
           f"free-form steps {args.free_form_steps}, sigma {args.free_form_sigma_mm} mm, "
-          f"amplitude {args.free_form_amplitude_mm} mm)")
+          f"amplitude {args.free_form_amplitude_mm} mm, factor {args.free_form_factor})")
 
 
 def radiograph_benchmark(args, rng, free_form):
