@@ -17,9 +17,8 @@ Core module (numpy/torch), no MRML.
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
@@ -213,7 +212,7 @@ def reconstruct_leg_bone(model: ShapeModel, views: Sequence[View], images: Seque
     # Beyond the span only where two views agree: from one, a field moves the surface along the
     # beam unseen (one-view femurs of benchmarks/leg_reconstruction.py got worse with it).
     if free_form is not None and free_form.steps > 0 and result.converged and len(views) > 1:
-        refined = target if refine_highpass_mm is None else dataclasses.replace(target, highpass_mm=refine_highpass_mm)
+        refined = target if refine_highpass_mm is None else replace(target, highpass_mm=refine_highpass_mm)
         result = refine_beyond_span(model, result, refined, weights, free_form, progress=stage(0.8, 0.2))
     points = result.points(model)
     messages = [f"{model.name}: feature points ignored (too far from where the others put them): "
