@@ -27,10 +27,9 @@ import numpy as np
 
 from .errors import InputError
 from .progress import ProgressCallback, as_progress
-from .ssm_builder import FREE_FORM_NOISE_MM, Donor, Surface, build_level_model
 from .shape_model_library import MANIFEST, MANIFEST_FORMAT
+from .ssm_builder import FREE_FORM_NOISE_MM, Donor, Surface, build_level_model
 from .staged_output import StagedOutput
-
 
 
 def surfaces_from_meshes(paths: Sequence, units: Optional[str] = None, lps: bool = False) -> List[Surface]:
