@@ -145,7 +145,8 @@ def agreement(images: Sequence[np.ndarray], rendered: Sequence[np.ndarray], mask
     registration high-passes them, over its mask's pixels."""
     import torch
 
-    from .vertebra_registration import _ncc, highpass
+    from .gaussian_highpass import highpass
+    from .vertebra_registration import _ncc
 
     values = []
     for image, render, mask, view in zip(images, rendered, masks, views):

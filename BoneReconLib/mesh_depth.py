@@ -25,6 +25,8 @@ Core module: numpy/torch (+ vtk for polydata input), no MRML.
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
 from typing import Sequence, Tuple
 
 import numpy as np
@@ -38,14 +40,25 @@ from .geometry import View
 SNAP = 4096.0  # projected vertices are snapped to 1/SNAP pixel (exact edge functions up to 8192 pixels)
 
 
+_CLOSED_SURFACES: "OrderedDict[tuple, None]" = OrderedDict()  # triangulations already found closed
+_CLOSED_KEPT = 64
+
+
 def check_closed_surface(triangles: np.ndarray, n_points: int, what: str = "mesh") -> None:
     """InputError unless the triangles form closed surfaces, consistently oriented.
 
     Closed and consistent = every directed edge (a, b) occurs exactly once and so does (b, a).
+    A triangulation found closed is remembered by its digest (a registration renders the same
+    one hundreds of times; the check costs more than a small mesh's rendering).
     """
     triangles = np.asarray(triangles)
     if triangles.ndim != 2 or triangles.shape[1] != 3 or len(triangles) == 0:
         raise InputError(f"The {what} is empty (it has no triangles).")
+    key = (n_points, triangles.dtype.str, triangles.shape,
+           hashlib.blake2b(np.ascontiguousarray(triangles).tobytes(), digest_size=16).digest())
+    if key in _CLOSED_SURFACES:
+        _CLOSED_SURFACES.move_to_end(key)
+        return
     if triangles.min() < 0 or triangles.max() >= n_points:
         raise InputError(f"The {what} refers to vertices that do not exist.")
     a = triangles.astype(np.int64)
@@ -57,6 +70,9 @@ def check_closed_surface(triangles: np.ndarray, n_points: int, what: str = "mesh
     if bad:
         raise InputError(f"The {what} is not a closed, consistently oriented surface ({bad} open, non-manifold "
                          "or flipped edges).")
+    _CLOSED_SURFACES[key] = None
+    if len(_CLOSED_SURFACES) > _CLOSED_KEPT:
+        _CLOSED_SURFACES.popitem(last=False)
 
 
 def vertex_normals(points: torch.Tensor, triangles: torch.Tensor) -> torch.Tensor:

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from .cma_search import coarse_to_fine
+from .gaussian_highpass import highpass
 from .geometry import View, rotation_about
 from .mesh_depth import mesh_depth
 from .progress import ProgressCallback
@@ -126,18 +127,6 @@ def block_pool(image, factor: int, reduce: str = "mean") -> torch.Tensor:
     flat = t[..., :rows, :cols].reshape(-1, 1, rows, cols)
     pooled = F.avg_pool2d(flat, factor) if reduce == "mean" else F.max_pool2d(flat, factor)
     return pooled.reshape(*t.shape[:-2], rows // factor, cols // factor)
-
-
-def highpass(images: torch.Tensor, sigma_px: float) -> torch.Tensor:
-    """(..., rows, columns) less their Gaussian blur (separable, edge-replicated), differentiable."""
-    radius = max(1, int(math.ceil(3.0 * sigma_px)))
-    x = torch.arange(-radius, radius + 1, dtype=images.dtype, device=images.device)
-    kernel = torch.exp(-0.5 * (x / sigma_px) ** 2)
-    kernel = kernel / kernel.sum()
-    flat = images.reshape(-1, 1, *images.shape[-2:])
-    blurred = F.conv2d(F.pad(flat, (radius, radius, 0, 0), mode="replicate"), kernel.reshape(1, 1, 1, -1))
-    blurred = F.conv2d(F.pad(blurred, (0, 0, radius, radius), mode="replicate"), kernel.reshape(1, 1, -1, 1))
-    return (flat - blurred).reshape(images.shape)
 
 
 def _ncc(rendered: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

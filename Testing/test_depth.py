@@ -167,7 +167,12 @@ def test_mesh_distances_have_vertex_gradients():
 
 
 def test_bad_meshes_are_refused():
+    """Also after the good box's triangulation was checked once (and remembered as closed): a
+    changed triangulation of the same size, or fewer points, is checked again."""
     points, triangles = box_mesh((-20, -15, -30), (25, 18, 35))
+    mesh_depth(points, triangles, VIEWS)
+    with pytest.raises(InputError, match="do not exist"):
+        mesh_depth(points[:4], triangles, VIEWS)
     with pytest.raises(InputError, match="empty"):
         mesh_depth(points, np.zeros((0, 3), int), VIEWS)
     with pytest.raises(InputError, match="closed"):

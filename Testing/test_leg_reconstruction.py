@@ -144,7 +144,7 @@ def test_ssm_build_of_femurs_from_either_side(tmp_path):
 def test_highpass_removes_smooth_backgrounds_alike():
     """What the registration compares on radiographs: a constant or a linear ramp added under an
     image leaves its high-passed interior unchanged; a single bright pixel keeps its centre."""
-    from BoneReconLib.vertebra_registration import highpass
+    from BoneReconLib.gaussian_highpass import highpass
 
     rows, cols = torch.meshgrid(torch.arange(80.0, dtype=torch.float64), torch.arange(60.0, dtype=torch.float64),
                                 indexing="ij")
