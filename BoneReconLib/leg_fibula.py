@@ -2,9 +2,8 @@
 
 A leg's radiographs show the fibula beside the tibia in the AP view and over the tibia's back half
 in the lateral view. Compared with the tibia's rendering alone, its ridge pulls the tibia
-(``benchmarks/leg_reconstruction.py --images radiograph``: tibia 1.00 mm alone (``--no-fibula``),
-0.92 mm with the fitted fibula beside it; 1.13 and 1.01 before the refinement worked at full
-resolution). So before the tibia is registered, the fibula is:
+(``benchmarks/leg_reconstruction.py --images radiograph``: tibia 0.98 mm alone (``--no-fibula``),
+0.87 mm with the fitted fibula beside it). So before the tibia is registered, the fibula is:
 
 1. a shape model built in the tibia's anatomical frame (origin at the knee centre, x right, y
    anterior, z up; :mod:`.leg_landmarks`) from the fibulas exported with the tibias (each file's

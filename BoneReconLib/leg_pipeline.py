@@ -37,9 +37,9 @@ HIGHPASS_MM = 8.0
 # The refinement beyond the span compares the images high-passed narrower: the registration needs
 # the wider one's reach from a start 3-7 mm off (detected points), the refinement, near the bone,
 # keeps the fibula's ridge apart from the tibia's edge (benchmarks/leg_reconstruction.py --images
-# radiograph, full-resolution refinement, true | detected points: 8 mm throughout: femur 0.76 | 0.84,
-# tibia 0.96 | 1.06 mm; 6 mm throughout: 0.78 | 0.87, 0.93 | 1.20 (two detected tibias lost); 8 then
-# 6: 0.75 | 0.84, 0.92 | 1.02).
+# radiograph on its earlier 1050 mm frame, full-resolution refinement, true | detected points:
+# 8 mm throughout: femur 0.76 | 0.84, tibia 0.96 | 1.06 mm; 6 mm throughout: 0.78 | 0.87,
+# 0.93 | 1.20 (two detected tibias lost); 8 then 6: 0.75 | 0.84, 0.92 | 1.02).
 REFINE_HIGHPASS_MM = 6.0
 BAND_MM = 12.0
 BONES = ("femur", "tibia")

@@ -6,7 +6,8 @@ For each person of ../shared/data/meshes/leg_staple (5 people, 7 femurs, 7 tibia
 tibia shape model are built from the OTHER people's surfaces (the same builder as `bonerecon ssm
 build --anatomy`; template fits cached in datasets/leg-fits-<bone>.npz), the person's own bone is
 posed (a few degrees and millimetres off a standing pose) in an AP + lateral long-bone rig
-(source-detector 1200 mm, source-isocentre 1000 mm, 1.5 mm pixels), and reconstructed from:
+(source-detector 1200 mm, source-isocentre 1000 mm, 1.5 mm pixels; with --images radiograph the
+whole leg, hip to ankle, on a 300 x 1152 mm detector), and reconstructed from:
 
 - its own image in each view (the bone's exact thickness image: what a perfect bone
   decomposition would give; "oracle images"), and
@@ -45,6 +46,7 @@ from BoneReconLib.surface_evaluation import compare_surfaces  # noqa: E402
 DATA = REPO.parent / "shared" / "data" / "meshes" / "leg_staple"
 PUBLISHED = {"femur": 1.08, "tibia": 1.18}
 TARGET_MM = 1.0
+LONG_LEG_PIXELS = (200, 768)  # 300 x 1152 mm at the detector, 1.5 mm pixels
 
 
 def person_of(path: Path) -> str:
@@ -270,8 +272,11 @@ def radiograph_benchmark(args, rng, free_form):
             return (points - centre) @ turn.T + centre + shift
 
         bones = [Bone(name, posed(p), t) for name, (p, t) in [*leg.items(), ("fibula", fibula)]]
-        views = biplanar_rig(source_to_detector=1200.0, source_to_isocenter=1000.0, size=(200, 700),
-                             pixel_spacing=(1.5, 1.5), isocenter=centre)
+        # Framed hip to ankle as a long-leg radiograph is: centred on the leg's extent (not on its
+        # vertices' mean, which the femur pulls up) on the detector's training frame, 1152 mm tall.
+        every = np.concatenate([leg["femur"][0], leg["tibia"][0], fibula[0]])
+        views = biplanar_rig(source_to_detector=1200.0, source_to_isocenter=1000.0, size=LONG_LEG_PIXELS,
+                             pixel_spacing=(1.5, 1.5), isocenter=(every.min(axis=0) + every.max(axis=0)) / 2)
         envelope = soft_tissue_envelope(bones, thickness_mm=35.0, voxel_mm=3.0)
         radiographs = list(render_limb(bones, envelope, views).attenuation.numpy())
         points = [[] for _ in views]
