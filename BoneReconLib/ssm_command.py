@@ -143,11 +143,31 @@ def run_ssm_build(out_dir, surfaces_by_level: Dict[str, List[Surface]], template
             reports[level] = build.lines()
         entries = {level: entries[level] for level in surfaces_by_level}  # the caller's order
         lines = [line for level in surfaces_by_level for line in reports[level]]
-        manifest = dict(format=MANIFEST_FORMAT, models=entries)
+        kept = _earlier_models(out_dir, entries)
+        if kept:
+            lines.append(f"Kept in the folder's manifest from before: {', '.join(kept)}.")
+        manifest = dict(format=MANIFEST_FORMAT, models={**kept, **entries})
         out.path(MANIFEST).write_text(json.dumps(manifest, indent=1))
         out.path("report.txt").write_text("\n".join(lines) + "\n")
         report(1.0, "Done")
     return entries
+
+
+def _earlier_models(out_dir, built) -> Dict[str, dict]:
+    """The manifest entries of models already in the output folder that this build does not
+    replace (a femur built into the folder that holds the tibia; one vertebra rebuilt), for those
+    whose files are still there: a folder's manifest lists every model in it."""
+    from .shape_model_library import read_manifest
+
+    folder = Path(out_dir)
+    if not (folder / MANIFEST).is_file():
+        return {}
+    try:
+        earlier = read_manifest(folder)["models"]
+    except InputError:  # unreadable: this build's manifest replaces it
+        return {}
+    return {level: entry for level, entry in earlier.items() if level not in built and isinstance(entry, dict)
+            and (folder / str(entry.get("file", ""))).is_file()}
 
 
 def _rounded(value):

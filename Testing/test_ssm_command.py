@@ -74,12 +74,19 @@ def test_ssm_build_from_label_maps(label_maps, tmp_path):
     scene.RemoveNode(points)
     scene.RemoveNode(storage)
 
+    # Built into a folder that holds other models: those stay in its manifest (one whose file is gone does not).
     plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "L2.ssm.npz").write_bytes((out / "L1.ssm.npz").read_bytes())
+    earlier = dict(L1=dict(entry, sha256="0" * 64), L2=dict(entry, file="L2.ssm.npz"), L3=dict(entry, file="L3.ssm.npz"))
+    (plain / "manifest.json").write_text(json.dumps(dict(format=manifest["format"], models=earlier)))
     result = run_cli("-q", "ssm", "build", "--out", plain, "--labels", *label_maps, "--template-triangles", "1500",
                      "--no-evaluation", "--synthetic-below", "0")
     assert result.returncode == 0, result.stderr
     assert "L1: 3 shapes, 2 modes ->" in result.stdout
-    assert json.loads((plain / "manifest.json").read_text())["models"]["L1"]["synthetic_variation"] is None
+    models = json.loads((plain / "manifest.json").read_text())["models"]
+    assert sorted(models) == ["L1", "L2"] and models["L1"]["synthetic_variation"] is None
+    assert models["L2"]["sha256"] == entry["sha256"] and "from before: L2" in (plain / "report.txt").read_text()
 
 
 def test_ssm_build_refuses_bad_input(label_maps, tmp_path):
