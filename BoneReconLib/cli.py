@@ -280,7 +280,7 @@ def _cmd_train_leg(args) -> int:
 
     history = _train(args, lambda progress: train_leg_detector(
         args.data, args.out, steps=args.steps, batch_size=args.batch, learning_rate=args.lr, seed=args.seed,
-        device=args.device, validate_every=args.validate_every, progress=progress))
+        device=args.device, validate_every=args.validate_every, init=args.init, progress=progress))
     if history is None:
         return EXIT_INTERRUPTED
     last = history["validation"][-1] if history["validation"] else {}
@@ -802,6 +802,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train the leg feature detector on a 'bonerecon dataset leg' folder. Writes OUT/checkpoint.pt "
         "(resumable: run the same command again), OUT/best.pt and OUT/history.json. Deterministic for a seed.")
     _add_training_arguments(leg_train, "leg", 3000, "cases, one view of each,", 2e-3)
+    leg_train.add_argument("--init", help="weights to start from (an earlier run's best.pt, for the same points): "
+                           "training goes on from there")
     leg_train.set_defaults(func=_cmd_train_leg)
     return parser
 

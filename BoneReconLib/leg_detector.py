@@ -200,8 +200,10 @@ def evaluate(model: LegDetector, dataset, device) -> dict:
 
 def train_leg_detector(data_dir, out_dir, steps: int = 3000, batch_size: int = 8, learning_rate: float = 2e-3,
                        seed: int = 0, device: str = "auto", validate_every: int = 500, checkpoint_every: int = 100,
-                       progress: Optional[ProgressCallback] = None) -> dict:
-    """Train (or resume) into ``out_dir``: checkpoint.pt, best.pt (best validation mean error), history.json."""
+                       init=None, progress: Optional[ProgressCallback] = None) -> dict:
+    """Train (or resume) into ``out_dir``: checkpoint.pt, best.pt (best validation mean error), history.json.
+    ``init``: weights to start from (an earlier run's best.pt or the bundled detector, for the same
+    points: training goes on from there with a fresh learning-rate schedule)."""
     from .dataset_store import CaseDataset, read_manifest
 
     report = as_progress(progress)
@@ -218,9 +220,17 @@ def train_leg_detector(data_dir, out_dir, steps: int = 3000, batch_size: int = 8
     device = choose_device(device)
     torch.manual_seed(seed)
     model = LegDetector(points).to(device)
+    if init is not None:
+        initial = load_leg_detector(init, device)
+        if initial.config != model.config:
+            raise InputError(f"The starting weights {init} find other points or work on another input "
+                             f"({initial.config}); this dataset needs {model.config}.")
+        model.load_state_dict(initial.state_dict())
     optimiser = torch.optim.Adam(model.parameters(), lr=learning_rate)
     settings = dict(data=str(Path(data_dir).resolve()), steps=steps, batch_size=batch_size,
                     learning_rate=learning_rate, seed=seed, config=model.config)
+    if init is not None:
+        settings["init"] = str(Path(init).resolve())
     run = TrainingRun(out_dir, settings, model, optimiser, device)
     run.resume()
     model.train()

@@ -75,6 +75,22 @@ def test_training_learns_and_resumes(tiny, tmp_path):
     assert head["axes"][0] >= head["axes"][1] >= 0.0 and -90.0 <= head["angle_deg"] <= 90.0
 
 
+def test_training_goes_on_from_given_weights(tiny, tmp_path):
+    """``init``: a new run starts from an earlier run's weights (one step at a vanishing learning
+    rate leaves them as they were); weights for other points are refused."""
+    from BoneReconLib.network_library import bundled_weights
+
+    first = tmp_path / "first"
+    train_leg_detector(tiny, first, steps=5, batch_size=2, validate_every=5, seed=1)
+    history = train_leg_detector(tiny, tmp_path / "more", steps=1, batch_size=2, validate_every=1, seed=2,
+                                 learning_rate=1e-12, init=first / "best.pt")
+    assert history["settings"]["init"] == str((first / "best.pt").resolve())
+    before, after = (load_leg_detector(folder / "best.pt").state_dict() for folder in (first, tmp_path / "more"))
+    assert all(torch.allclose(before[k], after[k], atol=1e-8) for k in before)
+    with pytest.raises(InputError, match="other points"):  # the bundled detector finds 23 points, these cases 47
+        train_leg_detector(tiny, tmp_path / "other", steps=1, batch_size=2, init=bundled_weights("leg-detector"))
+
+
 def test_framing_keeps_a_window_and_hides_the_points_outside():
     from BoneReconLib.leg_detector import framed
 
