@@ -5,9 +5,9 @@ under a bone drops out), hundreds of times per fit, with gradients in the refine
 separable Gaussian blur with edge replication is a linear map along each axis: an (n, n) matrix
 with the kernel's taps on its band and the taps that fall past an edge added to the edge pixel.
 Two products with those matrices run on BLAS, 3-12 times faster on this CPU than torch's float64
-``conv2d`` with the same taps, for the same numbers to rounding (``benchmarks/highpass_speed.py``). An axis longer than
-``MAX_MATRIX_PIXELS`` (a dense matrix would cost more than the taps) is convolved instead.
-Core module (torch), no MRML.
+``conv2d`` with the same taps, for the same numbers to rounding (``benchmarks/highpass_speed.py``).
+An axis longer than ``MAX_MATRIX_PIXELS`` (a dense matrix would cost more than the taps) is
+convolved instead. Core module (torch), no MRML.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ def blur_matrix(n: int, sigma_px: float, dtype=torch.float64, device=None) -> to
     """(n, n) matrix B with ``B @ x`` the edge-replicated Gaussian blur of x (n,) (cached: do not modify)."""
     kernel = gaussian_taps(sigma_px, dtype, device)
     radius = (len(kernel) - 1) // 2
-    columns = (torch.arange(n, device=device)[:, None] + torch.arange(-radius, radius + 1, device=device)).clamp(0, n - 1)
+    taps = torch.arange(-radius, radius + 1, device=device)
+    columns = (torch.arange(n, device=device)[:, None] + taps).clamp(0, n - 1)  # past an edge: the edge pixel
     matrix = torch.zeros(n, n, dtype=dtype, device=device)
     return matrix.scatter_add_(1, columns, kernel.expand(n, -1).contiguous())
 
