@@ -45,10 +45,10 @@ def surfaces_from_meshes(paths: Sequence, units: Optional[str] = None, lps: bool
 def surfaces_from_label_maps(paths: Sequence, table: Dict[int, str],
                              levels: Optional[Sequence[str]] = None) -> Dict[str, List[Surface]]:
     """{level: surfaces} from label maps (read with their orientation, RAS)."""
+    from .image_io import read_label_map
     from .label_surface import label_surface
     from .mesh_io import polydata_from_arrays, prepare_surface
     from .mrml_io import check_input_file
-    from .image_io import read_label_map
 
     wanted = set(levels) if levels else None
     if wanted is not None:
