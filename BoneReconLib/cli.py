@@ -551,7 +551,8 @@ def build_parser() -> argparse.ArgumentParser:
     leg_data = dataset_commands.add_parser(
         "leg", help="femur and tibia shape models -> AP + lateral long-leg radiographs with feature points",
         description="Draw --cases legs from the femur and tibia shape models (new shapes within their span, the "
-        "knee flexed 0-15 degrees, varus/valgus, either side, turned and tilted), put them in soft tissue 25-50 mm "
+        "knee flexed 0-15 degrees, varus/valgus, the tibia turned and shifted under the femur, either side, turned "
+        "and tilted), put them in soft tissue 25-50 mm "
         "thick and render an AP and a lateral long-leg radiograph with every feature point's pixel. Resumable.")
     leg_data.add_argument("--out", required=True, help="output folder")
     leg_data.add_argument("--cases", type=int, default=1000, help="number of legs (default 1000)")

@@ -3,7 +3,8 @@ femur's and tibia's feature points.
 
 Each case: a femur and a tibia drawn from the shape models (coefficients ~ N(0, 1) on every mode,
 so the shapes are new people within the models' span), the tibia hinged below the femur (knee
-flexion 0-15 degrees, varus/valgus +-4 degrees, joint gap 20-25 mm), a left leg for half the cases
+flexion 0-15 degrees, varus/valgus +-4 degrees, the tibia turned about its long axis +-8 degrees
+and shifted +-3 mm sideways and front to back, joint gap 20-25 mm), a left leg for half the cases
 (the mirrored models), the leg turned about its long axis (+-12 degrees) and tilted (+-3 degrees),
 with a real fibula beside the tibia when fibulas are given (``fibulas_from_files``),
 inside a soft-tissue envelope 25-50 mm thick (:mod:`.limb_radiograph`: exact line integrals of
@@ -68,8 +69,11 @@ def sample_leg(models: Mapping[str, ShapeModel], rng: np.random.Generator, fibul
         legs[name] = model.instances(rng.standard_normal((1, model.n_modes))).numpy()[0]
     flexion = np.radians(rng.uniform(0.0, 15.0))
     varus = np.radians(rng.uniform(-4.0, 4.0))
-    hinge = rotation_about((0.0, 1.0, 0.0), varus) @ rotation_about((1.0, 0.0, 0.0), -flexion)
-    gap = np.array([0.0, 0.0, -rng.uniform(20.0, 25.0)])
+    # Knees also differ in how the tibia sits under the femur: turned about its own axis, shifted.
+    twist = np.radians(rng.uniform(-8.0, 8.0))
+    hinge = (rotation_about((0.0, 1.0, 0.0), varus) @ rotation_about((1.0, 0.0, 0.0), -flexion)
+             @ rotation_about((0.0, 0.0, 1.0), twist))
+    gap = np.array([*rng.uniform(-3.0, 3.0, 2), -rng.uniform(20.0, 25.0)])
     legs["tibia"] = legs["tibia"] @ hinge.T + gap
     if len(fibulas):
         legs["fibula"] = fibulas[int(rng.integers(len(fibulas)))][0] @ hinge.T + gap

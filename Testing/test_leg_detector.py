@@ -50,6 +50,26 @@ def test_leg_cases_put_the_points_on_the_bones(models):
         assert np.median(values) > np.percentile(image[v], 60)  # bone is the brightest part of a limb
 
 
+def test_drawn_knees_vary_how_the_tibia_sits_under_the_femur(models):
+    """Beyond flexion and varus, the tibia is turned about its own axis (up to 8 degrees either way)
+    and shifted (up to 3 mm) under the femur: recovered from the rigid motion of each drawn tibia."""
+    from BoneReconLib.leg_dataset import sample_leg
+    from BoneReconLib.shape_statistics import rigid_align
+
+    twists, shifts = [], []
+    for seed in range(30):
+        legs = sample_leg(models, np.random.default_rng(seed))
+        replay = np.random.default_rng(seed)  # the same draws: femur's coefficients, then the tibia's
+        replay.standard_normal((1, models["femur"].n_modes))
+        tibia = models["tibia"].instances(replay.standard_normal((1, models["tibia"].n_modes))).numpy()[0]
+        rotation, translation, _ = rigid_align(tibia, legs["tibia"])
+        twists.append(np.degrees(np.arctan2(rotation[1, 0], rotation[0, 0])))  # the tibia's x axis about z
+        shifts.append(translation[:2])
+    twists, shifts = np.abs(twists), np.abs(shifts)
+    assert twists.max() < 8.5 and twists.max() > 5.0 and np.median(twists) > 2.0
+    assert shifts.max() < 3.0 + 1e-6 and shifts.max() > 2.0
+
+
 def test_training_learns_and_resumes(tiny, tmp_path):
     out = tmp_path / "run"
     history = train_leg_detector(tiny, out, steps=40, batch_size=4, validate_every=40, seed=1)
