@@ -45,15 +45,20 @@ def main():
                       validation=best.get("validation")),
         metrics=dict(real_legs_whole_chain=json.loads(Path(args.metrics).read_text())),
     )
+    def short(path):  # no machine's folders in the manifest: "run/best.pt"
+        return f"{Path(path).parent.name}/{Path(path).name}"
+
     if settings.get("init"):  # trained on from an earlier run (`bonerecon train leg --init`): record that one too
-        summary["training"]["settings"]["init"] = Path(settings["init"]).parent.name + "/" + Path(settings["init"]).name
+        summary["training"]["settings"]["init"] = short(settings["init"])
         earlier = Path(settings["init"]).parent / "history.json"
         if earlier.is_file():
             before = json.loads(earlier.read_text())
+            kept = {k: v for k, v in before["settings"].items() if k not in ("data", "config")}
+            if kept.get("init"):
+                kept["init"] = short(kept["init"])
             summary["training"]["started_from"] = dict(
-                settings={k: v for k, v in before["settings"].items() if k not in ("data", "config")},
-                step=(before.get("best") or {}).get("step"), seconds=round(before.get("seconds", 0.0), 1),
-                device=before.get("device", "cpu"))
+                settings=kept, step=(before.get("best") or {}).get("step"),
+                seconds=round(before.get("seconds", 0.0), 1), device=before.get("device", "cpu"))
     entry = package_weights(run / args.checkpoint, "leg-detector", args.version, summary, licence=args.licence)
     print(f"Bundled leg-detector-{args.version}: {entry['bytes'] / 1e6:.2f} MB, sha256 {entry['sha256'][:16]}...")
 

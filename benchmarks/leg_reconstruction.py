@@ -102,7 +102,8 @@ def main():
     parser.add_argument("--points", choices=["truth", "detector"], default="truth",
                         help="with --images radiograph: the true points with --noise-mm, or the leg feature detector's")
     parser.add_argument("--detector", help="detector weights for --points detector (default: bundled)")
-    parser.add_argument("--json", help="also write the summary (and the detector's point errors) to this file")
+    parser.add_argument("--json", help="also write the summary (and the detector's point, box and ellipse errors) "
+                        "to this file")
     parser.add_argument("--generations", default="40,25")
     parser.add_argument("--views", choices=["both", "AP", "LAT"], default="both",
                         help="oracle images: reconstruct from both views or from one (one-view mode; the geometry "
@@ -181,7 +182,7 @@ def main():
     summary(rows, args, "each bone's exact thickness image")
 
 
-def summary(rows, args, images, point_errors=None):
+def summary(rows, args, images, point_errors=None, outline_errors=None):
     if args.json:
         import json
 
@@ -194,6 +195,9 @@ def summary(rows, args, images, point_errors=None):
         if point_errors:
             record["point_error_mm"] = {view: dict(mean=float(np.mean(e)), median=float(np.median(e)))
                                         for view, e in point_errors.items()}
+        if outline_errors:
+            record["outlines"] = {name: {key: float(np.mean(v)) for key, v in values.items()}
+                                  for name, values in outline_errors.items()}
         Path(args.json).write_text(json.dumps(record, indent=1))
     print("\nbone     cases   ASSD   HD95  initial  in-span floor  converged  s/bone  target  ratio  published  ratio")
     for bone, found in rows.items():
@@ -338,7 +342,7 @@ def radiograph_benchmark(args, rng, free_form):
     summary(rows, args, "simulated long-leg radiographs, 35 mm soft tissue, compared high-passed near each bone "
                         "as leg_pipeline does" + ("; feature points from the detector" if detector else "")
                         + ("; no fibula model" if args.no_fibula else "; the fibula fitted beside the tibia"),
-            point_errors if detector else None)
+            point_errors if detector else None, feature_errors)
 
 
 def fibula_fits(tibia_files, persons):
