@@ -87,6 +87,14 @@ def box_from_extremes(extremes: np.ndarray) -> np.ndarray:
     return np.array([left[0], top[1], right[0], bottom[1]])
 
 
+def box_iou(a, b) -> float:
+    """Intersection over union of two boxes [i min, j min, i max, j max]."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    overlap = float(np.prod(np.clip(np.minimum(a[2:], b[2:]) - np.maximum(a[:2], b[:2]), 0.0, None)))
+    union = float(np.prod(a[2:] - a[:2]) + np.prod(b[2:] - b[:2])) - overlap
+    return overlap / union if union > 0 else 0.0
+
+
 def ellipse_from_extremes(extremes: np.ndarray) -> Tuple[np.ndarray, np.ndarray, float]:
     """(centre (2,), semi-axes (major, minor), angle of the major axis in degrees from the image's
     i axis towards j) of the ellipse whose left, right, top and bottom extremes are ``extremes``."""

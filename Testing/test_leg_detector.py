@@ -158,19 +158,17 @@ def test_bundled_detector_finds_the_boxes_and_ellipses_of_a_new_leg(models):
     true outlines of the femoral head, the posterior condyles and the tibial plateau (centres
     within 10 mm, semi-axes within 6 mm at the detector) on a leg drawn afresh."""
     from BoneReconLib.leg_detector import points_and_features
-    from BoneReconLib.leg_outlines import OUTLINES, box_from_extremes, ellipse_from_extremes
+    from BoneReconLib.leg_outlines import OUTLINES, box_from_extremes, box_iou, ellipse_from_extremes
     from BoneReconLib.network_library import bundled_weights
 
     model = load_leg_detector(bundled_weights("leg-detector"))
-    image, points, visible, views, _ = render_case(models, np.random.default_rng(987654))
+    image, points, _, views, _ = render_case(models, np.random.default_rng(987654))
     features = points_and_features(model, list(image), views)[1]
     for v, view in enumerate(views):
         found = features[view.name]
         for (bone, name), extremes in zip(OUTLINES, points[v, 23:].reshape(len(OUTLINES), 4, 2)):
             if name.endswith(" box"):
-                a, b = np.array(found["boxes"][bone]["box"]), box_from_extremes(extremes)
-                overlap = np.prod(np.clip(np.minimum(a[2:], b[2:]) - np.maximum(a[:2], b[:2]), 0.0, None))
-                iou = overlap / (np.prod(a[2:] - a[:2]) + np.prod(b[2:] - b[:2]) - overlap)
+                iou = box_iou(found["boxes"][bone]["box"], box_from_extremes(extremes))
                 assert iou > 0.85, (view.name, bone, iou)
             else:
                 centre, axes, _ = ellipse_from_extremes(extremes)

@@ -63,3 +63,12 @@ def test_mirrored_order_swaps_left_and_right_only():
             assert partner == name[:-5] + " right"
         elif name.endswith(" top"):
             assert partner == name
+
+
+def test_box_iou_of_known_boxes():
+    """Same box 1; half overlapping 1/3; apart or empty 0."""
+    from BoneReconLib.leg_outlines import box_iou
+
+    assert box_iou([0, 0, 4, 2], [0, 0, 4, 2]) == 1.0
+    assert abs(box_iou([0, 0, 4, 2], [2, 0, 6, 2]) - 1.0 / 3.0) < 1e-12
+    assert box_iou([0, 0, 1, 1], [2, 2, 3, 3]) == 0.0 and box_iou([0, 0, 0, 0], [0, 0, 0, 0]) == 0.0

@@ -45,6 +45,7 @@ def main():
                       validation=best.get("validation")),
         metrics=dict(real_legs_whole_chain=json.loads(Path(args.metrics).read_text())),
     )
+
     def short(path):  # no machine's folders in the manifest: "run/best.pt"
         return f"{Path(path).parent.name}/{Path(path).name}"
 

@@ -361,17 +361,15 @@ def fibula_fits(tibia_files, persons):
 
 def outline_errors(found, true_extremes, view, errors):
     """Box IoU per bone and ellipse centre / semi-axis errors (mm at the detector) per feature, added to ``errors``."""
-    from BoneReconLib.leg_outlines import OUTLINES, box_from_extremes, ellipse_from_extremes
+    from BoneReconLib.leg_outlines import OUTLINES, box_from_extremes, box_iou, ellipse_from_extremes
 
     mm = float(np.mean(view.pixel_spacing))
     for (bone, name), extremes in zip(OUTLINES, np.asarray(true_extremes).reshape(len(OUTLINES), 4, 2)):
         if name.endswith(" box"):
             if bone not in found["boxes"]:
                 continue
-            a, b = np.array(found["boxes"][bone]["box"]), box_from_extremes(extremes)
-            overlap = np.prod(np.clip(np.minimum(a[2:], b[2:]) - np.maximum(a[:2], b[:2]), 0.0, None))
-            union = np.prod(a[2:] - a[:2]) + np.prod(b[2:] - b[:2]) - overlap
-            errors.setdefault(f"{bone} box", {}).setdefault("IoU", []).append(overlap / union)
+            iou = box_iou(found["boxes"][bone]["box"], box_from_extremes(extremes))
+            errors.setdefault(f"{bone} box", {}).setdefault("IoU", []).append(iou)
         elif name in found["ellipses"]:
             centre, axes, _ = ellipse_from_extremes(extremes)
             got = found["ellipses"][name]
