@@ -51,9 +51,9 @@ ONE_VIEW_DEPTH_SD_MM = 3.0  # one view: the registration keeps the start's depth
 # Refinement beyond the span, sized for long bones (leave-one-person-out on the real femurs, oracle
 # images: 8 mm / 1 mm fields 1.55 mm, 15 / 2: 1.14, 20 / 3: 1.09; benchmarks/leg_reconstruction.py),
 # on the images at full resolution: a long bone's outline is 1-2 pixels wide where the free-form
-# field has to move it, and block-averaged pixels blur it away (--images radiograph, 6 mm high-pass,
-# seeds 0 | 1: femur 0.78 | 0.79, tibia 0.93 | 0.92 mm; at half resolution 0.84 | 0.82, 0.96 | 0.97;
-# --images oracle: 0.70, 0.69; at half resolution 0.72, 0.71).
+# field has to move it, and block-averaged pixels blur it away (--images radiograph on its earlier
+# 1050 mm frame, 6 mm high-pass, seeds 0 | 1: femur 0.78 | 0.79, tibia 0.93 | 0.92 mm; at half
+# resolution 0.84 | 0.82, 0.96 | 0.97; --images oracle: 0.70, 0.69; at half resolution 0.72, 0.71).
 LEG_FREE_FORM = FreeFormSettings(steps=60, sigma_mm=20.0, amplitude_mm=3.0, factor=1)
 
 
