@@ -151,14 +151,14 @@ def body_landmarks() -> list:
 
 def train_biplanar(data_dir, out_dir, steps: int = 20000, batch_size: int = 8, learning_rate: float = 1e-3,
                    seed: int = 0, device: str = "auto", validate_every: int = 500, checkpoint_every: int = 100,
-                   size: int = INPUT_SIZE, init=None, real_ap=None, refiner: bool = False,
+                   size: int = INPUT_SIZE, init=None, real_ap=None, real_per_batch: int = 1, refiner: bool = False,
                    progress: Optional[ProgressCallback] = None) -> dict:
     """Train (or resume) into ``out_dir``; returns the history (losses, validations, timings).
 
     ``init``: weights to start from (fine-tuning). ``real_ap``: an annotated real AP folder
-    (:mod:`.real_ap_corners`); then one sample of every batch is a real radiograph of its "train"
-    rows (corner landmarks only), its "validation" rows are validated on too, and its "report"
-    rows are never touched. ``refiner``: train only a landmark refiner
+    (:mod:`.real_ap_corners`); then ``real_per_batch`` samples of every batch are real radiographs
+    of its "train" rows (corner landmarks only), its "validation" rows are validated on too, and
+    its "report" rows are never touched. ``refiner``: train only a landmark refiner
     (:mod:`.landmark_refinement`) on top of the network in ``init`` (kept fixed); the result is that
     network with its refiner."""
     report = as_progress(progress)
@@ -177,6 +177,9 @@ def train_biplanar(data_dir, out_dir, steps: int = 20000, batch_size: int = 8, l
 
         if batch_size < 2:
             raise InputError("Training with real radiographs needs a batch of at least 2.")
+        if not 1 <= real_per_batch < batch_size:
+            raise InputError(f"The real radiographs per batch must be from 1 to {batch_size - 1} (the batch less "
+                             "one synthetic case).")
         cases = [train_set.cases[i] for i in range(min(50, len(train_set.cases)))]
         names = cases[0]["meta"]["landmark_names"]
         width = body_width_mm(cases, names)
@@ -202,6 +205,8 @@ def train_biplanar(data_dir, out_dir, steps: int = 20000, batch_size: int = 8, l
                     learning_rate=learning_rate, seed=seed, size=size, config=model.config,
                     init=None if init is None else str(Path(init).resolve()),
                     real_ap=None if real_ap is None else str(Path(real_ap).resolve()))
+    if real_ap is not None and real_per_batch != 1:  # absent from the settings of runs before it could be chosen
+        settings["real_per_batch"] = real_per_batch
     run = TrainingRun(out, settings, model, optimiser, device)
     if not run.resume() and start_model is not None:
         if start_model.base_config() != model.base_config() or (not refiner and start_model.refiner is not None):
@@ -217,12 +222,16 @@ def train_biplanar(data_dir, out_dir, steps: int = 20000, batch_size: int = 8, l
     while run.step < steps:
         rng = np.random.default_rng([seed, run.step])
         train_set.epoch = run.step
-        synthetic = batch_size - (real_train is not None)
+        synthetic = batch_size - (real_per_batch if real_train is not None else 0)
         indices = rng.choice(len(train_set), size=min(synthetic, len(train_set)), replace=False)
         items = [train_set[int(i)] for i in indices]
         if real_train is not None:
             real_train.epoch = run.step
-            items.append(real_train[int(rng.integers(len(real_train)))])
+            if real_per_batch == 1:  # as drawn before real_per_batch existed: those runs resume unchanged
+                items.append(real_train[int(rng.integers(len(real_train)))])
+            else:
+                chosen = rng.choice(len(real_train), size=min(real_per_batch, len(real_train)), replace=False)
+                items.extend(real_train[int(i)] for i in chosen)
         batch = {key: value.to(device) for key, value in collate(items).items()}
         run.set_learning_rate(learning_rate, steps)
         if refiner:

@@ -237,7 +237,7 @@ def _cmd_train_biplanar(args) -> int:
     history = _train(args, lambda progress: train_biplanar(
         args.data, args.out, steps=args.steps, batch_size=args.batch, learning_rate=args.lr, seed=args.seed,
         device=args.device, validate_every=args.validate_every, init=args.init, real_ap=args.real_ap,
-        refiner=args.refiner, progress=progress))
+        real_per_batch=args.real_per_batch, refiner=args.refiner, progress=progress))
     if history is None:
         return EXIT_INTERRUPTED
     last = history["validation"][-1] if history["validation"] else {}
@@ -782,6 +782,8 @@ def build_parser() -> argparse.ArgumentParser:
     biplanar.add_argument("--init", help="weights to start from (fine-tuning), e.g. an earlier run's best.pt")
     biplanar.add_argument("--real-ap", help="annotated real AP radiographs (AASCE format: images/, filenames.csv, "
                           "landmarks.csv) mixed into every batch; every 4th image is never used (kept for the report)")
+    biplanar.add_argument("--real-per-batch", type=int, default=1, metavar="N",
+                          help="with --real-ap: real radiographs in every batch (default 1; the rest are synthetic)")
     biplanar.add_argument("--refiner", action="store_true",
                           help="train only a refiner (a second look at each vertebra on a crop: its landmarks and its "
                           "own image) on top of the network given by --init, which stays fixed")

@@ -103,3 +103,24 @@ def test_fine_tuning_mixes_real_radiographs_and_validates_on_them(tmp_path, tiny
     assert tuned["settings"]["init"] == str((tmp_path / "run" / "best.pt").resolve())
     with pytest.raises(InputError, match="at least 2"):
         train_biplanar(tiny_lumbar, tmp_path / "r3", steps=1, batch_size=1, size=32, real_ap=tmp_path / "ap")
+
+
+def test_real_radiographs_per_batch_is_chosen_and_checked(tmp_path, tiny_lumbar, monkeypatch):
+    _write_folder(tmp_path / "ap", count=12)
+    drawn = []
+    original = RealAPSamples.__getitem__
+
+    def counted(self, index):
+        if self.augment:  # the training rows (validation rows are not augmented)
+            drawn.append(index)
+        return original(self, index)
+
+    monkeypatch.setattr(RealAPSamples, "__getitem__", counted)
+    history = train_biplanar(tiny_lumbar, tmp_path / "run", steps=2, batch_size=3, validate_every=2, size=32,
+                             real_ap=tmp_path / "ap", real_per_batch=2)
+    assert len(drawn) == 4 and drawn[0] != drawn[1] and drawn[2] != drawn[3]  # two different ones per step
+    assert history["settings"]["real_per_batch"] == 2
+    for bad in (0, 3):
+        with pytest.raises(InputError, match="per batch must be from 1 to 2"):
+            train_biplanar(tiny_lumbar, tmp_path / f"bad{bad}", steps=1, batch_size=3, size=32,
+                           real_ap=tmp_path / "ap", real_per_batch=bad)
