@@ -36,6 +36,7 @@ INPUT_SIZE = 256
 INPUT_SPACING_MM = 1.5
 DECOMPOSITION_SCALE = 0.5  # decomposition target = line integral x this
 VIEWS = ("AP", "LAT")
+PEAK_WINDOW_MM = 18.0  # inference: soft-argmax about each heatmap's highest pixel (``decode_landmarks``)
 
 
 def conv_block(c_in: int, c_out: int) -> nn.Sequential:
@@ -120,7 +121,7 @@ class BiplanarNet(nn.Module):
         if self.refiner is not None:
             from .landmark_refinement import refine
 
-            coarse, _ = decode_landmarks(output["heatmaps"], s)
+            coarse, _ = decode_landmarks(output["heatmaps"], s, window_mm=PEAK_WINDOW_MM)
             refined = refine(self.refiner, image, view, coarse, self.levels, valid, output["decomposition"])
             output["refined"] = refined["positions"]
             if "decomposition" in refined:
@@ -137,24 +138,39 @@ def landmark_positions(model: BiplanarNet, output: Dict[str, torch.Tensor]) -> T
     """Positions (..., K, 2) in input pixels and confidences (..., K) of a network output: the
     refined positions when the network has a refiner, else the decoded heatmaps; the confidences
     are always the main heatmaps' (the found rule is calibrated on them)."""
-    positions, confidence = decode_landmarks(output["heatmaps"], model.landmark_stride)
+    positions, confidence = decode_landmarks(output["heatmaps"], model.landmark_stride, window_mm=PEAK_WINDOW_MM)
     return output.get("refined", positions), confidence
 
 
 def decode_landmarks(heatmaps: torch.Tensor, stride: int = 1, radius_mm: float = 6.0,
-                     spacing_mm: float = INPUT_SPACING_MM) -> Tuple[torch.Tensor, torch.Tensor]:
+                     spacing_mm: float = INPUT_SPACING_MM,
+                     window_mm: Optional[float] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """Sub-pixel positions (..., K, 2) in input pixels as (i = column, j = row) and confidences
     (..., K) of heatmap logits (..., K, H, W) made at 1/``stride`` of the input resolution: the
     soft-argmax of each map's softmax, and the probability mass within ``radius_mm`` (at the input
-    spacing) of that position. Heatmap pixel k covers input pixels stride*k .. stride*k + stride - 1."""
+    spacing) of that position. Heatmap pixel k covers input pixels stride*k .. stride*k + stride - 1.
+
+    With ``window_mm`` the soft-argmax only weighs the disc of that radius about the map's highest
+    pixel (inference: where a map has two peaks, typically on neighbouring vertebrae of a real
+    radiograph, the plain soft-argmax lands between them, on neither). Training keeps the plain
+    soft-argmax, whose gradient reaches every pixel."""
     radius_px = radius_mm / spacing_mm / stride
     *lead, height, width = heatmaps.shape
-    probabilities = torch.softmax(heatmaps.reshape(*lead, height * width).float(), dim=-1).reshape(*lead, height,
-                                                                                                    width)
+    flat = heatmaps.reshape(*lead, height * width).float()
+    probabilities = torch.softmax(flat, dim=-1).reshape(*lead, height, width)
     rows = torch.arange(height, dtype=probabilities.dtype, device=heatmaps.device)
     cols = torch.arange(width, dtype=probabilities.dtype, device=heatmaps.device)
-    i = (probabilities.sum(dim=-2) * cols).sum(dim=-1)
-    j = (probabilities.sum(dim=-1) * rows).sum(dim=-1)
+    weights = probabilities
+    if window_mm is not None:
+        peak = flat.argmax(dim=-1)
+        peak_i, peak_j = (peak % width).to(rows.dtype), torch.div(peak, width, rounding_mode="floor").to(rows.dtype)
+        window_px = window_mm / spacing_mm / stride
+        inside = ((cols - peak_i[..., None, None]) ** 2 + (rows[:, None] - peak_j[..., None, None]) ** 2
+                  <= window_px ** 2)
+        weights = probabilities * inside
+        weights = weights / weights.sum(dim=(-2, -1), keepdim=True).clamp_min(1e-12)
+    i = (weights.sum(dim=-2) * cols).sum(dim=-1)
+    j = (weights.sum(dim=-1) * rows).sum(dim=-1)
     near = ((cols - i[..., None, None]) ** 2 + (rows[:, None] - j[..., None, None]) ** 2) <= radius_px ** 2
     confidence = (probabilities * near).sum(dim=(-2, -1))
     return torch.stack([i, j], dim=-1) * stride + (stride - 1) / 2, confidence

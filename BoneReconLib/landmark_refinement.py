@@ -32,6 +32,7 @@ from .biplanar_network import conv_block, decode_landmarks, encode, encoder, up
 CENTRE_JITTER_PX = 5.0  # training: spread of the crop centre about the true centre (network pixels)
 CENTRE_JITTER_MAX_PX = 12.0
 CROP_MARGIN_PX = 6.0  # inference: how far inside the crop's edge a level's coarse landmarks are brought
+REFINED_PEAK_WINDOW_MM = 18.0  # inference: soft-argmax about each crop heatmap's highest pixel
 MIN_CROP_COVERAGE = 0.9  # a crop reaching further into the padding than this keeps the main network's positions
 
 
@@ -171,7 +172,8 @@ def refine(refiner: LandmarkRefiner, image: torch.Tensor, view: torch.Tensor, co
     b = image.shape[0]
     centres = crop_centres(coarse, refiner, levels)
     output = refiner(crop(image, centres, refiner.crop_size), view.repeat_interleave(levels))
-    found, _ = decode_landmarks(output["heatmaps"], refiner.stride)  # (B * L, 19, 2) crop pixels
+    found, _ = decode_landmarks(output["heatmaps"], refiner.stride,
+                                window_mm=REFINED_PEAK_WINDOW_MM)  # (B * L, 19, 2) crop pixels
     origin = crop_origin(centres, refiner.crop_size).reshape(b * levels, 1, 2)
     refined = (found + origin).reshape(b, levels, refiner.landmarks_per_level, 2)
     keep = torch.ones(b, levels, dtype=torch.bool, device=image.device)

@@ -41,6 +41,25 @@ def test_soft_argmax_finds_sub_pixel_peaks_and_confidence_separates_sharp_from_f
     assert coarse.double() == pytest.approx(4 * truth + 1.5, abs=4e-3)
 
 
+def test_peak_window_decodes_the_higher_of_two_peaks_instead_of_between_them():
+    h, w = 40, 50
+    rows, cols = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64),
+                                indexing="ij")
+    peak = lambda i, j: torch.exp(-((cols - i) ** 2 + (rows - j) ** 2) / (2 * 1.2 ** 2))  # noqa: E731
+    probability = 0.6 * peak(10.4, 12.0) / peak(10.4, 12.0).sum() + 0.4 * peak(30.0, 27.3) / peak(30.0, 27.3).sum()
+    logits = probability.log()[None]
+    plain, _ = decode_landmarks(logits)  # the mixture's mean: on neither peak
+    assert plain[0].double() == pytest.approx([0.6 * 10.4 + 0.4 * 30.0, 0.6 * 12.0 + 0.4 * 27.3], abs=1e-3)
+    # 1.5 mm input pixels: an 18 mm window = 12 pixels, well clear of the other peak 25 pixels away.
+    local, confidence = decode_landmarks(logits, window_mm=18.0)
+    assert local[0].double() == pytest.approx([10.4, 12.0], abs=1e-3)
+    assert float(confidence[0]) == pytest.approx(0.6, abs=0.01)  # the mass of the chosen peak
+    # A single peak decodes as before.
+    single = peak(21.3, 17.8).log()[None]
+    assert decode_landmarks(single, window_mm=18.0)[0].double() == pytest.approx(
+        decode_landmarks(single)[0].double(), abs=1e-6)
+
+
 def test_network_shapes_and_view_input():
     model = BiplanarNet().eval()
     image = torch.randn(2, 1, 64, 64)
