@@ -28,6 +28,21 @@ sys.path.insert(0, str(REPO))
 from BoneReconLib.network_library import package_weights  # noqa: E402
 
 
+def portable(settings: dict) -> dict:
+    """Training settings without this machine's absolute paths: the dataset folder is described
+    separately, and the real radiographs and starting weights are named from the shared data root
+    (``shared/data/...``) or by their last two parts."""
+    kept = {}
+    for key, value in settings.items():
+        if key == "data":
+            continue
+        if key in ("real_ap", "init") and value:
+            parts = Path(value).parts
+            value = ("/".join(parts[parts.index("shared"):]) if "shared" in parts else "/".join(parts[-2:]))
+        kept[key] = value
+    return kept
+
+
 def combine(base_checkpoint: Path, refiner_run: Path):
     """RUN's network with the refiner of ``refiner_run``'s best.pt: (path of the combined weights,
     the refiner's training summary)."""
@@ -42,7 +57,7 @@ def combine(base_checkpoint: Path, refiner_run: Path):
     combined = refiner_run / "combined.pt"
     torch.save(dict(model=model, config=config, step=base.get("step"), validation=base.get("validation")), combined)
     history = json.loads((refiner_run / "history.json").read_text())
-    settings = {k: v for k, v in history["settings"].items() if k not in ("data", "init")}
+    settings = {k: v for k, v in portable(history["settings"]).items() if k != "init"}
     return combined, dict(settings=settings, step=refined.get("step"), seconds=round(history.get("seconds", 0.0), 1),
                           device=history.get("device", "cpu"), validation=refined.get("validation"))
 
@@ -74,7 +89,7 @@ def main():
         data=dict(kind=data.get("kind"), description=data.get("description"), cases=len(data.get("cases", [])),
                   split=split, split_by=data.get("split", {}).get("by"),
                   made_by="bonerecon dataset lumbar (synthetic: bundled shape models on the bundled sample CT)"),
-        training=dict(settings={k: v for k, v in settings.items() if k != "data"}, step=best.get("step"),
+        training=dict(settings=portable(settings), step=best.get("step"),
                       seconds=round(history.get("seconds", 0.0), 1), device=history.get("device", "cpu"),
                       validation=best.get("validation")),
         metrics=dict(synthetic_test=json.loads(Path(args.metrics).read_text())),
