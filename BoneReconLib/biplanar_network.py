@@ -153,7 +153,9 @@ def decode_landmarks(heatmaps: torch.Tensor, stride: int = 1, radius_mm: float =
     With ``window_mm`` the soft-argmax only weighs the disc of that radius about the map's highest
     pixel (inference: where a map has two peaks, typically on neighbouring vertebrae of a real
     radiograph, the plain soft-argmax lands between them, on neither). Training keeps the plain
-    soft-argmax, whose gradient reaches every pixel."""
+    soft-argmax, whose gradient reaches every pixel. The confidence stays the mass about the plain
+    soft-argmax in both cases: a map split between two peaks is unsure which is right, and the
+    found rule (``FOUND_CONFIDENCE``) was calibrated on that measure."""
     radius_px = radius_mm / spacing_mm / stride
     *lead, height, width = heatmaps.shape
     flat = heatmaps.reshape(*lead, height * width).float()
@@ -171,7 +173,9 @@ def decode_landmarks(heatmaps: torch.Tensor, stride: int = 1, radius_mm: float =
         weights = weights / weights.sum(dim=(-2, -1), keepdim=True).clamp_min(1e-12)
     i = (weights.sum(dim=-2) * cols).sum(dim=-1)
     j = (weights.sum(dim=-1) * rows).sum(dim=-1)
-    near = ((cols - i[..., None, None]) ** 2 + (rows[:, None] - j[..., None, None]) ** 2) <= radius_px ** 2
+    mean_i = (probabilities.sum(dim=-2) * cols).sum(dim=-1)
+    mean_j = (probabilities.sum(dim=-1) * rows).sum(dim=-1)
+    near = ((cols - mean_i[..., None, None]) ** 2 + (rows[:, None] - mean_j[..., None, None]) ** 2) <= radius_px ** 2
     confidence = (probabilities * near).sum(dim=(-2, -1))
     return torch.stack([i, j], dim=-1) * stride + (stride - 1) / 2, confidence
 

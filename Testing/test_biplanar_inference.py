@@ -9,6 +9,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 from BoneReconLib.biplanar_inference import detect
+from BoneReconLib import biplanar_network
 from BoneReconLib.biplanar_network import BiplanarNet
 from BoneReconLib.errors import InputError
 from BoneReconLib.radiograph_file import read_radiograph
@@ -67,7 +68,11 @@ def test_real_monochrome1_radiograph_is_bone_bright(shared_data):
     assert image.pixels[100:140, 600:1100].max() > image.pixels[100:140, 1250:1300].mean() + 0.2
 
 
-def test_landmarks_and_decomposition_come_back_in_the_input_pixels():
+def test_landmarks_and_decomposition_come_back_in_the_input_pixels(monkeypatch):
+    # An untrained network's heatmaps are near-flat noise: their highest pixel (where the inference
+    # window is centred) differs between the two resolutions, so this test of the pixel bookkeeping
+    # decodes with the plain soft-argmax (the window has its own known-answer test).
+    monkeypatch.setattr(biplanar_network, "PEAK_WINDOW_MM", None)
     torch.manual_seed(0)
     model = BiplanarNet().eval()
     rng = np.random.default_rng(0)
