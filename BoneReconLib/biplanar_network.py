@@ -37,6 +37,7 @@ INPUT_SPACING_MM = 1.5
 DECOMPOSITION_SCALE = 0.5  # decomposition target = line integral x this
 VIEWS = ("AP", "LAT")
 PEAK_WINDOW_MM = 18.0  # inference: soft-argmax about each heatmap's highest pixel (``decode_landmarks``)
+CHAIN_DECODING = True  # inference: the levels' landmarks decoded as one chain of vertebrae (``landmark_chain``)
 
 
 def conv_block(c_in: int, c_out: int) -> nn.Sequential:
@@ -121,7 +122,7 @@ class BiplanarNet(nn.Module):
         if self.refiner is not None:
             from .landmark_refinement import refine
 
-            coarse, _ = decode_landmarks(output["heatmaps"], s, window_mm=PEAK_WINDOW_MM)
+            coarse, _ = inference_landmarks(output["heatmaps"], self.levels, s)
             refined = refine(self.refiner, image, view, coarse, self.levels, valid, output["decomposition"])
             output["refined"] = refined["positions"]
             if "decomposition" in refined:
@@ -138,13 +139,25 @@ def landmark_positions(model: BiplanarNet, output: Dict[str, torch.Tensor]) -> T
     """Positions (..., K, 2) in input pixels and confidences (..., K) of a network output: the
     refined positions when the network has a refiner, else the decoded heatmaps; the confidences
     are always the main heatmaps' (the found rule is calibrated on them)."""
-    positions, confidence = decode_landmarks(output["heatmaps"], model.landmark_stride, window_mm=PEAK_WINDOW_MM)
+    positions, confidence = inference_landmarks(output["heatmaps"], model.levels, model.landmark_stride)
     return output.get("refined", positions), confidence
+
+
+def inference_landmarks(heatmaps: torch.Tensor, levels: int, stride: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Positions and confidences of the main heatmaps (B, L*K, h, w) at inference: decoded about
+    each map's highest pixel (``PEAK_WINDOW_MM``) and, with ``CHAIN_DECODING``, as one chain of
+    vertebrae (``landmark_chain.chain_decode``)."""
+    if CHAIN_DECODING and PEAK_WINDOW_MM is not None:
+        from .landmark_chain import chain_decode
+
+        return chain_decode(heatmaps, levels, stride, PEAK_WINDOW_MM)
+    return decode_landmarks(heatmaps, stride, window_mm=PEAK_WINDOW_MM)
 
 
 def decode_landmarks(heatmaps: torch.Tensor, stride: int = 1, radius_mm: float = 6.0,
                      spacing_mm: float = INPUT_SPACING_MM,
-                     window_mm: Optional[float] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+                     window_mm: Optional[float] = None,
+                     peaks: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """Sub-pixel positions (..., K, 2) in input pixels as (i = column, j = row) and confidences
     (..., K) of heatmap logits (..., K, H, W) made at 1/``stride`` of the input resolution: the
     soft-argmax of each map's softmax, and the probability mass within ``radius_mm`` (at the input
@@ -153,7 +166,8 @@ def decode_landmarks(heatmaps: torch.Tensor, stride: int = 1, radius_mm: float =
     With ``window_mm`` the soft-argmax only weighs the disc of that radius about the map's highest
     pixel (inference: where a map has two peaks, typically on neighbouring vertebrae of a real
     radiograph, the plain soft-argmax lands between them, on neither). Training keeps the plain
-    soft-argmax, whose gradient reaches every pixel. The confidence stays the mass about the plain
+    soft-argmax, whose gradient reaches every pixel. ``peaks`` (..., K, 2) heatmap pixels (column,
+    row) centre the windows elsewhere than on the highest pixels (``landmark_chain``). The confidence stays the mass about the plain
     soft-argmax in both cases: a map split between two peaks is unsure which is right, and the
     found rule (``FOUND_CONFIDENCE``) was calibrated on that measure."""
     radius_px = radius_mm / spacing_mm / stride
@@ -164,8 +178,12 @@ def decode_landmarks(heatmaps: torch.Tensor, stride: int = 1, radius_mm: float =
     cols = torch.arange(width, dtype=probabilities.dtype, device=heatmaps.device)
     weights = probabilities
     if window_mm is not None:
-        peak = flat.argmax(dim=-1)
-        peak_i, peak_j = (peak % width).to(rows.dtype), torch.div(peak, width, rounding_mode="floor").to(rows.dtype)
+        if peaks is None:
+            peak = flat.argmax(dim=-1)
+            peak_i = (peak % width).to(rows.dtype)
+            peak_j = torch.div(peak, width, rounding_mode="floor").to(rows.dtype)
+        else:
+            peak_i, peak_j = peaks[..., 0].to(rows.dtype), peaks[..., 1].to(rows.dtype)
         window_px = window_mm / spacing_mm / stride
         inside = ((cols - peak_i[..., None, None]) ** 2 + (rows[:, None] - peak_j[..., None, None]) ** 2
                   <= window_px ** 2)

@@ -2,7 +2,7 @@
 decomposition quality, side by side with the published multi-task network's figures.
 
     python benchmarks/biplanar_network.py --data DATASET [--weights RUN/best.pt] [--split test] [--max-cases N]
-                                          [--json METRICS.json]
+                                          [--decoding chain|peak] [--json METRICS.json]
 
 DATASET is a `bonerecon dataset lumbar` folder; its test split holds shapes never seen in training
 (each case its own shapes). Every (case, view) is resampled to the network grid without
@@ -31,6 +31,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from BoneReconLib import biplanar_network  # noqa: E402
 from BoneReconLib.biplanar_network import landmark_positions, load_network  # noqa: E402
 from BoneReconLib.biplanar_samples import BiplanarSamples  # noqa: E402
 from BoneReconLib.image_metrics import mae, ncc, psnr, ssim  # noqa: E402
@@ -47,9 +48,13 @@ def main():
     parser.add_argument("--weights", help="network weights (default: the bundled network)")
     parser.add_argument("--split", default="test")
     parser.add_argument("--max-cases", type=int, default=0, help="evaluate at most this many cases (0 = all)")
+    parser.add_argument("--decoding", default="chain", choices=["chain", "peak"],
+                        help="landmarks decoded as one chain of vertebrae (the default, as in the product) or "
+                             "each map about its own highest pixel (before 2026-12-04)")
     parser.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
+    biplanar_network.CHAIN_DECODING = args.decoding == "chain"
     model = load_network(args.weights)
     samples = BiplanarSamples(args.data, args.split, augment=False)
     count = len(samples) if args.max_cases <= 0 else min(len(samples), 2 * args.max_cases)
@@ -84,8 +89,8 @@ def main():
                     decomposition[v][level].append((mae(predicted[n], truth), psnr(predicted[n], truth, peak),
                                                     ssim(predicted[n], truth, peak), ncc(predicted[n], truth),
                                                     float(predicted[n].sum() / truth.sum())))
-    summary = dict(split=args.split, cases=count // 2, landmarks_mm={}, decomposition={})
-    print(f"{args.weights or 'bundled network'}: {count // 2} {args.split} cases, both views, "
+    summary = dict(split=args.split, decoding=args.decoding, cases=count // 2, landmarks_mm={}, decomposition={})
+    print(f"{args.weights or 'bundled network'} ({args.decoding} decoding): {count // 2} {args.split} cases, both views, "
           f"device cpu ({torch.get_num_threads()} threads)")
     print(f"\n{'view':6s}{'landmarks':>10s}{'mean mm':>9s}{'median':>8s}{'p90':>7s}{'<=2 mm':>8s}{'<=4 mm':>8s}"
           f"{'published':>11s}{'ratio':>7s}{'goal':>6s}")

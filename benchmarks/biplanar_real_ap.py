@@ -2,7 +2,7 @@
 kept aside for the report (every 4th; never used in training or model selection).
 
     python benchmarks/biplanar_real_ap.py --data DATASET [--weights RUN/best.pt] [--real DIR] [--split report]
-                                          [--json REAL.json]
+                                          [--decoding chain|peak] [--json REAL.json]
 
 DATASET is the synthetic `bonerecon dataset lumbar` folder the network was trained on: the mean
 L1-L5 endplate width of its AP views at the detector sets the scale of the real images, which
@@ -22,6 +22,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from BoneReconLib import biplanar_network  # noqa: E402
 from BoneReconLib.biplanar_network import landmark_positions, load_network  # noqa: E402
 from BoneReconLib.biplanar_samples import resample_covered  # noqa: E402
 from BoneReconLib.biplanar_samples import from_network_pixels  # noqa: E402
@@ -39,9 +40,13 @@ def main():
     parser.add_argument("--weights", help="network weights (default: the bundled network)")
     parser.add_argument("--real", default=str(AASCE), help="annotated real AP folder (AASCE format)")
     parser.add_argument("--split", default="report", choices=["report", "validation", "train"])
+    parser.add_argument("--decoding", default="chain", choices=["chain", "peak"],
+                        help="landmarks decoded as one chain of vertebrae (the default, as in the product) or "
+                             "each map about its own highest pixel (before 2026-12-04)")
     parser.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
+    biplanar_network.CHAIN_DECODING = args.decoding == "chain"
     model = load_network(args.weights)
     cases = CaseDataset(args.data, "train", keys=["landmarks_ij"])
     names = cases[0]["meta"]["landmark_names"]
@@ -64,7 +69,7 @@ def main():
         for level, row in zip(LEVELS, error * samples.spacing_mm(item)):
             per_level[level].extend(row)
     px, mm, share = np.asarray(px), np.asarray(mm), np.asarray(share)
-    print(f"{args.weights or 'bundled network'} on {len(samples)} real AP radiographs ({args.split} split of "
+    print(f"{args.weights or 'bundled network'} ({args.decoding} decoding) on {len(samples)} real AP radiographs ({args.split} split of "
           f"{args.real}), {len(px)} L1-L5 corners; scale: endplate width = {width_mm:.1f} mm (synthetic AP mean)")
     print(f"\n{'error':14s}{'mean':>8s}{'median':>8s}{'p90':>8s}")
     for name, values in (("pixels", px), ("mm", mm), ("% of width", 100 * share)):
@@ -75,7 +80,7 @@ def main():
     print("per vertebra (mean mm): " + "  ".join(f"{level} {np.mean(per_level[level]):.2f}" for level in LEVELS))
     print(f"corner confidence: median {np.median(confidence):.3f}")
     if args.json:
-        summary = dict(split=args.split, images=len(samples), corners=int(len(px)),
+        summary = dict(split=args.split, decoding=args.decoding, images=len(samples), corners=int(len(px)),
                        reference_width_mm=round(width_mm, 2),
                        error_px=dict(mean=round(float(px.mean()), 2), median=round(float(np.median(px)), 2)),
                        error_mm=dict(mean=round(float(mm.mean()), 2), median=round(float(np.median(mm)), 2),
