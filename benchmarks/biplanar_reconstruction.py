@@ -2,6 +2,7 @@
 
     python benchmarks/biplanar_reconstruction.py --data DATASET [--cases 5] [--source SOURCE]
                                                  [--weights W] [--preset P] [--modes K] [--free-form-steps N]
+                                                 [--decoding chain|peak]
 
 --source oracle feeds the registration the cases' true per-vertebra images and landmarks (what a
 perfect network would give: this measures the initialisation + registration alone); --source
@@ -34,6 +35,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from BoneReconLib import biplanar_network  # noqa: E402
 from BoneReconLib.biplanar_pipeline import PRESETS  # noqa: E402
 from BoneReconLib.dataset_store import CaseDataset  # noqa: E402
 from BoneReconLib.geometry import View  # noqa: E402
@@ -77,7 +79,11 @@ def main():
     parser.add_argument("--modes", type=int, help="shape modes (default: the preset's)")
     parser.add_argument("--free-form-steps", type=int,
                         help="steps of the refinement beyond the models' span (default: the preset's; 0 = none)")
+    parser.add_argument("--decoding", default="chain", choices=["chain", "peak"],
+                        help="the network's landmarks decoded as one chain of vertebrae (the default) or each map "
+                             "about its own highest pixel")
     args = parser.parse_args()
+    biplanar_network.CHAIN_DECODING = args.decoding == "chain"
     models = load_models()
     cases = CaseDataset(args.data, args.split)
     settings = dict(PRESETS[args.preset], **({"modes": args.modes} if args.modes else {}),
