@@ -10,9 +10,10 @@ the network as a second input channel. A shared U-Net-style encoder/decoder feed
 - landmarks: one heatmap per landmark of every vertebra (5 x 19) at 1/``landmark_stride`` of the
   input resolution, from the decoder's features at that scale (wide enough to tell 95 landmarks
   apart, which the 16 full-resolution channels are not), decoded to sub-pixel positions by a
-  soft-argmax over the heatmap's softmax (``decode_landmarks``), with a confidence (the softmax
-  mass within 6 mm of the decoded position: near 1 for a single sharp peak, low for a flat or
-  split one).
+  soft-argmax over the heatmap's softmax (``decode_landmarks``; at inference about each map's
+  highest pixel, the levels read as one chain by ``landmark_chain``), with a confidence (the
+  softmax mass within 6 mm of the plain soft-argmax: near 1 for a single sharp peak, low for a flat
+  or split one).
 
 The heads are fused: the landmark head sees the decomposition head's features, pooled to its
 scale (a vertebra's landmarks lie on its own decomposition image). With a ``refiner``
@@ -167,9 +168,10 @@ def decode_landmarks(heatmaps: torch.Tensor, stride: int = 1, radius_mm: float =
     pixel (inference: where a map has two peaks, typically on neighbouring vertebrae of a real
     radiograph, the plain soft-argmax lands between them, on neither). Training keeps the plain
     soft-argmax, whose gradient reaches every pixel. ``peaks`` (..., K, 2) heatmap pixels (column,
-    row) centre the windows elsewhere than on the highest pixels (``landmark_chain``). The confidence stays the mass about the plain
-    soft-argmax in both cases: a map split between two peaks is unsure which is right, and the
-    found rule (``FOUND_CONFIDENCE``) was calibrated on that measure."""
+    row) centre the windows elsewhere than on the highest pixels (``landmark_chain``). The
+    confidence stays the mass about the plain soft-argmax in both cases: a map split between two
+    peaks is unsure which is right, and the found rule (``FOUND_CONFIDENCE``) was calibrated on
+    that measure."""
     radius_px = radius_mm / spacing_mm / stride
     *lead, height, width = heatmaps.shape
     flat = heatmaps.reshape(*lead, height * width).float()
