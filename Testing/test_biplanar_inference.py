@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-from BoneReconLib.biplanar_inference import detect
 from BoneReconLib import biplanar_network
+from BoneReconLib.biplanar_inference import detect
 from BoneReconLib.biplanar_network import BiplanarNet
 from BoneReconLib.errors import InputError
 from BoneReconLib.radiograph_file import read_radiograph
