@@ -50,6 +50,43 @@ def collate(items) -> dict:
     return {key: torch.stack([item[key] for item in items]) for key in items[0]}
 
 
+class StepBatches(torch.utils.data.Dataset):
+    """Batch ``k`` is step ``first + k``'s batch, drawn from ``numpy.random.default_rng([seed, step])``
+    (synthetic samples, then ``real_per_batch`` real ones), so loader workers can prepare the
+    steps ahead in any process and a run gives the same weights with or without them."""
+
+    def __init__(self, train_set, real_train, batch_size: int, real_per_batch: int, seed: int, first: int,
+                 steps: int):
+        self.train_set, self.real_train, self.seed, self.first, self.steps = train_set, real_train, seed, first, steps
+        self.batch_size, self.real_per_batch = batch_size, real_per_batch if real_train is not None else 0
+
+    def __len__(self) -> int:
+        return max(self.steps - self.first, 0)
+
+    def draw(self, rng: np.random.Generator) -> tuple:
+        """(synthetic sample indices, real sample indices) of a step, from its generator."""
+        synthetic = self.batch_size - self.real_per_batch
+        indices = rng.choice(len(self.train_set), size=min(synthetic, len(self.train_set)), replace=False)
+        real = []
+        if self.real_train is not None:
+            if self.real_per_batch == 1:  # as drawn before real_per_batch existed: those runs resume unchanged
+                real = [int(rng.integers(len(self.real_train)))]
+            else:
+                real = rng.choice(len(self.real_train), size=min(self.real_per_batch, len(self.real_train)),
+                                  replace=False)
+        return indices, real
+
+    def __getitem__(self, k: int) -> dict:
+        step = self.first + k
+        indices, real = self.draw(np.random.default_rng([self.seed, step]))
+        self.train_set.epoch = step
+        items = [self.train_set[int(i)] for i in indices]
+        if self.real_train is not None:
+            self.real_train.epoch = step
+            items.extend(self.real_train[int(i)] for i in real)
+        return collate(items)
+
+
 def heatmap_losses(heatmaps: torch.Tensor, landmarks: torch.Tensor, weight: torch.Tensor, stride: int):
     """(cross-entropy, soft-argmax position error in input pixels) of heatmap logits (B, K, h, w)
     made at 1/``stride`` of the input against ``landmarks`` (B, K, 2) input pixels, weighted (B, K)."""
@@ -152,7 +189,7 @@ def body_landmarks() -> list:
 def train_biplanar(data_dir, out_dir, steps: int = 20000, batch_size: int = 8, learning_rate: float = 1e-3,
                    seed: int = 0, device: str = "auto", validate_every: int = 500, checkpoint_every: int = 100,
                    size: int = INPUT_SIZE, init=None, real_ap=None, real_per_batch: int = 1, refiner: bool = False,
-                   progress: Optional[ProgressCallback] = None) -> dict:
+                   workers: int = 0, progress: Optional[ProgressCallback] = None) -> dict:
     """Train (or resume) into ``out_dir``; returns the history (losses, validations, timings).
 
     ``init``: weights to start from (fine-tuning). ``real_ap``: an annotated real AP folder
@@ -160,7 +197,8 @@ def train_biplanar(data_dir, out_dir, steps: int = 20000, batch_size: int = 8, l
     of its "train" rows (corner landmarks only), its "validation" rows are validated on too, and
     its "report" rows are never touched. ``refiner``: train only a landmark refiner
     (:mod:`.landmark_refinement`) on top of the network in ``init`` (kept fixed); the result is that
-    network with its refiner."""
+    network with its refiner. ``workers``: processes that prepare batches ahead (0: in this
+    one); the weights are the same for any number."""
     report = as_progress(progress)
     if refiner and init is None:
         raise InputError("Training a refiner needs the network it refines (--init WEIGHTS).")
@@ -168,6 +206,8 @@ def train_biplanar(data_dir, out_dir, steps: int = 20000, batch_size: int = 8, l
         raise InputError("Steps and batch size must be at least 1 and the learning rate positive.")
     if size % 16:
         raise InputError("The network's input size must be a multiple of 16.")
+    if workers < 0:
+        raise InputError("The number of loader workers cannot be negative.")
     device = choose_device(device)
     train_set = BiplanarSamples(data_dir, "train", augment=True, seed=seed, size=size)
     validation = BiplanarSamples(data_dir, "validation", augment=False, seed=seed, size=size)
@@ -219,20 +259,14 @@ def train_biplanar(data_dir, out_dir, steps: int = 20000, batch_size: int = 8, l
 
     model.train()
     run.start()
+    batches = StepBatches(train_set, real_train, batch_size, real_per_batch, seed, run.step, steps)
+    loader = iter(torch.utils.data.DataLoader(batches, batch_size=None, num_workers=workers,
+                                              pin_memory=device.type == "cuda",
+                                              prefetch_factor=4 if workers else None))
     while run.step < steps:
         rng = np.random.default_rng([seed, run.step])
-        train_set.epoch = run.step
-        synthetic = batch_size - (real_per_batch if real_train is not None else 0)
-        indices = rng.choice(len(train_set), size=min(synthetic, len(train_set)), replace=False)
-        items = [train_set[int(i)] for i in indices]
-        if real_train is not None:
-            real_train.epoch = run.step
-            if real_per_batch == 1:  # as drawn before real_per_batch existed: those runs resume unchanged
-                items.append(real_train[int(rng.integers(len(real_train)))])
-            else:
-                chosen = rng.choice(len(real_train), size=min(real_per_batch, len(real_train)), replace=False)
-                items.extend(real_train[int(i)] for i in chosen)
-        batch = {key: value.to(device) for key, value in collate(items).items()}
+        batches.draw(rng)  # the same draws as the loader's, so the refiner's crops follow them
+        batch = {key: value.to(device, non_blocking=True) for key, value in next(loader).items()}
         run.set_learning_rate(learning_rate, steps)
         if refiner:
             terms = refiner_losses(model, batch, rng)

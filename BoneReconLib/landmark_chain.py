@@ -109,14 +109,16 @@ def chain_decode(heatmaps: torch.Tensor, levels: int, stride: int, window_mm: fl
     """Positions (B, L*K, 2) in input pixels and confidences (B, L*K) of heatmap logits
     (B, L*K, h, w): ``decode_landmarks`` with its ``window_mm``, then every landmark that strays
     from its level's place in the chain (``choose_chain``) decoded again near that place. The
-    confidences are ``decode_landmarks``'s (the found rule's measure)."""
+    confidences are ``decode_landmarks``'s (the found rule's measure). The chain is chosen on the
+    CPU (a small dynamic programme); the maps may lie on any device."""
     b, count, h, w = heatmaps.shape
     k = count // levels
     positions, confidence = decode_landmarks(heatmaps, stride, spacing_mm=spacing_mm, window_mm=window_mm)
     pixel_mm = stride * spacing_mm
     with torch.no_grad():
-        decoded = ((positions.float() - (stride - 1) / 2) / stride).reshape(b, levels, k, 2)
-        probabilities = torch.softmax(heatmaps.detach().reshape(b, count, h * w).float(), dim=-1)
+        maps = heatmaps.detach().float().cpu()
+        decoded = ((positions.detach().float().cpu() - (stride - 1) / 2) / stride).reshape(b, levels, k, 2)
+        probabilities = torch.softmax(maps.reshape(b, count, h * w), dim=-1)
         probabilities = probabilities.reshape(b, levels, k, h, w)
         centres = decoded.quantile(0.5, dim=2)  # (B, L, 2)
         offsets = (decoded - centres[:, :, None]).quantile(0.5, dim=1)  # (B, K, 2)
@@ -127,7 +129,7 @@ def chain_decode(heatmaps: torch.Tensor, levels: int, stride: int, window_mm: fl
         stray = (decoded - places).norm(dim=-1) > STRAY_MM / pixel_mm
         if not bool(stray.any()):
             return positions, confidence
-        peaks = nearest_peaks(heatmaps.detach().reshape(b, levels, k, h, w), places, SEARCH_MM / pixel_mm)
+        peaks = nearest_peaks(maps.reshape(b, levels, k, h, w), places, SEARCH_MM / pixel_mm)
     again, _ = decode_landmarks(heatmaps, stride, spacing_mm=spacing_mm, window_mm=window_mm,
-                                peaks=peaks.reshape(b, count, 2))
-    return torch.where(stray.reshape(b, count, 1), again, positions), confidence
+                                peaks=peaks.reshape(b, count, 2).to(heatmaps.device))
+    return torch.where(stray.reshape(b, count, 1).to(heatmaps.device), again, positions), confidence

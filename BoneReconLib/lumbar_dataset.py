@@ -28,6 +28,7 @@ Core module, no MRML.
 from __future__ import annotations
 
 import math
+import multiprocessing
 import time
 from typing import Dict, Mapping, Optional, Sequence
 
@@ -146,10 +147,14 @@ def draw_case(models: Mapping[str, ShapeModel], background: SpineCT, rng: np.ran
 def generate_lumbar_dataset(out_dir, backgrounds: Sequence[SpineCT], models: Mapping[str, ShapeModel], cases: int,
                             seed: int = 0, size=(256, 256), fractions=(0.8, 0.1, 0.1),
                             model_hashes: Optional[Dict[str, str]] = None, beyond_span_mm: float = 0.0,
-                            progress: Optional[ProgressCallback] = None) -> dict:
+                            workers: int = 0, progress: Optional[ProgressCallback] = None) -> dict:
     """Write ``cases`` cases (backgrounds taken in turn); returns the manifest (with the rate).
-    ``beyond_span_mm``: see ``draw_case``."""
+    ``beyond_span_mm``: see ``draw_case``. ``workers`` > 0: that many processes draw the cases
+    (one torch thread each) while this one writes them in order; each case is still drawn from its
+    own generator, so the cases do not depend on it."""
     report = as_progress(progress)
+    if workers < 0:
+        raise InputError("The number of worker processes cannot be negative.")
     if not backgrounds or cases < 1:
         raise InputError("Give at least one background CT and one case.")
     if not 0 <= beyond_span_mm <= 5:
@@ -166,14 +171,48 @@ def generate_lumbar_dataset(out_dir, backgrounds: Sequence[SpineCT], models: Map
         description["beyond_span_mm"] = beyond_span_mm
     writer = DatasetWriter(out_dir, KIND, description)
     start = time.perf_counter()
-    for n in range(cases):
-        case_id = f"case-{n:05d}"
-        if not writer.has(case_id):
-            rng = np.random.default_rng([seed, n])  # each case reproducible on its own (resume)
-            arrays, meta = draw_case(models, backgrounds[n % len(backgrounds)], rng, size,
-                                     beyond_span_mm=beyond_span_mm)
-            writer.add(case_id, case_id, arrays, meta)
-        report((n + 1) / cases, f"case {n + 1} of {cases}")
+    missing = [n for n in range(cases) if not writer.has(f"case-{n:05d}")]
+    drawer = _NumberedCases(models, backgrounds, seed, size, beyond_span_mm)
+    if workers > 0 and len(missing) > 1:
+        with multiprocessing.get_context("spawn").Pool(workers, initializer=_start_worker, initargs=(drawer,)) as pool:
+            _write_cases(writer, pool.imap(_draw_in_worker, missing), cases - len(missing), cases, report)
+    else:
+        _write_cases(writer, map(drawer, missing), cases - len(missing), cases, report)
     manifest = writer.finish(fractions, seed)
     manifest["cases_per_minute"] = 60.0 * cases / max(time.perf_counter() - start, 1e-9)
     return manifest
+
+
+class _NumberedCases:
+    """Case ``n`` of a dataset, drawn from ``numpy.random.default_rng([seed, n])`` (each case
+    reproducible on its own: resume, workers): (case id, arrays, metadata)."""
+
+    def __init__(self, models, backgrounds, seed: int, size, beyond_span_mm: float):
+        self.models, self.backgrounds, self.seed, self.size, self.beyond_span_mm = (
+            models, list(backgrounds), seed, size, beyond_span_mm)
+
+    def __call__(self, n: int) -> tuple:
+        arrays, meta = draw_case(self.models, self.backgrounds[n % len(self.backgrounds)],
+                                 np.random.default_rng([self.seed, n]), self.size, beyond_span_mm=self.beyond_span_mm)
+        return f"case-{n:05d}", arrays, meta
+
+
+def _write_cases(writer: DatasetWriter, drawn, done: int, cases: int, report) -> None:
+    """Write the drawn cases in order (``done`` of ``cases`` were there before)."""
+    for case_id, arrays, meta in drawn:
+        writer.add(case_id, case_id, arrays, meta)
+        done += 1
+        report(done / cases, f"case {done} of {cases}")
+
+
+_worker_cases: Optional[_NumberedCases] = None
+
+
+def _start_worker(drawer: _NumberedCases) -> None:
+    global _worker_cases
+    torch.set_num_threads(1)  # the processes share the cores
+    _worker_cases = drawer
+
+
+def _draw_in_worker(n: int) -> tuple:
+    return _worker_cases(n)

@@ -136,6 +136,19 @@ def test_training_resumes_to_the_same_weights_and_refuses_other_settings(tiny, t
         train_biplanar(tiny, tmp_path / "bad", steps=1, size=40)
 
 
+def test_loader_workers_give_the_same_weights_as_training_without_them(tiny, tmp_path):
+    common = dict(steps=3, batch_size=2, validate_every=3, size=32, seed=2)
+    alone = train_biplanar(tiny, tmp_path / "alone", **common)
+    helped = train_biplanar(tiny, tmp_path / "helped", workers=2, **common)
+    a = torch.load(tmp_path / "alone" / "checkpoint.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "helped" / "checkpoint.pt", weights_only=False)["model"]
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert [t["total"] for t in alone["train"]] == [t["total"] for t in helped["train"]]
+    with pytest.raises(InputError, match="workers cannot be negative"):
+        train_biplanar(tiny, tmp_path / "bad", steps=1, size=32, workers=-1)
+
+
 def test_train_command(tiny, tmp_path):
     from BoneReconLib.cli import main
 

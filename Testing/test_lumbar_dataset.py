@@ -1,12 +1,14 @@
 """Lumbar dataset folders: the same cases from the same seed, readable through the torch Dataset, a
 cancelled generation that resumes, and the command line with its bad input."""
 
+import json
 
 import numpy as np
 import pytest
 
 from BoneReconLib.cli import main
 from BoneReconLib.dataset_store import CaseDataset, read_manifest
+from BoneReconLib.errors import InputError
 from BoneReconLib.lumbar_dataset import generate_lumbar_dataset
 from BoneReconLib.progress import Cancelled
 from BoneReconLib.sample_data import SAMPLE_CT, SAMPLE_VERTEBRA_LABELS
@@ -53,6 +55,25 @@ def test_same_seed_same_cases_and_a_cancelled_run_resumes(tmp_path, spine_backgr
     assert [v["name"] for v in meta["geometry"]["views"]] == ["AP", "LAT"]
     assert set(meta["facet_overlap_mm"]) == {"L1-L2", "L2-L3", "L3-L4", "L4-L5"}
     assert len(meta["landmark_names"]) == 19
+
+
+def test_worker_processes_draw_the_same_cases_and_resume_a_folder(tmp_path, spine_background, bundled_models):
+    settings = dict(seed=3, size=(40, 40))
+    generate_lumbar_dataset(tmp_path / "alone", [spine_background], bundled_models, 3, **settings)
+    generate_lumbar_dataset(tmp_path / "helped", [spine_background], bundled_models, 1, **settings)
+    (tmp_path / "helped" / "manifest.json").unlink()  # an unfinished folder holding case 0
+    lines = []
+    manifest = generate_lumbar_dataset(tmp_path / "helped", [spine_background], bundled_models, 3, workers=2,
+                                       progress=lambda fraction, message: lines.append(message), **settings)
+    assert lines == ["case 2 of 3", "case 3 of 3"] and len(manifest["cases"]) == 3
+    for n in range(3):
+        alone, helped = arrays_of(tmp_path / "alone", f"case-{n:05d}"), arrays_of(tmp_path / "helped", f"case-{n:05d}")
+        assert sorted(alone) == sorted(helped)
+        assert json.loads(str(alone.pop("meta")))["geometry"] == json.loads(str(helped.pop("meta")))["geometry"]
+        for key in alone:  # one torch thread per worker: sums may differ in the last bits
+            assert np.allclose(alone[key], helped[key], rtol=1e-5, atol=1e-6), key
+    with pytest.raises(InputError, match="cannot be negative"):
+        generate_lumbar_dataset(tmp_path / "bad", [spine_background], bundled_models, 1, workers=-1, **settings)
 
 
 def test_command_line_writes_a_dataset_and_refuses_bad_input(tmp_path, capsys):
