@@ -147,10 +147,9 @@ def losses(output: dict, batch: dict) -> dict:
 
 
 @torch.no_grad()
-def _landmark_errors(model: BiplanarNet, samples, device, batch_size: int = 8):
+def _landmark_errors(model: BiplanarNet, samples, device, batch_size: int = 8, workers: int = 0):
     """Per sample: (view, landmark errors in mm over the weighted landmarks, decomposition MAE)."""
-    for start in range(0, len(samples), batch_size):
-        batch = collate([samples[i] for i in range(start, min(start + batch_size, len(samples)))])
+    for batch in torch.utils.data.DataLoader(samples, batch_size=batch_size, num_workers=workers, collate_fn=collate):
         batch = {key: value.to(device) for key, value in batch.items()}
         output = model(batch["image"], batch["view"])
         decoded, _ = landmark_positions(model, output)
@@ -161,18 +160,20 @@ def _landmark_errors(model: BiplanarNet, samples, device, batch_size: int = 8):
             yield int(batch["view"][row]), error_mm[row][keep].cpu().tolist(), float(mae[row])
 
 
-def evaluate(model: BiplanarNet, samples: BiplanarSamples, device, real=None) -> dict:
+def evaluate(model: BiplanarNet, samples: BiplanarSamples, device, real=None, workers: int = 0) -> dict:
     """Mean landmark error (mm at the detector) per view over landmarks in the field, decomposition
-    MAE, and with ``real`` (``RealAPSamples``) the mean L1-L5 corner error on real AP radiographs."""
+    MAE, and with ``real`` (``RealAPSamples``) the mean L1-L5 corner error on real AP radiographs;
+    ``workers`` processes read the samples."""
     model.eval()
     errors, mae = {0: [], 1: []}, []
-    for view, error, sample_mae in _landmark_errors(model, samples, device):
+    for view, error, sample_mae in _landmark_errors(model, samples, device, workers=workers):
         errors[view].extend(error)
         mae.append(sample_mae)
     mean = lambda values: float(np.mean(values)) if values else float("nan")  # noqa: E731
     result = dict(landmark_mm_AP=mean(errors[0]), landmark_mm_LAT=mean(errors[1]), decomposition_mae=mean(mae))
     if real is not None:
-        result["corner_mm_real_AP"] = mean([e for _, error, _ in _landmark_errors(model, real, device) for e in error])
+        result["corner_mm_real_AP"] = mean([e for _, error, _ in _landmark_errors(model, real, device, workers=workers)
+                                            for e in error])
     model.train()
     return result
 
@@ -279,7 +280,7 @@ def train_biplanar(data_dir, out_dir, steps: int = 20000, batch_size: int = 8, l
         step = run.step
         run.history["train"].append(dict(step=step, **{k: round(float(v.detach()), 5) for k, v in terms.items()}))
         if step % validate_every == 0 or step == steps:
-            result = evaluate(model, validation, device, real_validation)
+            result = evaluate(model, validation, device, real_validation, workers)
             run.validated(result, result["landmark_mm_AP"] + result["landmark_mm_LAT"]
                           + result.get("corner_mm_real_AP", 0.0))
         if step % checkpoint_every == 0 or step == steps:
