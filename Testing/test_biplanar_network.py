@@ -110,6 +110,15 @@ def test_samples_keep_every_landmark_on_its_vertebra(tiny):
     assert torch.equal(again["image"], samples[5]["image"])
 
 
+def assert_same_run(folder_a, history_a, folder_b, history_b):
+    """Two training folders ended with equal weights after equal losses."""
+    a = torch.load(folder_a / "checkpoint.pt", weights_only=False)["model"]
+    b = torch.load(folder_b / "checkpoint.pt", weights_only=False)["model"]
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert [t["total"] for t in history_a["train"]] == [t["total"] for t in history_b["train"]]
+
+
 def test_training_resumes_to_the_same_weights_and_refuses_other_settings(tiny, tmp_path):
     common = dict(batch_size=2, validate_every=2, checkpoint_every=1, size=32, seed=4)
     straight = train_biplanar(tiny, tmp_path / "straight", steps=4, **common)
@@ -123,11 +132,7 @@ def test_training_resumes_to_the_same_weights_and_refuses_other_settings(tiny, t
     with pytest.raises(Cancelled):
         train_biplanar(tiny, tmp_path / "resumed", steps=4, progress=stop_at_two, **common)
     resumed = train_biplanar(tiny, tmp_path / "resumed", steps=4, **common)
-    a = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=False)["model"]
-    b = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=False)["model"]
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
-    assert [t["total"] for t in straight["train"]] == [t["total"] for t in resumed["train"]]
+    assert_same_run(tmp_path / "straight", straight, tmp_path / "resumed", resumed)
     assert len(straight["validation"]) == 2 and (tmp_path / "straight" / "best.pt").exists()
     assert json.loads((tmp_path / "straight" / "history.json").read_text())["settings"]["steps"] == 4
     with pytest.raises(InputError, match="other settings"):
@@ -140,11 +145,7 @@ def test_loader_workers_give_the_same_weights_as_training_without_them(tiny, tmp
     common = dict(steps=3, batch_size=2, validate_every=3, size=32, seed=2)
     alone = train_biplanar(tiny, tmp_path / "alone", **common)
     helped = train_biplanar(tiny, tmp_path / "helped", workers=2, **common)
-    a = torch.load(tmp_path / "alone" / "checkpoint.pt", weights_only=False)["model"]
-    b = torch.load(tmp_path / "helped" / "checkpoint.pt", weights_only=False)["model"]
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
-    assert [t["total"] for t in alone["train"]] == [t["total"] for t in helped["train"]]
+    assert_same_run(tmp_path / "alone", alone, tmp_path / "helped", helped)
     with pytest.raises(InputError, match="workers cannot be negative"):
         train_biplanar(tiny, tmp_path / "bad", steps=1, size=32, workers=-1)
 
