@@ -658,8 +658,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "length) to every shape, so that the shapes lie outside the models' span: held-out "
                         "shapes for testing registration beyond the span (default 0: shapes from the models)")
     lumbar.add_argument("--workers", type=int, default=0, metavar="N",
-                        help="processes that draw the cases (default 0: this one; N up to the number of cores is "
-                        "about N times faster); the cases do not depend on it")
+                        help="processes that draw the cases while this one writes them (default 0: this one "
+                        "draws them too; about one per core); the cases do not depend on it")
     lumbar.set_defaults(func=_cmd_dataset_lumbar)
 
     depth_run = commands.add_parser(
