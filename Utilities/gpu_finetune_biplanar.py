@@ -235,6 +235,8 @@ def main() -> int:
     there.add_argument("--bench-s", type=float, default=60.0, help="seconds kept for the benchmark (default 60)")
     there.add_argument("--probe-steps", type=int, default=30)
     args = parser.parse_args()
+    if args.command == "run" and args.probe_steps < 12:
+        parser.error("--probe-steps must be at least 12 (the step time is read past the loader's start)")
     if args.command == "prepare":
         prepare(args.real_ap, args.out)
         return 0
