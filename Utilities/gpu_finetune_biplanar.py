@@ -42,6 +42,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from package_biplanar_network import with_refiner  # noqa: E402  (beside this script)
+
 SHIM = '''"""The SimpleITK calls that reading AASCE JPEGs makes, through Pillow (Utilities/gpu_finetune_biplanar.py)."""
 import numpy as np
 from PIL import Image as _PIL
@@ -191,10 +193,9 @@ class Job:
                             config={k: v for k, v in bundled["config"].items() if k != "refiner"}), main_init)
             self.train("main", (self.left() - self.args.bench_s) / 2, init=main_init, learning_rate=5e-4, **common)
             best = torch.load(self.runs / "main" / "best.pt", map_location="cpu", weights_only=False)
-            model = dict(best["model"], **{k: v for k, v in bundled["model"].items() if k.startswith("refiner.")})
+            model, config = with_refiner(best, bundled, "the bundled network")
             refiner_init = self.runs / "main-with-bundled-refiner.pt"
-            torch.save(dict(model=model, config=dict(best["config"], refiner=bundled["config"]["refiner"])),
-                       refiner_init)
+            torch.save(dict(model=model, config=config), refiner_init)
         except Exception:
             traceback.print_exc()
             self.log("the dataset or the main network FAILED")

@@ -43,17 +43,23 @@ def portable(settings: dict) -> dict:
     return kept
 
 
+def with_refiner(base: dict, refined: dict, what: str):
+    """(weights, configuration) of the network in ``base`` (a checkpoint's contents) with the
+    refiner of ``refined`` (weights with a refiner on the same main network's layout)."""
+    config = dict(base.get("config") or base["history"]["settings"]["config"])
+    if "refiner" not in refined["config"] or {k: v for k, v in refined["config"].items() if k != "refiner"} != config:
+        raise SystemExit(f"{what} holds no refiner for this network.")
+    model = dict(base["model"])
+    model.update({key: value for key, value in refined["model"].items() if key.startswith("refiner.")})
+    return model, dict(config, refiner=refined["config"]["refiner"])
+
+
 def combine(base_checkpoint: Path, refiner_run: Path):
     """RUN's network with the refiner of ``refiner_run``'s best.pt: (path of the combined weights,
     the refiner's training summary)."""
     base = torch.load(base_checkpoint, map_location="cpu", weights_only=False)
     refined = torch.load(refiner_run / "best.pt", map_location="cpu", weights_only=False)
-    config = dict(base.get("config") or base["history"]["settings"]["config"])
-    if "refiner" not in refined["config"] or {k: v for k, v in refined["config"].items() if k != "refiner"} != config:
-        raise SystemExit(f"{refiner_run}/best.pt holds no refiner for this network.")
-    config["refiner"] = refined["config"]["refiner"]
-    model = dict(base["model"])
-    model.update({key: value for key, value in refined["model"].items() if key.startswith("refiner.")})
+    model, config = with_refiner(base, refined, f"{refiner_run}/best.pt")
     combined = refiner_run / "combined.pt"
     torch.save(dict(model=model, config=config, step=base.get("step"), validation=base.get("validation")), combined)
     history = json.loads((refiner_run / "history.json").read_text())
