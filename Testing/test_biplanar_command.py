@@ -136,3 +136,31 @@ def test_geometry_that_does_not_fit_the_images_is_refused(sample_drrs, tmp_path)
                    "--geometry", tmp_path / "half.json", "--out", out)
     assert done.returncode == 2 and "its geometry describes a 128x128 detector" in done.stderr, done.stderr
     assert not out.exists()
+
+
+def test_the_bundled_network_finds_the_sample_vertebrae_but_none_in_noise(sample_drrs, tmp_path):
+    """The found rule's two cues on the bundled network: the sample DRRs' vertebrae are found (their
+    landmarks confident and in a vertebra's layout; 4 AP and 5 lateral on 2026-12-04, where the
+    confidence-only rule of 1.4.0 found no AP one), uniform noise gives none, with its reason."""
+    import SimpleITK as sitk
+
+    from BoneReconLib.biplanar_inference import FOUND_CONFIDENCE, FOUND_LAYOUT_MM
+
+    found = {}
+    for view in ("AP", "LAT"):
+        out = tmp_path / f"{view}.json"
+        done = run_cli("-q", "landmarks", "--image", sample_drrs / "drr" / f"{view}.nrrd", "--view", view, "--out", out)
+        assert done.returncode == 0, done.stderr
+        record = json.loads(out.read_text())
+        found[view] = record["found"]
+        for level in record["found"]:
+            assert record["vertebra_confidence"][level] >= FOUND_CONFIDENCE
+            assert record["vertebra_layout_mm"][level] <= FOUND_LAYOUT_MM
+    assert len(found["AP"]) >= 4 and len(found["LAT"]) >= 4, found
+    noise = sitk.GetImageFromArray(np.random.default_rng(0).random((400, 300)).astype(np.float32))
+    sitk.WriteImage(noise, str(tmp_path / "noise.nrrd"))
+    for view in ("AP", "LAT"):
+        done = run_cli("-q", "landmarks", "--image", tmp_path / "noise.nrrd", "--view", view, "--out", tmp_path / "n.json")
+        record = json.loads((tmp_path / "n.json").read_text())
+        assert done.returncode == 0 and record["found"] == [], record["vertebra_layout_mm"]
+        assert "No lumbar vertebra was found" in record["message"] and "layout" in record["message"]

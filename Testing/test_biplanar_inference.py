@@ -13,8 +13,9 @@ from BoneReconLib.biplanar_inference import detect
 from BoneReconLib.biplanar_network import BiplanarNet
 from BoneReconLib.errors import InputError
 from BoneReconLib.radiograph_file import read_radiograph
+from BoneReconLib.shape_model_library import load_models
 
-NAMES = [f"n{k}" for k in range(19)]
+NAMES = load_models(levels=["L1"])["L1"].landmark_names  # the found rule fits their layout
 
 
 def write(array, path, spacing=None, colour=False):
@@ -80,7 +81,7 @@ def test_landmarks_and_decomposition_come_back_in_the_input_pixels(monkeypatch):
     fine = np.kron(coarse, np.ones((2, 2), np.float32))  # the same picture at half the spacing
     a = detect(model, coarse, (2.0, 2.0), "AP", NAMES)
     b = detect(model, fine, (1.0, 1.0), "AP", NAMES)
-    assert len(a.landmarks) == 95 and a.landmarks[19]["vertebra"] == "L2" and a.landmarks[20]["name"] == "n1"
+    assert len(a.landmarks) == 95 and a.landmarks[19]["vertebra"] == "L2" and a.landmarks[20]["name"] == NAMES[1]
     pa = np.array([[m["i"], m["j"]] for m in a.landmarks])
     pb = np.array([[m["i"], m["j"]] for m in b.landmarks])
     # Pixel centres: coarse (i, j) lies at fine (2i + 0.5, 2j + 0.5); the network saw nearly the same image.
@@ -120,7 +121,7 @@ def test_landmarks_command(tmp_path):
     assert set(record["landmarks"][0]) == {"vertebra", "name", "i", "j", "confidence"}
     # Noise through an untrained network: no vertebra is claimed, and the file says so.
     assert record["found"] == [] and "No lumbar vertebra was found" in record["message"]
-    assert set(record["vertebra_confidence"]) == {"L1", "L2", "L3", "L4", "L5"}
+    assert set(record["vertebra_confidence"]) == set(record["vertebra_layout_mm"]) == {"L1", "L2", "L3", "L4", "L5"}
     assert sitk.ReadImage(str(tmp_path / "dec" / "L3.nrrd")).GetSize() == (80, 100)
     # A PNG carries no spacing: refused, nothing written.
     assert main(["--quiet", "landmarks", "--image", str(image), "--view", "AP", "--weights", str(tmp_path / "w.pt"),
@@ -149,7 +150,7 @@ def test_inference_in_the_scene_places_landmarks_on_the_detector(context, monkey
         assert abs((world - view.detector_center) @ view.normal) < 1e-6  # on the detector plane
         confidence = float(points.GetNthControlPointDescription(k)[len(CONFIDENCE_PREFIX):])
         assert confidence == pytest.approx(detection.landmarks[k]["confidence"], abs=1e-4)
-    assert points.GetNthControlPointLabel(20) == "L2 n1"
+    assert points.GetNthControlPointLabel(20) == f"L2 {NAMES[1]}"
     # A failure half-way adds nothing.
     import BoneReconLib.biplanar_nodes as biplanar_nodes
 

@@ -8,7 +8,9 @@ DATASET is the synthetic `bonerecon dataset lumbar` folder the network was train
 L1-L5 endplate width of its AP views at the detector sets the scale of the real images, which
 carry no pixel spacing (see BoneReconLib/real_ap_corners.py). Printed: the corner error in the
 images' own pixels, in mm at that scale, and as a share of the image's own endplate width (free of
-the scale assumption), per vertebra, beside the goal (median < 3 mm), with the corners' confidence.
+the scale assumption), per vertebra, beside the goal (median < 3 mm), with the corners' confidence;
+then how many vertebrae the found rule (biplanar_inference) finds and the corner error of those
+found and of the others (what the rule is worth on real images).
 """
 
 import argparse
@@ -28,7 +30,10 @@ from BoneReconLib.biplanar_samples import resample_covered  # noqa: E402
 from BoneReconLib.biplanar_samples import from_network_pixels  # noqa: E402
 from BoneReconLib.dataset_store import CaseDataset  # noqa: E402
 from BoneReconLib.real_ap_corners import RealAPSamples, body_width_mm  # noqa: E402
+from BoneReconLib.biplanar_inference import FOUND_CONFIDENCE, FOUND_LAYOUT_MM  # noqa: E402
+from BoneReconLib.biplanar_network import INPUT_SPACING_MM  # noqa: E402
 from BoneReconLib.spine_alignment import LEVELS  # noqa: E402
+from BoneReconLib.vertebra_layout import bundled_layouts, layout_residual  # noqa: E402
 
 GOAL_MEDIAN_MM = 3.0
 AASCE = REPO.parent / "shared" / "data" / "xray" / "aasce_train"
@@ -53,7 +58,9 @@ def main():
     width_mm = body_width_mm([cases[i] for i in range(min(50, len(cases)))], names)
     samples = RealAPSamples(args.real, args.split, names, width_mm)
     index = samples.index  # (5, 4) corner landmarks
+    layouts = bundled_layouts("AP", tuple(LEVELS), tuple(names))
     px, mm, share, confidence, per_level = [], [], [], [], {level: [] for level in LEVELS}
+    found_mm, missed_mm = [], []
     for n, item in enumerate(samples.items):
         sample = samples[n]
         transform = samples.transform(item, samples.pixels(n).shape)
@@ -68,6 +75,10 @@ def main():
         confidence.extend(sure.numpy()[index.reshape(-1)])
         for level, row in zip(LEVELS, error * samples.spacing_mm(item)):
             per_level[level].extend(row)
+        layout_mm = layout_residual(found.double().numpy().reshape(len(LEVELS), -1, 2) * INPUT_SPACING_MM, layouts)
+        sure_level = sure.reshape(len(LEVELS), -1).median(dim=-1).values.numpy()
+        for row, c, r in zip(error * samples.spacing_mm(item), sure_level, layout_mm):
+            (found_mm if c >= FOUND_CONFIDENCE and r <= FOUND_LAYOUT_MM else missed_mm).extend(row)
     px, mm, share = np.asarray(px), np.asarray(mm), np.asarray(share)
     print(f"{args.weights or 'bundled network'} ({args.decoding} decoding) on {len(samples)} real AP radiographs ({args.split} split of "
           f"{args.real}), {len(px)} L1-L5 corners; scale: endplate width = {width_mm:.1f} mm (synthetic AP mean)")
@@ -79,13 +90,19 @@ def main():
           f"within 3 mm {np.mean(mm <= 3):.0%}, within 6 mm {np.mean(mm <= 6):.0%}")
     print("per vertebra (mean mm): " + "  ".join(f"{level} {np.mean(per_level[level]):.2f}" for level in LEVELS))
     print(f"corner confidence: median {np.median(confidence):.3f}")
+    found_mm, missed_mm = np.asarray(found_mm), np.asarray(missed_mm)
+    cell = lambda e: f"corner error median {np.median(e):.2f}, mean {e.mean():.2f} mm" if len(e) else "-"  # noqa: E731
+    print(f"found rule: {len(found_mm) // 4} of {len(mm) // 4} vertebrae found ({cell(found_mm)}); "
+          f"not found: {len(missed_mm) // 4} ({cell(missed_mm)})")
     if args.json:
         summary = dict(split=args.split, decoding=args.decoding, images=len(samples), corners=int(len(px)),
                        reference_width_mm=round(width_mm, 2),
                        error_px=dict(mean=round(float(px.mean()), 2), median=round(float(np.median(px)), 2)),
                        error_mm=dict(mean=round(float(mm.mean()), 2), median=round(float(np.median(mm)), 2),
                                      p90=round(float(np.percentile(mm, 90)), 2)),
-                       error_share_of_width=round(float(np.median(share)), 4), goal_median_mm=GOAL_MEDIAN_MM)
+                       error_share_of_width=round(float(np.median(share)), 4), goal_median_mm=GOAL_MEDIAN_MM,
+                       found_vertebrae=int(len(found_mm) // 4),
+                       found_error_mm=dict(median=round(float(np.median(found_mm)), 2)) if len(found_mm) else None)
         Path(args.json).write_text(json.dumps(summary, indent=1) + "\n")
         print(f"Wrote {args.json}")
 
