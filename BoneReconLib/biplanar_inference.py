@@ -26,8 +26,9 @@ from .spine_alignment import LEVELS
 from .vertebra_layout import bundled_layouts, layout_residual
 
 
-# A found vertebra: both cues (calibrated on the validation split, real AP validation rows and leg
-# radiographs, noise, dark and smooth images; benchmarks/biplanar_network.py checks other images)
+# A found vertebra: both cues (chosen with benchmarks/biplanar_found_rule.py on the validation split,
+# the real AP validation rows and leg, noise, dark and blob images; benchmarks/biplanar_network.py
+# and biplanar_real_ap.py check them on other images)
 FOUND_CONFIDENCE = 0.15  # median landmark confidence at least this ...
 FOUND_LAYOUT_MM = 5.0  # ... and the landmarks within this RMS of a vertebra's layout (mm at the detector)
 

@@ -1,12 +1,14 @@
 """How far each level's decoded landmarks are from the layout of a vertebra's landmarks, in mm.
 
-Why: the landmark confidence alone tells a lumbar vertebra poorly from a knee, a blob or noise
-that happens to give a few sharp heatmap peaks (on 60 such images per view the 0.25 confidence
-rule found a "vertebra" on 2 AP and 8 lateral ones, and it misses a sixth of the synthetic test
-vertebrae). A vertebra's landmarks also lie where a vertebra's landmarks lie relative to each
-other, which the network's guesses on those images do not: the layout residual below was 2.1-5.9
-mm (5th-95th percentile) on validation vertebrae and 7-36 mm on them (see
-``benchmarks/biplanar_network.py``, which prints both cues on images without a spine).
+Why: the landmark confidence alone tells a lumbar vertebra poorly from a leg, a blob or noise
+that happens to give a few sharp heatmap peaks, and it is low on real radiographs (the 0.25 rule
+of biplanar-1.4.0 found a "vertebra" on 3 of 90 images without a spine read as AP and on 15 of
+them read as lateral, missed a quarter of the synthetic validation vertebrae, and found 1 of 100
+real AP ones). A
+vertebra's landmarks also lie where a vertebra's landmarks lie relative to each other, which the
+guesses on those images do not: the residual below was 1.6-4.7 mm (5th-95th percentile) on the
+validation vertebrae, and its 5th percentile 5.5-22.6 mm on each kind of image without a spine
+(``benchmarks/biplanar_found_rule.py``).
 
 The layout of a level is its shape model's mean landmarks seen from the view's direction
 (orthographic: the perspective of a 5 cm vertebra at 1 m is within the fitted scale), turned out
