@@ -1,7 +1,8 @@
 """Bundle a trained BiplanarRecon network: weights + manifest entry (data, training, metrics, licence).
 
     python Utilities/package_biplanar_network.py --run RUN --version 1.0.0 --metrics METRICS.json
-        [--real-metrics REAL.json] [--checkpoint best.pt] [--refiner-run REFINER_RUN]
+        [--real-metrics REAL.json] [--checkpoint best.pt] [--refiner-run REFINER_RUN | --bundled-refiner]
+        [--init-bundled]
 
 RUN is a `bonerecon train biplanar` folder; METRICS.json is written by
 `python benchmarks/biplanar_network.py --data DATASET --weights RUN/best.pt --json METRICS.json` (held-out
@@ -12,7 +13,11 @@ With --refiner-run (a `bonerecon train biplanar --refiner` folder) the landmark 
 run's best.pt is attached to RUN's network (written as REFINER_RUN/combined.pt, then bundled) and
 its training is recorded too; METRICS.json must then be measured on that combined file. A
 refiner with a decomposition head (its config's "decomposition") also replaces the main
-network's per-vertebra images.
+network's per-vertebra images. With --bundled-refiner the bundled network's refiner joins RUN's
+network instead (RUN fine-tuned the main network alone), its training copied from the manifest.
+--init-bundled says RUN started from the bundled network's main part: the manifest names it
+("biplanar-<version> main network", not a path that means nothing elsewhere) and keeps its
+training record as "init_training".
 """
 
 import argparse
@@ -25,7 +30,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from BoneReconLib.network_library import package_weights  # noqa: E402
+from BoneReconLib.network_library import package_weights, read_network_manifest  # noqa: E402
 
 
 def portable(settings: dict) -> dict:
@@ -68,6 +73,21 @@ def combine(base_checkpoint: Path, refiner_run: Path):
                           device=history.get("device", "cpu"), validation=refined.get("validation"))
 
 
+def keep_bundled_refiner(base_checkpoint: Path):
+    """RUN's network with the bundled network's refiner: (path of the combined weights, the refiner's
+    training as the manifest records it, with where it comes from)."""
+    from BoneReconLib.network_library import bundled_weights
+
+    entry = read_network_manifest()["networks"]["biplanar"]
+    base = torch.load(base_checkpoint, map_location="cpu", weights_only=False)
+    bundled = torch.load(bundled_weights("biplanar"), map_location="cpu", weights_only=False)
+    model, config = with_refiner(base, bundled, entry["file"])
+    combined = base_checkpoint.with_name("combined.pt")
+    torch.save(dict(model=model, config=config, step=base.get("step"), validation=base.get("validation")), combined)
+    training = dict(entry.get("refiner_training") or {}, kept_from=f"biplanar-{entry['version']}")
+    return combined, training
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--run", required=True)
@@ -76,12 +96,23 @@ def main():
     parser.add_argument("--real-metrics")
     parser.add_argument("--checkpoint", default="best.pt")
     parser.add_argument("--refiner-run", help="a refiner training folder whose refiner joins RUN's network")
+    parser.add_argument("--bundled-refiner", action="store_true",
+                        help="the bundled network's refiner joins RUN's network")
+    parser.add_argument("--init-bundled", action="store_true",
+                        help="RUN started from the bundled network's main part (recorded as such)")
     args = parser.parse_args()
+    if args.refiner_run and args.bundled_refiner:
+        raise SystemExit("Give --refiner-run or --bundled-refiner, not both.")
     run = Path(args.run)
     checkpoint = run / args.checkpoint
     refiner_training = None
+    before = read_network_manifest()["networks"].get("biplanar") if args.init_bundled else None
+    if args.init_bundled and before is None:
+        raise SystemExit("--init-bundled: no biplanar network is bundled.")
     if args.refiner_run:
         checkpoint, refiner_training = combine(checkpoint, Path(args.refiner_run))
+    elif args.bundled_refiner:
+        checkpoint, refiner_training = keep_bundled_refiner(checkpoint)
     history = json.loads((run / "history.json").read_text())
     settings = history["settings"]
     data = json.loads((Path(settings["data"]) / "manifest.json").read_text())
@@ -95,7 +126,9 @@ def main():
         data=dict(kind=data.get("kind"), description=data.get("description"), cases=len(data.get("cases", [])),
                   split=split, split_by=data.get("split", {}).get("by"),
                   made_by="bonerecon dataset lumbar (synthetic: bundled shape models on the bundled sample CT)"),
-        training=dict(settings=portable(settings), step=best.get("step"),
+        training=dict(settings=dict(portable(settings),
+                                    **({"init": f"biplanar-{before['version']} main network"} if before else {})),
+                      step=best.get("step"),
                       seconds=round(history.get("seconds", 0.0), 1), device=history.get("device", "cpu"),
                       validation=best.get("validation")),
         metrics=dict(synthetic_test=json.loads(Path(args.metrics).read_text())),
@@ -105,6 +138,8 @@ def main():
         if best["config"]["refiner"].get("decomposition"):
             summary["task"] += ", which also draw each vertebra's own image"
         summary["refiner_training"] = refiner_training
+    if before:
+        summary["init_training"] = dict(before["training"], network=f"biplanar-{before['version']}")
     if args.real_metrics:
         summary["metrics"]["real_ap"] = json.loads(Path(args.real_metrics).read_text())
     entry = package_weights(checkpoint, "biplanar", args.version, summary,
