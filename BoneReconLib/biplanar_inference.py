@@ -4,10 +4,14 @@ radiograph's own pixels.
 The image is resampled to the network's grid (1.5 mm detector pixels, centred), the landmarks
 decoded there are mapped back through the same affine to the input's (column i, row j), and the
 decomposition images are resampled back onto the input grid. A vertebra counts as found when
-the median confidence of its landmarks reaches ``FOUND_CONFIDENCE`` and they lie in a vertebra's
-layout, within ``FOUND_LAYOUT_MM`` (:mod:`.vertebra_layout`); when none is found (another anatomy,
-a blank or badly scaled image) the detection says so in ``message`` instead of offering its guesses
-as results. Core module (torch), no MRML.
+the median confidence of its landmarks reaches ``FOUND_CONFIDENCE``, they lie in a vertebra's
+layout, within ``FOUND_LAYOUT_MM`` (:mod:`.vertebra_layout`), and none lies within
+``FOUND_EDGE_MM`` of the radiograph's edge (the network never saw a vertebra cut by the edge: in
+the validation cases every landmark lies 31 mm or more inside, and near the edge the network
+extrapolates: on the sample's lateral DRR, which ends just below L5, biplanar-1.4.0's L5 passes
+both other cues 11 mm from the edge with half its body landmarks off its own image); when
+none is found (another anatomy, a blank or badly scaled image) the detection says so in
+``message`` instead of offering its guesses as results. Core module (torch), no MRML.
 """
 
 from __future__ import annotations
@@ -30,25 +34,29 @@ from .vertebra_layout import bundled_layouts, layout_residual
 # the real AP validation rows and leg, noise, dark and blob images; benchmarks/biplanar_network.py
 # and biplanar_real_ap.py check them on other images)
 FOUND_CONFIDENCE = 0.15  # median landmark confidence at least this ...
-FOUND_LAYOUT_MM = 5.0  # ... and the landmarks within this RMS of a vertebra's layout (mm at the detector)
+FOUND_LAYOUT_MM = 5.0  # ... and the landmarks within this RMS of a vertebra's layout (mm at the detector) ...
+FOUND_EDGE_MM = 20.0  # ... and all of them at least this far inside the radiograph (mm at the detector)
 
 
 @dataclass
 class Detection:
     """Landmarks as dicts (vertebra, name, i, j, confidence) in input pixels; decomposition (5, rows,
-    columns) line integrals on the input grid; per vertebra the median landmark confidence and the
-    RMS distance (mm at the detector) of its landmarks from a vertebra's layout; the vertebrae
-    found; a message for the user when something is missing."""
+    columns) line integrals on the input grid; per vertebra the median landmark confidence, the
+    RMS distance (mm at the detector) of its landmarks from a vertebra's layout and the least
+    distance of one from the radiograph's edge (negative outside); the vertebrae found; a message
+    for the user when something is missing."""
 
     landmarks: List[dict]
     decomposition: np.ndarray
     vertebra_confidence: Dict[str, float] = field(default_factory=dict)
     vertebra_layout_mm: Dict[str, float] = field(default_factory=dict)
+    vertebra_edge_mm: Dict[str, float] = field(default_factory=dict)
 
     @property
     def found(self) -> List[str]:
         return [level for level, c in self.vertebra_confidence.items()
-                if c >= FOUND_CONFIDENCE and self.vertebra_layout_mm.get(level, np.inf) <= FOUND_LAYOUT_MM]
+                if c >= FOUND_CONFIDENCE and self.vertebra_layout_mm.get(level, np.inf) <= FOUND_LAYOUT_MM
+                and self.vertebra_edge_mm.get(level, np.inf) >= FOUND_EDGE_MM]
 
     @property
     def message(self) -> Optional[str]:
@@ -61,7 +69,7 @@ class Detection:
                     "view given, with the right pixel spacing? The landmarks are guesses.")
         missing = [level for level in self.vertebra_confidence if level not in self.found]
         if missing:
-            return f"Not found with confidence: {', '.join(missing)} (outside the image, hidden or unclear)."
+            return f"Not found with confidence: {', '.join(missing)} (outside the image or at its edge, hidden or unclear)."
         return None
 
 
@@ -92,9 +100,23 @@ def detect(model: BiplanarNet, pixels: np.ndarray, spacing_mm: Sequence[float], 
     layouts = bundled_layouts(view, tuple(LEVELS), tuple(landmark_names))
     points_mm = positions.double().numpy().reshape(len(LEVELS), -1, 2) * INPUT_SPACING_MM
     residual = layout_residual(points_mm, layouts)
+    margin = edge_margin_mm(positions.double().numpy().reshape(len(LEVELS), -1, 2), covered[0].numpy())
     return Detection(landmarks, decomposition.clamp_min(0.0).numpy(),
                      {level: round(float(c), 4) for level, c in zip(LEVELS, per_level)},
-                     {level: round(float(r), 2) for level, r in zip(LEVELS, residual)})
+                     {level: round(float(r), 2) for level, r in zip(LEVELS, residual)},
+                     {level: round(float(m), 1) for level, m in zip(LEVELS, margin)})
+
+
+def edge_margin_mm(points: np.ndarray, covered: np.ndarray) -> np.ndarray:
+    """(L,) the least distance (mm at the detector) of each level's landmarks (L, K, 2) network
+    pixels from the edge of the radiograph in the network's field: ``covered`` (S, S) marks the
+    network pixels on the radiograph (a rectangle, as ``detect`` resamples); negative outside."""
+    rows, cols = np.nonzero(np.any(covered, axis=1))[0], np.nonzero(np.any(covered, axis=0))[0]
+    if len(rows) == 0:
+        return np.full(len(points), -np.inf)
+    low = np.array([cols[0] - 0.5, rows[0] - 0.5])
+    high = np.array([cols[-1] + 0.5, rows[-1] + 0.5])
+    return np.minimum(points - low, high - points).min(axis=(-2, -1)) * INPUT_SPACING_MM
 
 
 def write_detection(detection: Detection, path, record: dict, spacing_mm: Sequence[float],
@@ -116,7 +138,8 @@ def write_detection(detection: Detection, path, record: dict, spacing_mm: Sequen
     rows, columns = detection.decomposition.shape[-2:]
     partial = path.with_name(path.name + ".partial")
     summary = dict(found=detection.found, vertebra_confidence=detection.vertebra_confidence,
-                   vertebra_layout_mm=detection.vertebra_layout_mm, message=detection.message)
+                   vertebra_layout_mm=detection.vertebra_layout_mm, vertebra_edge_mm=detection.vertebra_edge_mm,
+                   message=detection.message)
     partial.write_text(json.dumps(dict(record, size=[columns, rows], **summary, landmarks=detection.landmarks),
                                   indent=1))
     partial.replace(path)

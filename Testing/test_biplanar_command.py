@@ -139,24 +139,30 @@ def test_geometry_that_does_not_fit_the_images_is_refused(sample_drrs, tmp_path)
 
 
 def test_the_bundled_network_finds_the_sample_vertebrae_but_none_in_noise(sample_drrs, tmp_path):
-    """The found rule's two cues on the bundled network: the sample DRRs' vertebrae are found (their
-    landmarks confident and in a vertebra's layout; 4 AP and 5 lateral on 2026-12-04, where the
-    confidence-only rule of 1.4.0 found no AP one), uniform noise gives none, with its reason."""
+    """The found rule on the bundled network: the sample DRRs' vertebrae are found where their
+    landmarks are confident, in a vertebra's layout and well inside the image (on 2026-12-04 with
+    biplanar-1.4.0: AP L1-L4, L5 at 5.9 mm from the layout; lateral L1-L4, L5 passing both those
+    cues 11 mm from the DRR's lower edge, which cuts the true L5, with half its body landmarks
+    off its own image; the
+    confidence-only rule found no AP one), uniform noise gives none, with its reason."""
     import SimpleITK as sitk
 
-    from BoneReconLib.biplanar_inference import FOUND_CONFIDENCE, FOUND_LAYOUT_MM
+    from BoneReconLib.biplanar_inference import FOUND_CONFIDENCE, FOUND_EDGE_MM, FOUND_LAYOUT_MM
 
-    found = {}
+    found, records = {}, {}
     for view in ("AP", "LAT"):
         out = tmp_path / f"{view}.json"
         done = run_cli("-q", "landmarks", "--image", sample_drrs / "drr" / f"{view}.nrrd", "--view", view, "--out", out)
         assert done.returncode == 0, done.stderr
-        record = json.loads(out.read_text())
+        records[view] = record = json.loads(out.read_text())
         found[view] = record["found"]
-        for level in record["found"]:
-            assert record["vertebra_confidence"][level] >= FOUND_CONFIDENCE
-            assert record["vertebra_layout_mm"][level] <= FOUND_LAYOUT_MM
-    assert len(found["AP"]) >= 4 and len(found["LAT"]) >= 4, found
+        for level in ("L1", "L2", "L3", "L4", "L5"):
+            passes = (record["vertebra_confidence"][level] >= FOUND_CONFIDENCE
+                      and record["vertebra_layout_mm"][level] <= FOUND_LAYOUT_MM
+                      and record["vertebra_edge_mm"][level] >= FOUND_EDGE_MM)
+            assert passes == (level in record["found"]), (view, level)
+    assert found["AP"][:3] == ["L1", "L2", "L3"] and found["LAT"] == ["L1", "L2", "L3", "L4"], found
+    assert records["LAT"]["vertebra_edge_mm"]["L5"] < FOUND_EDGE_MM  # the true L5 runs off the DRR
     noise = sitk.GetImageFromArray(np.random.default_rng(0).random((400, 300)).astype(np.float32))
     sitk.WriteImage(noise, str(tmp_path / "noise.nrrd"))
     for view in ("AP", "LAT"):

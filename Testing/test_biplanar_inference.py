@@ -9,7 +9,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 from BoneReconLib import biplanar_network
-from BoneReconLib.biplanar_inference import detect
+from BoneReconLib.biplanar_inference import INPUT_SPACING_MM, detect, edge_margin_mm
 from BoneReconLib.biplanar_network import BiplanarNet
 from BoneReconLib.errors import InputError
 from BoneReconLib.radiograph_file import read_radiograph
@@ -166,3 +166,15 @@ def test_inference_in_the_scene_places_landmarks_on_the_detector(context, monkey
     with pytest.raises(InputError, match="disk full"):
         detect_in_scene(context.scene, model, node, "LAT", NAMES)
     assert context.scene.GetNumberOfNodes() == count > before
+
+
+def test_edge_margin_is_the_distance_to_the_radiographs_edge():
+    """Known answers on a radiograph covering rows 20-199 of the network's field and every column:
+    pixel centres, so the edges lie half a pixel beyond the first and last covered ones."""
+    covered = np.zeros((256, 256), bool)
+    covered[20:200] = True
+    levels = np.array([[[128.0, 100.0], [128.0, 30.0]],  # 30 - 19.5 = 10.5 px from the top edge
+                       [[5.0, 100.0], [128.0, 199.0]],  # 199.5 - 199 = 0.5 px from the bottom edge
+                       [[128.0, 210.0], [128.0, 100.0]]])  # 10.5 px below it: outside
+    assert edge_margin_mm(levels, covered) == pytest.approx(np.array([10.5, 0.5, -10.5]) * INPUT_SPACING_MM)
+    assert np.all(edge_margin_mm(levels, np.zeros((256, 256), bool)) == -np.inf)

@@ -1,5 +1,6 @@
 """Calibrate the BiplanarRecon found rule: its two cues (landmark confidence, layout residual) on
-vertebrae and on images without a spine, and what each pair of thresholds finds.
+vertebrae and on images without a spine, and what each pair of thresholds finds (with the rule's
+third part, every landmark FOUND_EDGE_MM or more inside the radiograph, as it is).
 
     python benchmarks/biplanar_found_rule.py --data DATASET [--legs LEG_DATASET] [--weights W]
                                              [--max-cases N] [--real DIR]
@@ -25,7 +26,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from BoneReconLib.biplanar_inference import FOUND_CONFIDENCE, FOUND_LAYOUT_MM, detect  # noqa: E402
+from BoneReconLib.biplanar_inference import FOUND_CONFIDENCE, FOUND_EDGE_MM, FOUND_LAYOUT_MM, detect  # noqa: E402
+from BoneReconLib.biplanar_inference import edge_margin_mm  # noqa: E402
 from BoneReconLib.biplanar_network import INPUT_SPACING_MM, landmark_positions, load_network  # noqa: E402
 from BoneReconLib.biplanar_samples import BiplanarSamples, resample_covered  # noqa: E402
 from BoneReconLib.dataset_store import CaseDataset  # noqa: E402
@@ -39,11 +41,14 @@ VIEWS = ("AP", "LAT")
 
 
 def cues(model, image, view, layouts, covered=None):
-    """(L,) median landmark confidence and (L,) layout residual (mm) of one network-grid image."""
+    """(L,) median landmark confidence, (L,) layout residual (mm) and (L,) edge margin (mm) of one
+    network-grid image (``covered``: where it holds the radiograph; None: all of it)."""
     output = model(image[None], torch.tensor([float(VIEWS.index(view))]), None if covered is None else covered[None])
     positions, confidence = (value[0] for value in landmark_positions(model, output))
-    layout = layout_residual(positions.double().numpy().reshape(len(LEVELS), -1, 2) * INPUT_SPACING_MM, layouts[view])
-    return confidence.reshape(len(LEVELS), -1).median(dim=-1).values.numpy(), layout
+    per_level = positions.double().numpy().reshape(len(LEVELS), -1, 2)
+    layout = layout_residual(per_level * INPUT_SPACING_MM, layouts[view])
+    on = np.ones(image.shape[-2:], bool) if covered is None else covered[0].numpy()
+    return confidence.reshape(len(LEVELS), -1).median(dim=-1).values.numpy(), layout, edge_margin_mm(per_level, on)
 
 
 def no_spine_images(legs):
@@ -86,40 +91,41 @@ def main():
     for n in range(min(len(samples), 2 * args.max_cases)):
         item = samples[n]
         view = VIEWS[int(item["view"])]
-        confidence, layout = cues(model, item["image"], view, layouts)
+        confidence, layout, edge = cues(model, item["image"], view, layouts)  # the cases cover the field
         for level in range(len(LEVELS)):
             if item["weight"][level * len(names):(level + 1) * len(names)].mean() >= 0.5:
-                vertebrae[f"synthetic {view}"].append((confidence[level], layout[level]))
+                vertebrae[f"synthetic {view}"].append((confidence[level], layout[level], edge[level]))
     if Path(args.real).is_dir():
         cases = CaseDataset(args.data, "train", keys=["landmarks_ij"])
         width_mm = body_width_mm([cases[i] for i in range(min(50, len(cases)))], names)
         real = RealAPSamples(args.real, "validation", names, width_mm)
         for n, item in enumerate(real.items):
             _, covered = resample_covered(real.pixels(n)[None], real.transform(item, real.pixels(n).shape))
-            vertebrae["real AP"].extend(zip(*cues(model, real[n]["image"], "AP", layouts, covered)))
+            vertebrae["real AP"].extend(zip(*cues(model, real[n]["image"], "AP", layouts, covered)))  # all five
     others = []  # per (image, view): (L, 2) cues
     for what, pixels, spacing in no_spine_images(args.legs):
         for view in VIEWS:
             detection = detect(model, pixels, (spacing, spacing), view, names)
-            others.append((what, view, np.array([[detection.vertebra_confidence[level], detection.vertebra_layout_mm[level]]
-                                                 for level in LEVELS])))
+            others.append((what, view, np.array([[detection.vertebra_confidence[level], detection.vertebra_layout_mm[level],
+                                                  detection.vertebra_edge_mm[level]] for level in LEVELS])))
     print(f"{args.weights or 'bundled network'}: found-rule cues (5th / 50th / 95th percentile)")
-    print(f"{'group':28s}{'count':>7s}{'confidence':>20s}{'layout mm':>22s}")
+    print(f"{'group':28s}{'count':>7s}{'confidence':>20s}{'layout mm':>22s}{'edge mm':>22s}")
     groups = {name: np.asarray(rows) for name, rows in vertebrae.items() if rows}
     for what in dict.fromkeys(w for w, _, _ in others):
         for view in VIEWS:
             groups[f"{what} as {view}"] = np.concatenate([c for w, v, c in others if w == what and v == view])
     for name, rows in groups.items():
-        c, r = np.percentile(rows[:, 0], [5, 50, 95]), np.percentile(rows[:, 1], [5, 50, 95])
-        print(f"{name:28s}{len(rows):7d}{'%6.2f %6.2f %6.2f' % tuple(c):>20s}{'%6.1f %6.1f %6.1f' % tuple(r):>22s}")
+        c, r, e = (np.percentile(rows[:, k], [5, 50, 95]) for k in range(3))
+        print(f"{name:28s}{len(rows):7d}{'%6.2f %6.2f %6.2f' % tuple(c):>20s}{'%6.1f %6.1f %6.1f' % tuple(r):>22s}"
+              f"{'%6.1f %6.1f %6.1f' % tuple(e):>22s}")
     spines = [name for name in ("synthetic AP", "synthetic LAT", "real AP") if name in groups]
     print(f"\n{'confidence >=':>14s}{'layout <=':>10s}" + "".join(f"{name:>15s}" for name in spines)
           + f"{'no spine AP':>13s}{'no spine LAT':>14s}")
     for threshold in (0.1, 0.15, 0.2, 0.25):
         for limit in (4.0, 5.0, 6.0, np.inf):
-            cells = [f"{np.mean((groups[n][:, 0] >= threshold) & (groups[n][:, 1] <= limit)):15.0%}" for n in spines]
-            wrong = [sum(bool(np.any((c[:, 0] >= threshold) & (c[:, 1] <= limit))) for _, v, c in others if v == view)
-                     for view in VIEWS]
+            rule = lambda c: (c[:, 0] >= threshold) & (c[:, 1] <= limit) & (c[:, 2] >= FOUND_EDGE_MM)  # noqa: E731
+            cells = [f"{np.mean(rule(groups[n])):15.0%}" for n in spines]
+            wrong = [sum(bool(np.any(rule(c))) for _, v, c in others if v == view) for view in VIEWS]
             total = [sum(1 for _, v, _ in others if v == view) for view in VIEWS]
             chosen = "  <- chosen" if threshold == FOUND_CONFIDENCE and limit == FOUND_LAYOUT_MM else ""
             print(f"{threshold:14.2f}{limit:10.0f}" + "".join(cells)

@@ -13,8 +13,8 @@ range = the truth's maximum), the normalised cross-correlation with the truth (w
 uses) and the mass ratio sum(predicted) / sum(true) (an empty image scores 0 here, however good its
 SSIM), plus the inference time for both views of a case. Then the
 "found" rule (a vertebra is found when its landmarks' median confidence reaches
-FOUND_CONFIDENCE and they lie within FOUND_LAYOUT_MM of a vertebra's layout): how often it holds for
-the test vertebrae in the field, and on images without a lumbar spine (real chest and lower-leg
+FOUND_CONFIDENCE, they lie within FOUND_LAYOUT_MM of a vertebra's layout and FOUND_EDGE_MM or more
+inside the image): how often it holds for the test vertebrae in the field, and on images without a lumbar spine (real chest and lower-leg
 radiographs from ../shared/data when present, noise, a dark image, a smooth ramp; none of them was
 used to set the rule) what each cue says and what is found. Without --weights the bundled
 network is evaluated; --json also writes the figures (for the networks manifest).
@@ -33,6 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from BoneReconLib import biplanar_network  # noqa: E402
+from BoneReconLib.biplanar_inference import edge_margin_mm  # noqa: E402
 from BoneReconLib.biplanar_network import landmark_positions, load_network  # noqa: E402
 from BoneReconLib.biplanar_samples import BiplanarSamples  # noqa: E402
 from BoneReconLib.biplanar_training import choose_device  # noqa: E402
@@ -93,12 +94,13 @@ def main():
         positions, confidence = positions.cpu(), confidence.cpu()
         for item, predicted, found, sure in zip(items, output["decomposition"], positions, confidence):
             v = int(item["view"])
-            layout_mm = layout_residual(found.double().numpy().reshape(len(LEVELS), -1, 2) * float(item["spacing_mm"]),
-                                        layouts[v])
+            per_level = found.double().numpy().reshape(len(LEVELS), -1, 2)
+            layout_mm = layout_residual(per_level * float(item["spacing_mm"]), layouts[v])
+            edge_mm = edge_margin_mm(per_level, np.ones(item["image"].shape[-2:], bool))  # the cases cover the field
             for n in range(len(LEVELS)):
                 inside = item["weight"][n * 19:(n + 1) * 19]
                 if inside.mean() >= 0.5:
-                    vertebra_confidence[v].append((float(sure[n * 19:(n + 1) * 19].median()), layout_mm[n]))
+                    vertebra_confidence[v].append((float(sure[n * 19:(n + 1) * 19].median()), layout_mm[n], edge_mm[n]))
             error = ((found - item["landmarks"]).norm(dim=-1) * item["spacing_mm"]).numpy()
             for k in np.nonzero(item["weight"].numpy() > 0)[0]:
                 errors[v].append(error[k])
@@ -154,15 +156,16 @@ def main():
 
 def found_rule(model, vertebra_confidence) -> dict:
     """Print and return how the found rule does on spines (test vertebrae) and on images without one."""
-    from BoneReconLib.biplanar_inference import FOUND_CONFIDENCE, FOUND_LAYOUT_MM, detect
+    from BoneReconLib.biplanar_inference import FOUND_CONFIDENCE, FOUND_EDGE_MM, FOUND_LAYOUT_MM, detect
     from BoneReconLib.radiograph_file import read_radiograph
 
     names = load_models(levels=["L1"])["L1"].landmark_names
-    print(f"\nFound rule (median landmark confidence >= {FOUND_CONFIDENCE} and layout within {FOUND_LAYOUT_MM:g} mm):")
+    print(f"\nFound rule (median landmark confidence >= {FOUND_CONFIDENCE}, layout within {FOUND_LAYOUT_MM:g} mm, "
+          f"landmarks {FOUND_EDGE_MM:g} mm or more inside the image):")
     out = {}
     for v, name in enumerate(("AP", "LAT")):
-        c, layout = np.asarray(vertebra_confidence[v]).T
-        found = (c >= FOUND_CONFIDENCE) & (layout <= FOUND_LAYOUT_MM)
+        c, layout, edge = np.asarray(vertebra_confidence[v]).T
+        found = (c >= FOUND_CONFIDENCE) & (layout <= FOUND_LAYOUT_MM) & (edge >= FOUND_EDGE_MM)
         out[f"test_{name}_found"] = round(float(np.mean(found)), 3)
         print(f"  test vertebrae in the field, {name}: found {np.mean(found):.0%} (confidence median "
               f"{np.median(c):.2f}, 5th percentile {np.percentile(c, 5):.2f}; layout median {np.median(layout):.1f} mm, "
