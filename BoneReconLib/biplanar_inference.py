@@ -62,11 +62,13 @@ class Detection:
     def message(self) -> Optional[str]:
         if not self.found:
             best = max(self.vertebra_confidence, key=self.vertebra_confidence.get, default=None)
-            state = "" if best is None else (f"; best {best}: confidence {self.vertebra_confidence[best]:.2f}, "
-                                             f"layout {self.vertebra_layout_mm.get(best, np.inf):.1f} mm")
-            return (f"No lumbar vertebra was found (none with landmark confidence >= {FOUND_CONFIDENCE} in a vertebra's "
-                    f"layout within {FOUND_LAYOUT_MM:g} mm{state}): is this a lumbar AP / lateral radiograph, of the "
-                    "view given, with the right pixel spacing? The landmarks are guesses.")
+            state = "" if best is None else (f"; most confident {best}: confidence {self.vertebra_confidence[best]:.2f}, "
+                                             f"layout {self.vertebra_layout_mm.get(best, np.inf):.1f} mm, "
+                                             f"{self.vertebra_edge_mm.get(best, np.inf):.0f} mm inside the image")
+            return (f"No lumbar vertebra was found (none with landmark confidence >= {FOUND_CONFIDENCE}, in a vertebra's "
+                    f"layout within {FOUND_LAYOUT_MM:g} mm and {FOUND_EDGE_MM:g} mm or more inside the image{state}): "
+                    "is this a lumbar AP / lateral radiograph, of the view given, with the right pixel spacing? The "
+                    "landmarks are guesses.")
         missing = [level for level in self.vertebra_confidence if level not in self.found]
         if missing:
             return f"Not found with confidence: {', '.join(missing)} (outside the image or at its edge, hidden or unclear)."

@@ -178,3 +178,24 @@ def test_edge_margin_is_the_distance_to_the_radiographs_edge():
                        [[128.0, 210.0], [128.0, 100.0]]])  # 10.5 px below it: outside
     assert edge_margin_mm(levels, covered) == pytest.approx(np.array([10.5, 0.5, -10.5]) * INPUT_SPACING_MM)
     assert np.all(edge_margin_mm(levels, np.zeros((256, 256), bool)) == -np.inf)
+
+
+def test_found_needs_all_three_cues_and_says_which_failed():
+    from BoneReconLib.biplanar_inference import Detection
+
+    levels = ("L1", "L2", "L3", "L4", "L5")
+    good = dict(confidence=0.3, layout=3.0, edge=50.0)
+    for spoil, value in (("confidence", 0.1), ("layout", 6.0), ("edge", 12.0)):
+        cues = {name: dict(zip(levels, [value if name == spoil and level == "L3" else good[name] for level in levels]))
+                for name in good}
+        detection = Detection([], np.zeros((5, 4, 4)), cues["confidence"], cues["layout"], cues["edge"])
+        assert detection.found == ["L1", "L2", "L4", "L5"], spoil
+        assert detection.message.startswith("Not found with confidence: L3 (outside the image or at its edge")
+    lone = Detection([], np.zeros((5, 4, 4)), dict.fromkeys(levels, 0.3), dict.fromkeys(levels, 3.0),
+                     dict(zip(levels, [5.0, 60.0, 60.0, 60.0, -3.0])))
+    lone.vertebra_layout_mm.update(L2=7.5, L3=7.5, L4=7.5)
+    assert lone.found == []
+    assert "most confident L1: confidence 0.30, layout 3.0 mm, 5 mm inside the image" in lone.message
+    everything = Detection([], np.zeros((5, 4, 4)), dict.fromkeys(levels, 0.3), dict.fromkeys(levels, 3.0),
+                           dict.fromkeys(levels, 60.0))
+    assert everything.found == list(levels) and everything.message is None
