@@ -3,6 +3,7 @@
     python Utilities/package_biplanar_network.py --run RUN --version 1.0.0 --metrics METRICS.json
         [--real-metrics REAL.json] [--checkpoint best.pt] [--refiner-run REFINER_RUN | --bundled-refiner]
         [--init-bundled]
+    python Utilities/package_biplanar_network.py --bundled-main --refiner-run REFINER_RUN --version V --metrics ...
 
 RUN is a `bonerecon train biplanar` folder; METRICS.json is written by
 `python benchmarks/biplanar_network.py --data DATASET --weights RUN/best.pt --json METRICS.json` (held-out
@@ -17,7 +18,8 @@ network's per-vertebra images. With --bundled-refiner the bundled network's refi
 network instead (RUN fine-tuned the main network alone), its training copied from the manifest.
 --init-bundled says RUN started from the bundled network's main part: the manifest names it
 ("biplanar-<version> main network", not a path that means nothing elsewhere) and keeps its
-training record as "init_training".
+training record as "init_training". --bundled-main (in place of --run) keeps the bundled network's
+main part and its records, with REFINER_RUN's refiner (a refiner trained further on top of it).
 """
 
 import argparse
@@ -88,9 +90,23 @@ def keep_bundled_refiner(base_checkpoint: Path):
     return combined, training
 
 
+def bundled_main(folder: Path) -> Path:
+    """The bundled network's main part (no refiner) written as ``folder``/bundled-main.pt."""
+    from BoneReconLib.network_library import bundled_weights
+
+    state = torch.load(bundled_weights("biplanar"), map_location="cpu", weights_only=False)
+    main_only = dict(model={k: v for k, v in state["model"].items() if not k.startswith("refiner.")},
+                     config={k: v for k, v in state["config"].items() if k != "refiner"}, step=state.get("step"))
+    path = folder / "bundled-main.pt"
+    torch.save(main_only, path)
+    return path
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--run", required=True)
+    parser.add_argument("--run", help="the main network's training folder")
+    parser.add_argument("--bundled-main", action="store_true",
+                        help="keep the bundled network's main part (with --refiner-run)")
     parser.add_argument("--version", required=True)
     parser.add_argument("--metrics", required=True)
     parser.add_argument("--real-metrics")
@@ -103,6 +119,19 @@ def main():
     args = parser.parse_args()
     if args.refiner_run and args.bundled_refiner:
         raise SystemExit("Give --refiner-run or --bundled-refiner, not both.")
+    if bool(args.run) == args.bundled_main or (args.bundled_main and not args.refiner_run):
+        raise SystemExit("Give --run, or --bundled-main with --refiner-run.")
+    if args.bundled_main:
+        entry = read_network_manifest()["networks"]["biplanar"]
+        checkpoint, refiner_training = combine(bundled_main(Path(args.refiner_run)), Path(args.refiner_run))
+        best = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        kept = {key: entry[key] for key in ("task", "input", "data", "training", "init_training") if key in entry}
+        summary = dict(kept, main_kept_from=f"biplanar-{entry['version']}", refiner_training=refiner_training,
+                       metrics=dict(synthetic_test=json.loads(Path(args.metrics).read_text())))
+        if args.real_metrics:
+            summary["metrics"]["real_ap"] = json.loads(Path(args.real_metrics).read_text())
+        bundle(checkpoint, args.version, summary)
+        return
     run = Path(args.run)
     checkpoint = run / args.checkpoint
     refiner_training = None
@@ -142,10 +171,14 @@ def main():
         summary["init_training"] = dict(before["training"], network=f"biplanar-{before['version']}")
     if args.real_metrics:
         summary["metrics"]["real_ap"] = json.loads(Path(args.real_metrics).read_text())
-    entry = package_weights(checkpoint, "biplanar", args.version, summary,
+    bundle(checkpoint, args.version, summary)
+
+
+def bundle(checkpoint: Path, version: str, summary: dict):
+    entry = package_weights(checkpoint, "biplanar", version, summary,
                             licence="Apache-2.0 (trained by BoneRecon on synthetic data made from the bundled "
                                     "shape models and sample CT; see Resources/Networks/README.md)")
-    print(f"Bundled biplanar-{args.version}: {entry['bytes'] / 1e6:.1f} MB, sha256 {entry['sha256'][:16]}...")
+    print(f"Bundled biplanar-{version}: {entry['bytes'] / 1e6:.1f} MB, sha256 {entry['sha256'][:16]}...")
 
 
 if __name__ == "__main__":
