@@ -38,6 +38,12 @@ FOUND_LAYOUT_MM = 5.0  # ... and the landmarks within this RMS of a vertebra's l
 FOUND_EDGE_MM = 20.0  # ... and all of them at least this far inside the radiograph (mm at the detector)
 
 
+def found_by_cues(confidence, layout_mm, edge_mm):
+    """Whether vertebrae with these cues (numbers or arrays) count as found."""
+    return (np.asarray(confidence) >= FOUND_CONFIDENCE) & (np.asarray(layout_mm) <= FOUND_LAYOUT_MM) & (
+        np.asarray(edge_mm) >= FOUND_EDGE_MM)
+
+
 @dataclass
 class Detection:
     """Landmarks as dicts (vertebra, name, i, j, confidence) in input pixels; decomposition (5, rows,
@@ -55,8 +61,7 @@ class Detection:
     @property
     def found(self) -> List[str]:
         return [level for level, c in self.vertebra_confidence.items()
-                if c >= FOUND_CONFIDENCE and self.vertebra_layout_mm.get(level, np.inf) <= FOUND_LAYOUT_MM
-                and self.vertebra_edge_mm.get(level, np.inf) >= FOUND_EDGE_MM]
+                if found_by_cues(c, self.vertebra_layout_mm.get(level, np.inf), self.vertebra_edge_mm.get(level, np.inf))]
 
     @property
     def message(self) -> Optional[str]:

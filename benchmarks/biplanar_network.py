@@ -156,7 +156,7 @@ def main():
 
 def found_rule(model, vertebra_confidence) -> dict:
     """Print and return how the found rule does on spines (test vertebrae) and on images without one."""
-    from BoneReconLib.biplanar_inference import FOUND_CONFIDENCE, FOUND_EDGE_MM, FOUND_LAYOUT_MM, detect
+    from BoneReconLib.biplanar_inference import FOUND_CONFIDENCE, FOUND_EDGE_MM, FOUND_LAYOUT_MM, detect, found_by_cues
     from BoneReconLib.radiograph_file import read_radiograph
 
     names = load_models(levels=["L1"])["L1"].landmark_names
@@ -165,7 +165,7 @@ def found_rule(model, vertebra_confidence) -> dict:
     out = {}
     for v, name in enumerate(("AP", "LAT")):
         c, layout, edge = np.asarray(vertebra_confidence[v]).T
-        found = (c >= FOUND_CONFIDENCE) & (layout <= FOUND_LAYOUT_MM) & (edge >= FOUND_EDGE_MM)
+        found = found_by_cues(c, layout, edge)
         out[f"test_{name}_found"] = round(float(np.mean(found)), 3)
         print(f"  test vertebrae in the field, {name}: found {np.mean(found):.0%} (confidence median "
               f"{np.median(c):.2f}, 5th percentile {np.percentile(c, 5):.2f}; layout median {np.median(layout):.1f} mm, "

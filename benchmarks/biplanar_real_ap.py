@@ -30,7 +30,7 @@ from BoneReconLib.biplanar_samples import resample_covered  # noqa: E402
 from BoneReconLib.biplanar_samples import from_network_pixels  # noqa: E402
 from BoneReconLib.dataset_store import CaseDataset  # noqa: E402
 from BoneReconLib.real_ap_corners import RealAPSamples, body_width_mm  # noqa: E402
-from BoneReconLib.biplanar_inference import FOUND_CONFIDENCE, FOUND_EDGE_MM, FOUND_LAYOUT_MM, edge_margin_mm  # noqa: E402
+from BoneReconLib.biplanar_inference import edge_margin_mm, found_by_cues  # noqa: E402
 from BoneReconLib.biplanar_network import INPUT_SPACING_MM  # noqa: E402
 from BoneReconLib.spine_alignment import LEVELS  # noqa: E402
 from BoneReconLib.vertebra_layout import bundled_layouts, layout_residual  # noqa: E402
@@ -80,7 +80,7 @@ def main():
         edge_mm = edge_margin_mm(decoded, covered[0].numpy())
         sure_level = sure.reshape(len(LEVELS), -1).median(dim=-1).values.numpy()
         for row, c, r, e in zip(error * samples.spacing_mm(item), sure_level, layout_mm, edge_mm):
-            (found_mm if c >= FOUND_CONFIDENCE and r <= FOUND_LAYOUT_MM and e >= FOUND_EDGE_MM else missed_mm).extend(row)
+            (found_mm if found_by_cues(c, r, e) else missed_mm).extend(row)
     px, mm, share = np.asarray(px), np.asarray(mm), np.asarray(share)
     print(f"{args.weights or 'bundled network'} ({args.decoding} decoding) on {len(samples)} real AP radiographs ({args.split} split of "
           f"{args.real}), {len(px)} L1-L5 corners; scale: endplate width = {width_mm:.1f} mm (synthetic AP mean)")
