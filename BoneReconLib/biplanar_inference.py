@@ -23,7 +23,8 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
-from .biplanar_network import DECOMPOSITION_SCALE, INPUT_SPACING_MM, VIEWS, BiplanarNet, landmark_positions
+from .biplanar_network import (DECOMPOSITION_SCALE, INPUT_SIZE, INPUT_SPACING_MM, VIEWS, BiplanarNet,
+                               landmark_positions)
 from .biplanar_samples import from_network_pixels, network_transform, normalise, resample, resample_covered
 from .errors import InputError
 from .spine_alignment import LEVELS
@@ -104,14 +105,22 @@ def detect(model: BiplanarNet, pixels: np.ndarray, spacing_mm: Sequence[float], 
     back = np.linalg.inv(transform)  # input pixel -> network pixel
     decomposition = resample(output["decomposition"][0] / DECOMPOSITION_SCALE, back, image.shape[-2:])
     per_level = confidence.reshape(len(LEVELS), -1).median(dim=-1).values
-    layouts = bundled_layouts(view, tuple(LEVELS), tuple(landmark_names))
-    points_mm = positions.double().numpy().reshape(len(LEVELS), -1, 2) * INPUT_SPACING_MM
-    residual = layout_residual(points_mm, layouts)
-    margin = edge_margin_mm(positions.double().numpy().reshape(len(LEVELS), -1, 2), covered[0].numpy())
+    residual, margin = layout_and_edge(positions.double().numpy(), view, landmark_names, covered[0].numpy())
     return Detection(landmarks, decomposition.clamp_min(0.0).numpy(),
                      {level: round(float(c), 4) for level, c in zip(LEVELS, per_level)},
                      {level: round(float(r), 2) for level, r in zip(LEVELS, residual)},
                      {level: round(float(m), 1) for level, m in zip(LEVELS, margin)})
+
+
+def layout_and_edge(positions: np.ndarray, view: str, landmark_names: Sequence[str],
+                    covered: Optional[np.ndarray] = None):
+    """The found rule's two geometric cues per level, (L,) layout residual and (L,) edge margin (mm
+    at the detector), of decoded positions (L*K, 2) network pixels; ``covered`` (S, S): the network
+    pixels on the radiograph (None: all of the field)."""
+    points = np.asarray(positions, dtype=np.float64).reshape(len(LEVELS), -1, 2)
+    layouts = bundled_layouts(view, tuple(LEVELS), tuple(landmark_names))
+    on = np.ones((INPUT_SIZE, INPUT_SIZE), bool) if covered is None else np.asarray(covered, bool)
+    return layout_residual(points * INPUT_SPACING_MM, layouts), edge_margin_mm(points, on)
 
 
 def edge_margin_mm(points: np.ndarray, covered: np.ndarray) -> np.ndarray:

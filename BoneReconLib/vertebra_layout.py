@@ -24,19 +24,10 @@ from typing import Sequence
 
 import numpy as np
 
+from .geometry import rotation_about
+
 TILT_DEG = np.arange(-30.0, 30.1, 5.0)  # about the image's column axis (toward / away from the source)
 TURN_DEG = np.arange(-20.0, 20.1, 5.0)  # about the image's row axis (the vertebra turned in the image's depth)
-
-
-def _rotation(axis: int, degrees: np.ndarray) -> np.ndarray:
-    """(N, 3, 3) rotations about coordinate ``axis`` (0 = column, 1 = row, 2 = depth)."""
-    a = np.radians(degrees)
-    c, s = np.cos(a), np.sin(a)
-    r = np.zeros((len(a), 3, 3))
-    r[:, axis, axis] = 1.0
-    i, j = [k for k in range(3) if k != axis]
-    r[:, i, i], r[:, i, j], r[:, j, i], r[:, j, j] = c, -s, s, c
-    return r
 
 
 def view_layouts(landmarks_3d: np.ndarray, column: Sequence[float], row: Sequence[float]) -> np.ndarray:
@@ -46,8 +37,8 @@ def view_layouts(landmarks_3d: np.ndarray, column: Sequence[float], row: Sequenc
     column, row = np.asarray(column, float), np.asarray(row, float)
     frame = np.stack([column, row, np.cross(column, row)])  # model -> (column, row, depth)
     seen = np.asarray(landmarks_3d, float) @ frame.T  # (L, K, 3)
-    tilts, turns = _rotation(0, TILT_DEG), _rotation(1, TURN_DEG)
-    rotations = np.einsum("aij,bjk->abik", tilts, turns).reshape(-1, 3, 3)
+    rotations = np.stack([rotation_about((1, 0, 0), np.radians(tilt)) @ rotation_about((0, 1, 0), np.radians(turn))
+                          for tilt in TILT_DEG for turn in TURN_DEG])
     return np.einsum("gij,lkj->glki", rotations, seen)[..., :2]
 
 
@@ -71,16 +62,16 @@ def bundled_layouts(view: str, levels: tuple, names: tuple) -> np.ndarray:
     from .errors import InputError
     from .geometry import biplanar_rig
     from .shape_model_library import load_models
+    from .spine_initialisation import mean_landmarks
 
     models = load_models(levels=list(levels))
+    means = mean_landmarks(models, levels)
     points = []
     for level in levels:
-        model = models[level]
-        missing = [name for name in names if name not in model.landmark_names]
+        missing = [name for name in names if name not in models[level].landmark_names]
         if missing:
             raise InputError(f"The {level} shape model has no landmark {', '.join(missing)}.")
-        index = [model.landmark_names.index(name) for name in names]
-        points.append(np.stack([model.landmarks[k].position(model.mean) for k in index]))
+        points.append(means[level][[models[level].landmark_names.index(name) for name in names]])
     rig = {view.name: view for view in biplanar_rig()}
     if view not in rig:
         raise InputError(f"The view must be one of {', '.join(rig)}, got '{view}'.")

@@ -27,28 +27,25 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from BoneReconLib.biplanar_inference import FOUND_CONFIDENCE, FOUND_EDGE_MM, FOUND_LAYOUT_MM, detect  # noqa: E402
-from BoneReconLib.biplanar_inference import edge_margin_mm  # noqa: E402
-from BoneReconLib.biplanar_network import INPUT_SPACING_MM, landmark_positions, load_network  # noqa: E402
+from BoneReconLib.biplanar_inference import layout_and_edge  # noqa: E402
+from BoneReconLib.biplanar_network import landmark_positions, load_network  # noqa: E402
 from BoneReconLib.biplanar_samples import BiplanarSamples, resample_covered  # noqa: E402
 from BoneReconLib.dataset_store import CaseDataset  # noqa: E402
 from BoneReconLib.real_ap_corners import RealAPSamples, body_width_mm  # noqa: E402
 from BoneReconLib.shape_model_library import load_models  # noqa: E402
 from BoneReconLib.spine_alignment import LEVELS  # noqa: E402
-from BoneReconLib.vertebra_layout import bundled_layouts, layout_residual  # noqa: E402
 
 AASCE = REPO.parent / "shared" / "data" / "xray" / "aasce_train"
 VIEWS = ("AP", "LAT")
 
 
-def cues(model, image, view, layouts, covered=None):
+def cues(model, image, view, names, covered=None):
     """(L,) median landmark confidence, (L,) layout residual (mm) and (L,) edge margin (mm) of one
     network-grid image (``covered``: where it holds the radiograph; None: all of it)."""
     output = model(image[None], torch.tensor([float(VIEWS.index(view))]), None if covered is None else covered[None])
     positions, confidence = (value[0] for value in landmark_positions(model, output))
-    per_level = positions.double().numpy().reshape(len(LEVELS), -1, 2)
-    layout = layout_residual(per_level * INPUT_SPACING_MM, layouts[view])
-    on = np.ones(image.shape[-2:], bool) if covered is None else covered[0].numpy()
-    return confidence.reshape(len(LEVELS), -1).median(dim=-1).values.numpy(), layout, edge_margin_mm(per_level, on)
+    layout, edge = layout_and_edge(positions.double().numpy(), view, names, None if covered is None else covered[0].numpy())
+    return confidence.reshape(len(LEVELS), -1).median(dim=-1).values.numpy(), layout, edge
 
 
 def no_spine_images(legs):
@@ -85,13 +82,12 @@ def main():
     torch.set_grad_enabled(False)
     model = load_network(args.weights)
     names = load_models(levels=["L1"])["L1"].landmark_names
-    layouts = {view: bundled_layouts(view, tuple(LEVELS), tuple(names)) for view in VIEWS}
     vertebrae = {"synthetic AP": [], "synthetic LAT": [], "real AP": []}
     samples = BiplanarSamples(args.data, "validation", augment=False)
     for n in range(min(len(samples), 2 * args.max_cases)):
         item = samples[n]
         view = VIEWS[int(item["view"])]
-        confidence, layout, edge = cues(model, item["image"], view, layouts)  # the cases cover the field
+        confidence, layout, edge = cues(model, item["image"], view, names)  # the cases cover the field
         for level in range(len(LEVELS)):
             if item["weight"][level * len(names):(level + 1) * len(names)].mean() >= 0.5:
                 vertebrae[f"synthetic {view}"].append((confidence[level], layout[level], edge[level]))
@@ -101,7 +97,7 @@ def main():
         real = RealAPSamples(args.real, "validation", names, width_mm)
         for n, item in enumerate(real.items):
             _, covered = resample_covered(real.pixels(n)[None], real.transform(item, real.pixels(n).shape))
-            vertebrae["real AP"].extend(zip(*cues(model, real[n]["image"], "AP", layouts, covered)))  # all five
+            vertebrae["real AP"].extend(zip(*cues(model, real[n]["image"], "AP", names, covered)))  # all five
     others = []  # per (image, view): (L, 2) cues
     for what, pixels, spacing in no_spine_images(args.legs):
         for view in VIEWS:

@@ -33,17 +33,17 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from BoneReconLib import biplanar_network  # noqa: E402
-from BoneReconLib.biplanar_inference import edge_margin_mm  # noqa: E402
+from BoneReconLib.biplanar_inference import layout_and_edge  # noqa: E402
 from BoneReconLib.biplanar_network import landmark_positions, load_network  # noqa: E402
 from BoneReconLib.biplanar_samples import BiplanarSamples  # noqa: E402
 from BoneReconLib.biplanar_training import choose_device  # noqa: E402
 from BoneReconLib.image_metrics import mae, ncc, psnr, ssim  # noqa: E402
 from BoneReconLib.shape_model_library import load_models  # noqa: E402
 from BoneReconLib.spine_alignment import LEVELS  # noqa: E402
-from BoneReconLib.vertebra_layout import bundled_layouts, layout_residual  # noqa: E402
 
 PUBLISHED_MM = {"AP": 2.3, "LAT": 4.0}  # mean 2D landmark error of the published multi-task network
 GOAL_MM = 1.5
+VIEW_NAMES = ("AP", "LAT")
 TARGET_S = {"cpu": 2.0, "cuda": 0.1}  # both views, issue 6
 
 
@@ -73,8 +73,7 @@ def main():
     samples = BiplanarSamples(args.data, args.split, augment=False)
     count = len(samples) if args.max_cases <= 0 else min(len(samples), 2 * args.max_cases)
     regions = [lm.region for lm in load_models(levels=["L1"])["L1"].landmarks] * len(LEVELS)
-    names = tuple(load_models(levels=["L1"])["L1"].landmark_names)
-    layouts = [bundled_layouts(view, tuple(LEVELS), names) for view in ("AP", "LAT")]
+    names = load_models(levels=["L1"])["L1"].landmark_names
     errors = {0: [], 1: []}
     by_region = {0: {}, 1: {}}
     decomposition = {0: {level: [] for level in LEVELS}, 1: {level: [] for level in LEVELS}}
@@ -94,9 +93,7 @@ def main():
         positions, confidence = positions.cpu(), confidence.cpu()
         for item, predicted, found, sure in zip(items, output["decomposition"], positions, confidence):
             v = int(item["view"])
-            per_level = found.double().numpy().reshape(len(LEVELS), -1, 2)
-            layout_mm = layout_residual(per_level * float(item["spacing_mm"]), layouts[v])
-            edge_mm = edge_margin_mm(per_level, np.ones(item["image"].shape[-2:], bool))  # the cases cover the field
+            layout_mm, edge_mm = layout_and_edge(found.double().numpy(), VIEW_NAMES[v], names)  # cases cover the field
             for n in range(len(LEVELS)):
                 inside = item["weight"][n * 19:(n + 1) * 19]
                 if inside.mean() >= 0.5:

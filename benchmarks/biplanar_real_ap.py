@@ -30,10 +30,8 @@ from BoneReconLib.biplanar_samples import resample_covered  # noqa: E402
 from BoneReconLib.biplanar_samples import from_network_pixels  # noqa: E402
 from BoneReconLib.dataset_store import CaseDataset  # noqa: E402
 from BoneReconLib.real_ap_corners import RealAPSamples, body_width_mm  # noqa: E402
-from BoneReconLib.biplanar_inference import edge_margin_mm, found_by_cues  # noqa: E402
-from BoneReconLib.biplanar_network import INPUT_SPACING_MM  # noqa: E402
+from BoneReconLib.biplanar_inference import found_by_cues, layout_and_edge  # noqa: E402
 from BoneReconLib.spine_alignment import LEVELS  # noqa: E402
-from BoneReconLib.vertebra_layout import bundled_layouts, layout_residual  # noqa: E402
 
 GOAL_MEDIAN_MM = 3.0
 AASCE = REPO.parent / "shared" / "data" / "xray" / "aasce_train"
@@ -58,7 +56,6 @@ def main():
     width_mm = body_width_mm([cases[i] for i in range(min(50, len(cases)))], names)
     samples = RealAPSamples(args.real, args.split, names, width_mm)
     index = samples.index  # (5, 4) corner landmarks
-    layouts = bundled_layouts("AP", tuple(LEVELS), tuple(names))
     px, mm, share, confidence, per_level = [], [], [], [], {level: [] for level in LEVELS}
     found_mm, missed_mm = [], []
     for n, item in enumerate(samples.items):
@@ -75,9 +72,7 @@ def main():
         confidence.extend(sure.numpy()[index.reshape(-1)])
         for level, row in zip(LEVELS, error * samples.spacing_mm(item)):
             per_level[level].extend(row)
-        decoded = found.double().numpy().reshape(len(LEVELS), -1, 2)
-        layout_mm = layout_residual(decoded * INPUT_SPACING_MM, layouts)
-        edge_mm = edge_margin_mm(decoded, covered[0].numpy())
+        layout_mm, edge_mm = layout_and_edge(found.double().numpy(), "AP", names, covered[0].numpy())
         sure_level = sure.reshape(len(LEVELS), -1).median(dim=-1).values.numpy()
         for row, c, r, e in zip(error * samples.spacing_mm(item), sure_level, layout_mm, edge_mm):
             (found_mm if found_by_cues(c, r, e) else missed_mm).extend(row)
