@@ -53,11 +53,12 @@ def split_of(row: int) -> str:
 @dataclass
 class AnnotatedAP:
     """One radiograph: its file and the L1-L5 corners (5, 4, 2) as (column, row) pixels, in
-    ``CORNER_NAMES`` order."""
+    ``CORNER_NAMES`` order; ``spine`` the same for all annotated vertebrae (17, 4, 2), T1..L5."""
 
     path: Path
     corners: np.ndarray
     row: int
+    spine: Optional[np.ndarray] = None
 
     def width_px(self) -> float:
         """Mean L1-L5 endplate width (superior and inferior corner pairs) in pixels."""
@@ -89,8 +90,8 @@ def read_annotated_ap(folder, split: Optional[str] = None) -> List[AnnotatedAP]:
         reader.ReadImageInformation()
         width, height = reader.GetSize()[:2]
         xy = np.stack([numbers[:len(numbers) // 2] * width, numbers[len(numbers) // 2:] * height], axis=-1)
-        xy = xy.reshape(len(VERTEBRAE), 4, 2)[-len(LEVELS):] - 0.5  # normalised edges -> pixel centres
-        found.append(AnnotatedAP(path, xy, row))
+        xy = xy.reshape(len(VERTEBRAE), 4, 2) - 0.5  # normalised edges -> pixel centres
+        found.append(AnnotatedAP(path, xy[-len(LEVELS):], row, xy))
     return found
 
 

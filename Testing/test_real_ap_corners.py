@@ -20,7 +20,7 @@ NAMES = ["a", "body left superior", "body left inferior", "body right superior",
 
 
 def _write_folder(folder, count=5, size=(120, 300)):
-    """AASCE-format folder: per image, T1-L5 corners (L1-L5 drawn as bright 3 x 3 dots)."""
+    """AASCE-format folder: per image, T1-L5 corners (L1-L5 drawn as bright 3 x 3 dots); returns them."""
     (folder / "images").mkdir(parents=True)
     width, height = size
     rng = np.random.default_rng(4)
@@ -39,7 +39,7 @@ def _write_folder(folder, count=5, size=(120, 300)):
         names.append(name)
         normalised = (np.rint(corners) + 0.5) / [width, height]  # pixel centres -> normalised edges
         rows.append(np.concatenate([normalised[..., 0].ravel(), normalised[..., 1].ravel()]))
-        truths.append(np.rint(corners[-5:]))
+        truths.append(np.rint(corners))
     (folder / "filenames.csv").write_text("\n".join(names) + "\n")
     np.savetxt(folder / "landmarks.csv", np.array(rows), delimiter=",")
     return truths
@@ -57,7 +57,8 @@ def test_corners_read_back_and_map_to_named_landmarks(tmp_path):
     items = read_annotated_ap(tmp_path / "ap")
     assert [item.row for item in items] == [0, 1, 2, 3, 4]
     for item, truth in zip(items, truths):
-        assert item.corners == pytest.approx(truth, abs=1e-6)
+        assert item.corners == pytest.approx(truth[-5:], abs=1e-6)
+        assert item.spine == pytest.approx(truth, abs=1e-6)  # T1..L5, in order
     assert [item.row for item in read_annotated_ap(tmp_path / "ap", "train")] == [1, 3]
     index = corner_indices(NAMES)
     # Image top-left is the patient's right superior corner (AP: the patient faces the viewer).

@@ -113,7 +113,7 @@ def main():
     print(f"{args.weights or 'bundled network'} ({args.decoding} decoding): {count // 2} {args.split} cases, both views, "
           f"device {describe(device)}")
     print(f"\n{'view':6s}{'landmarks':>10s}{'mean mm':>9s}{'median':>8s}{'p90':>7s}{'<=2 mm':>8s}{'<=4 mm':>8s}"
-          f"{'published':>11s}{'ratio':>7s}{'goal':>6s}")
+          f"{'published':>11s}{'ratio':>8s}{'goal':>6s}")
     for v, name in enumerate(("AP", "LAT")):
         e = np.asarray(errors[v])
         if len(e) == 0:
@@ -123,8 +123,8 @@ def main():
                                              p90=round(float(np.percentile(e, 90)), 3),
                                              within_2mm=round(float(np.mean(e <= 2)), 3),
                                              within_4mm=round(float(np.mean(e <= 4)), 3), published=PUBLISHED_MM[name])
-        print(f"{name:6s}{len(e):10d}{e.mean():9.2f}{np.median(e):8.2f}{np.percentile(e, 90):7.2f}"
-              f"{np.mean(e <= 2):8.0%}{np.mean(e <= 4):8.0%}{PUBLISHED_MM[name]:11.1f}{ratio:7.2f}{GOAL_MM:6.1f}")
+        print(f"{name:6s}{len(e):10d}{e.mean():9.3f}{np.median(e):8.2f}{np.percentile(e, 90):7.2f}"
+              f"{np.mean(e <= 2):8.0%}{np.mean(e <= 4):8.0%}{PUBLISHED_MM[name]:11.1f}{ratio:8.3f}{GOAL_MM:6.1f}")
     print(f"\nMean landmark error per region (mm): {'AP':>8s}{'LAT':>8s}")
     for region in dict.fromkeys(regions):
         row = [np.mean(by_region[v].get(region, [np.nan])) for v in (0, 1)]

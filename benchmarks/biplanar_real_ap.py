@@ -10,7 +10,9 @@ carry no pixel spacing (see BoneReconLib/real_ap_corners.py). Printed: the corne
 images' own pixels, in mm at that scale, and as a share of the image's own endplate width (free of
 the scale assumption), per vertebra, beside the goal (median < 3 mm), with the corners' confidence;
 then how many vertebrae the found rule (biplanar_inference) finds and the corner error of those
-found and of the others (what the rule is worth on real images).
+found and of the others (what the rule is worth on real images); and per image the chain offset:
+the shift of the annotated vertebrae (T11..L5) that best fits the predicted L1-L5 corners (-1: the
+predicted chain sits one vertebra high, its L1 on T12), with the error of the unshifted images.
 """
 
 import argparse
@@ -37,6 +39,21 @@ GOAL_MEDIAN_MM = 3.0
 AASCE = REPO.parent / "shared" / "data" / "xray" / "aasce_train"
 
 
+OFFSETS = (-2, -1, 0, 1)
+
+
+def chain_offset(corners: np.ndarray, spine: np.ndarray) -> int:
+    """The shift k in ``OFFSETS`` for which the predicted L1-L5 corners (5, 4, 2) lie closest (mean
+    over the levels with a counterpart) to the annotated vertebrae shifted by k, ``spine`` (17, 4,
+    2) T1..L5: -1 pairs the predicted L1 with T12, +1 the predicted L1 with L2."""
+    first = len(spine) - len(LEVELS)  # L1's index in spine
+    fits = {}
+    for shift in OFFSETS:
+        pairs = [(k, first + k + shift) for k in range(len(LEVELS)) if 0 <= first + k + shift < len(spine)]
+        fits[shift] = np.mean([np.linalg.norm(corners[k] - spine[j], axis=-1).mean() for k, j in pairs])
+    return min(fits, key=fits.get)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", required=True, help="the synthetic lumbar dataset (sets the reference scale)")
@@ -57,7 +74,7 @@ def main():
     samples = RealAPSamples(args.real, args.split, names, width_mm)
     index = samples.index  # (5, 4) corner landmarks
     px, mm, share, confidence, per_level = [], [], [], [], {level: [] for level in LEVELS}
-    found_mm, missed_mm = [], []
+    found_mm, missed_mm, offsets, unshifted_mm = [], [], [], []
     for n, item in enumerate(samples.items):
         sample = samples[n]
         transform = samples.transform(item, samples.pixels(n).shape)
@@ -72,6 +89,9 @@ def main():
         confidence.extend(sure.numpy()[index.reshape(-1)])
         for level, row in zip(LEVELS, error * samples.spacing_mm(item)):
             per_level[level].extend(row)
+        offsets.append(chain_offset(corners, item.spine))
+        if offsets[-1] == 0:
+            unshifted_mm.extend(error.ravel() * samples.spacing_mm(item))
         layout_mm, edge_mm = layout_and_edge(found.double().numpy(), "AP", names, covered[0].numpy())
         sure_level = sure.reshape(len(LEVELS), -1).median(dim=-1).values.numpy()
         for row, c, r, e in zip(error * samples.spacing_mm(item), sure_level, layout_mm, edge_mm):
@@ -91,6 +111,11 @@ def main():
     cell = lambda e: f"corner error median {np.median(e):.2f}, mean {e.mean():.2f} mm" if len(e) else "-"  # noqa: E731
     print(f"found rule: {len(found_mm) // 4} of {len(mm) // 4} vertebrae found ({cell(found_mm)}); "
           f"not found: {len(missed_mm) // 4} ({cell(missed_mm)})")
+    counts = {shift: offsets.count(shift) for shift in OFFSETS}
+    print("chain offset (shift of the annotated vertebrae that best fits the predicted L1-L5): "
+          + ", ".join(f"{shift:+d} on {count}" for shift, count in counts.items())
+          + f" images; the unshifted images' corner error: median {np.median(unshifted_mm):.2f}, "
+          f"mean {np.mean(unshifted_mm):.2f} mm")
     if args.json:
         summary = dict(split=args.split, decoding=args.decoding, images=len(samples), corners=int(len(px)),
                        reference_width_mm=round(width_mm, 2),
@@ -98,7 +123,7 @@ def main():
                        error_mm=dict(mean=round(float(mm.mean()), 2), median=round(float(np.median(mm)), 2),
                                      p90=round(float(np.percentile(mm, 90)), 2)),
                        error_share_of_width=round(float(np.median(share)), 4), goal_median_mm=GOAL_MEDIAN_MM,
-                       found_vertebrae=int(len(found_mm) // 4),
+                       found_vertebrae=int(len(found_mm) // 4), chain_offsets={str(k): v for k, v in counts.items()},
                        found_error_mm=dict(median=round(float(np.median(found_mm)), 2)) if len(found_mm) else None)
         Path(args.json).write_text(json.dumps(summary, indent=1) + "\n")
         print(f"Wrote {args.json}")
