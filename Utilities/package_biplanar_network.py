@@ -124,13 +124,9 @@ def main():
     if args.bundled_main:
         entry = read_network_manifest()["networks"]["biplanar"]
         checkpoint, refiner_training = combine(bundled_main(Path(args.refiner_run)), Path(args.refiner_run))
-        best = torch.load(checkpoint, map_location="cpu", weights_only=False)
         kept = {key: entry[key] for key in ("task", "input", "data", "training", "init_training") if key in entry}
-        summary = dict(kept, main_kept_from=f"biplanar-{entry['version']}", refiner_training=refiner_training,
-                       metrics=dict(synthetic_test=json.loads(Path(args.metrics).read_text())))
-        if args.real_metrics:
-            summary["metrics"]["real_ap"] = json.loads(Path(args.real_metrics).read_text())
-        bundle(checkpoint, args.version, summary)
+        summary = dict(kept, main_kept_from=f"biplanar-{entry['version']}", refiner_training=refiner_training)
+        bundle(checkpoint, args.version, summary, args.metrics, args.real_metrics)
         return
     run = Path(args.run)
     checkpoint = run / args.checkpoint
@@ -160,7 +156,6 @@ def main():
                       step=best.get("step"),
                       seconds=round(history.get("seconds", 0.0), 1), device=history.get("device", "cpu"),
                       validation=best.get("validation")),
-        metrics=dict(synthetic_test=json.loads(Path(args.metrics).read_text())),
     )
     if refiner_training:
         summary["task"] += "; landmarks refined per vertebra on 168 mm crops"
@@ -169,12 +164,15 @@ def main():
         summary["refiner_training"] = refiner_training
     if before:
         summary["init_training"] = dict(before["training"], network=f"biplanar-{before['version']}")
-    if args.real_metrics:
-        summary["metrics"]["real_ap"] = json.loads(Path(args.real_metrics).read_text())
-    bundle(checkpoint, args.version, summary)
+    bundle(checkpoint, args.version, summary, args.metrics, args.real_metrics)
 
 
-def bundle(checkpoint: Path, version: str, summary: dict):
+def bundle(checkpoint: Path, version: str, summary: dict, metrics: str, real_metrics: str = None):
+    """Write ``checkpoint`` as biplanar-``version`` with ``summary`` and the benchmarks' figures
+    (METRICS.json, and REAL.json when given) as its manifest entry."""
+    summary = dict(summary, metrics=dict(synthetic_test=json.loads(Path(metrics).read_text())))
+    if real_metrics:
+        summary["metrics"]["real_ap"] = json.loads(Path(real_metrics).read_text())
     entry = package_weights(checkpoint, "biplanar", version, summary,
                             licence="Apache-2.0 (trained by BoneRecon on synthetic data made from the bundled "
                                     "shape models and sample CT; see Resources/Networks/README.md)")

@@ -114,7 +114,7 @@ def main():
           f"device {describe(device)}")
     print(f"\n{'view':6s}{'landmarks':>10s}{'mean mm':>9s}{'median':>8s}{'p90':>7s}{'<=2 mm':>8s}{'<=4 mm':>8s}"
           f"{'published':>11s}{'ratio':>8s}{'goal':>6s}")
-    for v, name in enumerate(("AP", "LAT")):
+    for v, name in enumerate(VIEW_NAMES):
         e = np.asarray(errors[v])
         if len(e) == 0:
             continue
@@ -135,7 +135,7 @@ def main():
         for v in (0, 1):
             values = np.asarray(decomposition[v][level])
             if len(values):
-                summary["decomposition"].setdefault(("AP", "LAT")[v], {})[level] = dict(
+                summary["decomposition"].setdefault(VIEW_NAMES[v], {})[level] = dict(
                     mae=round(float(values[:, 0].mean()), 5), psnr_db=round(float(values[:, 1].mean()), 2),
                     ssim=round(float(values[:, 2].mean()), 4), ncc=round(float(values[:, 3].mean()), 4),
                     mass_ratio=round(float(values[:, 4].mean()), 4))
@@ -160,7 +160,7 @@ def found_rule(model, vertebra_confidence) -> dict:
     print(f"\nFound rule (median landmark confidence >= {FOUND_CONFIDENCE}, layout within {FOUND_LAYOUT_MM:g} mm, "
           f"landmarks {FOUND_EDGE_MM:g} mm or more inside the image):")
     out = {}
-    for v, name in enumerate(("AP", "LAT")):
+    for v, name in enumerate(VIEW_NAMES):
         c, layout, edge = np.asarray(vertebra_confidence[v]).T
         found = found_by_cues(c, layout, edge)
         out[f"test_{name}_found"] = round(float(np.mean(found)), 3)
@@ -177,7 +177,7 @@ def found_rule(model, vertebra_confidence) -> dict:
             others.append((f"{what} (0.2 mm assumed)", read_radiograph(xray / file, [0.2]).pixels, 0.2))
     worst, closest, wrongly = 0.0, np.inf, 0
     for what, pixels, spacing in others:
-        for view in ("AP", "LAT"):
+        for view in VIEW_NAMES:
             detection = detect(model, pixels, (spacing, spacing), view, names)
             best = max(detection.vertebra_confidence.values())
             nearest = min(detection.vertebra_layout_mm.values())
