@@ -4,7 +4,7 @@ The inputs are checked before any work: each image against its view's detector s
 views for a common field at a usable angle, and the AP / lateral roles (the network is run with
 the roles swapped too; when the swapped reading finds clearly more vertebrae, the images were
 given the wrong way round). Then the network finds landmarks and per-vertebra images in each
-view, the landmark-initialised registration (:mod:`.spine_reconstruction`) fits each level's
+view; levels it finds in neither view are reported and left out; the landmark-initialised registration (:mod:`.spine_reconstruction`) fits each level's
 shape model at a working resolution of about ``WORKING_SPACING_MM`` detector pixels, and the
 measurements are taken from the fitted models' landmarks over the longest run of consecutive
 levels that converged. Presets trade time for accuracy. Core module, no MRML.
@@ -141,15 +141,21 @@ def reconstruct_biplanar(network, models: Mapping[str, ShapeModel], images: Sequ
     seconds["network"] = time.perf_counter() - tick
     messages = [f"{role}: {d.message}" for role, d in detections.items() if d.message]
 
+    # Reconstruct what is visible: a level the found rule finds in neither view is not placed (its
+    # landmarks are guesses; the sample's L5, cut by both DRRs' edge, would be fitted to nothing).
+    visible = [level for level in levels if any(level in d.found for d in detections.values())]
+    unseen = [level for level in levels if level not in visible]
+    if unseen:
+        messages.append(f"{', '.join(unseen)}: found in neither radiograph, so not reconstructed")
     per = len(names)
-    chosen = [LEVELS.index(level) for level in levels]
+    chosen = [LEVELS.index(level) for level in visible]
     found_images = [detections[role].decomposition[chosen] for role in VIEW_NAMES]
     found_marks = [[m for k in chosen for m in detections[role].landmarks[k * per:(k + 1) * per]]
                    for role in VIEW_NAMES]
     work_views, work_images, work_marks = _working_resolution(views, found_images, found_marks, WORKING_SPACING_MM)
     settings = dict(PRESETS[preset], **({"modes": modes} if modes else {}),
                     **({"free_form_steps": free_form_steps} if free_form_steps is not None else {}))
-    reconstruction = reconstruct_spine(models, work_views, work_images, work_marks, list(levels), seed=seed,
+    reconstruction = reconstruct_spine(models, work_views, work_images, work_marks, visible, seed=seed,
                                        progress=lambda f, m: report(0.05 + 0.9 * f, m), **settings)
     seconds.update(reconstruction.seconds)
     messages += reconstruction.messages

@@ -144,4 +144,4 @@ class BiplanarSamples(torch.utils.data.Dataset):
                     landmarks=torch.as_tensor(landmarks, dtype=torch.float32),
                     weight=torch.as_tensor(inside, dtype=torch.float32),
                     visible=case["visible"][v].reshape(-1).float(),
-                    spacing_mm=torch.tensor(INPUT_SPACING_MM / zoom))
+                    spacing_mm=torch.tensor(INPUT_SPACING_MM / zoom), valid=valid)

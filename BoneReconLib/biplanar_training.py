@@ -151,7 +151,7 @@ def _landmark_errors(model: BiplanarNet, samples, device, batch_size: int = 8, w
     """Per sample: (view, landmark errors in mm over the weighted landmarks, decomposition MAE)."""
     for batch in torch.utils.data.DataLoader(samples, batch_size=batch_size, num_workers=workers, collate_fn=collate):
         batch = {key: value.to(device) for key, value in batch.items()}
-        output = model(batch["image"], batch["view"])
+        output = model(batch["image"], batch["view"], batch["valid"])  # as at inference: see ``refine``
         decoded, _ = landmark_positions(model, output)
         error_mm = (decoded - batch["landmarks"]).norm(dim=-1) * batch["spacing_mm"][:, None]
         mae = (output["decomposition"] - batch["decomposition"]).abs().mean(dim=(1, 2, 3))

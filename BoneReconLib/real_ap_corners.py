@@ -179,4 +179,4 @@ class RealAPSamples(torch.utils.data.Dataset):
                     landmarks=torch.as_tensor(landmarks, dtype=torch.float32),
                     weight=torch.as_tensor(weight, dtype=torch.float32),
                     visible=torch.as_tensor(weight, dtype=torch.float32),
-                    spacing_mm=torch.tensor(INPUT_SPACING_MM / zoom))
+                    spacing_mm=torch.tensor(INPUT_SPACING_MM / zoom), valid=valid)

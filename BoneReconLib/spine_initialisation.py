@@ -96,8 +96,10 @@ def initial_poses(model_landmarks: Mapping[str, np.ndarray], triangulated: Trian
     """Per level the similarity placing that shape-model mean's landmarks ``model_landmarks[level]``
     (L, 3) on the triangulated ones (levels in order, L landmarks each); None when fewer than
     ``MIN_LANDMARKS`` were triangulated or the fitted scale is implausible."""
-    per = len(next(iter(model_landmarks.values())))
     poses: Dict[str, Optional[SimilarityFit]] = {}
+    if not levels:
+        return poses
+    per = len(next(iter(model_landmarks.values())))
     for n, level in enumerate(levels):
         used = triangulated.used[n * per:(n + 1) * per]
         if used.sum() < MIN_LANDMARKS:

@@ -55,7 +55,7 @@ def reconstruct_spine(models: Mapping[str, ShapeModel], views: Sequence[View], i
     seconds = dict(initialisation=time.perf_counter() - tick)
     messages = list(initialisation.messages)
     results, points = {}, {}
-    per = len(next(iter(means.values())))
+    per = len(next(iter(means.values()))) if means else 0
     placed = [level for level in levels if initialisation.poses[level] is not None]
     tick = time.perf_counter()
     for n, level in enumerate(placed):

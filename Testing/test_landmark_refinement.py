@@ -122,6 +122,11 @@ def test_refined_positions_are_the_crop_origin_plus_the_decoded_peak(stride):
     kept = refine(refiner, torch.zeros(1, 1, 64, 64), torch.zeros(1), coarse, levels=2, valid=valid)["positions"]
     assert np.allclose(kept[0, :3].numpy(), expected[:3], atol=1e-3)
     assert torch.equal(kept[0, 3:], coarse[0, 3:])
+    # A radiograph reaching to column 58 covers two thirds of the second crop (columns 35.5 .. 66.5):
+    # more than MIN_CROP_COVERAGE, so it is refined too (an end vertebra near the image's edge).
+    valid[..., :58] = 1
+    near_edge = refine(refiner, torch.zeros(1, 1, 64, 64), torch.zeros(1), coarse, levels=2, valid=valid)["positions"]
+    assert np.allclose(near_edge[0].numpy(), expected, atol=1e-3)
 
 
 @pytest.mark.parametrize("stride", [1, 2])

@@ -33,3 +33,14 @@ def test_true_inputs_give_every_level_and_a_missing_level_is_reported(tiny_lumba
         error = surface_distance(points, bundled_models[level].triangles, truth, bundled_models[level].triangles)
         assert error < 2.0, (level, error)
         assert np.isfinite(result.results[level].cost)
+
+
+def test_no_level_to_reconstruct_gives_an_empty_result(tiny_lumbar, bundled_models):
+    """The pipeline passes only the levels the network found; when it found none, nothing is placed."""
+    case = CaseDataset(tiny_lumbar, None)[1]
+    views = [View.from_dict(v) for v in case["meta"]["geometry"]["views"]]
+    images = [case["decomposition"][:0, v].float().numpy() for v in range(2)]
+    result = reconstruct_spine(bundled_models, views, images, [[], []], [], modes=2, levels_of_detail=(2,),
+                               generations=(6,))
+    assert result.points == {} and result.results == {} and result.messages == [] and result.overlap_mm == {}
+    assert result.initialisation.poses == {}

@@ -83,8 +83,9 @@ def main():
         items = [samples[i] for i in range(start, min(start + 2, count))]
         images = torch.stack([item["image"] for item in items]).to(device)
         views = torch.stack([item["view"] for item in items]).to(device)
+        valid = torch.stack([item["valid"] for item in items]).to(device)  # the refiner's crops, as in detect()
         tick = time.perf_counter()
-        output = model(images, views)
+        output = model(images, views, valid)
         positions, confidence = landmark_positions(model, output)
         if device.type == "cuda":
             torch.cuda.synchronize()
