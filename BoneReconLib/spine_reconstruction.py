@@ -4,9 +4,12 @@ Initial poses from the triangulated landmarks (:mod:`.spine_initialisation`), th
 vertebra registered to its own two images and landmarks (:mod:`.vertebra_registration`), then
 with ``free_form_steps`` refined beyond its shape model's span (:mod:`.free_form_registration`). Levels
 that cannot be placed or do not converge are named in ``messages``. Neighbours are registered
-one at a time (joint registration against overlap is still to come); how deep reconstructed
-neighbours run into each other is measured per segment (``overlap_mm``) and named in ``messages``
-beyond ``OVERLAP_NOTE_MM``. Core module, no MRML.
+one after another, the best-placed first (least landmark residual of the initial fit): each level
+is kept out of its neighbours already registered and converged (:mod:`.neighbour_clearance`,
+a cost on its deepest vertex inside them beyond ``OVERLAP_NOTE_MM``), so a level whose landmarks
+are poor cannot settle into a good neighbour. How deep reconstructed neighbours run into each
+other is measured per segment (``overlap_mm``) and named in ``messages`` beyond
+``OVERLAP_NOTE_MM``. Core module, no MRML.
 """
 
 from __future__ import annotations
@@ -21,9 +24,10 @@ from .free_form_registration import FreeFormSettings, refine_beyond_span
 from .geometry import View
 from .progress import ProgressCallback, as_progress
 from .shape_model import ShapeModel
-from .spine_alignment import neighbour_overlaps
+from .neighbour_clearance import clearance_of
+from .spine_alignment import LEVELS, neighbour_overlaps
 from .spine_initialisation import SpineInitialisation, initialise_spine, mean_landmarks
-from .vertebra_registration import RegistrationResult, VertebraTarget, register_vertebra
+from .vertebra_registration import RegistrationResult, RegistrationWeights, VertebraTarget, register_vertebra
 
 
 @dataclass
@@ -38,37 +42,54 @@ class SpineReconstruction:
 
 # Real neighbours never run into each other; deeper than twice the models' vertex spacing is an error.
 OVERLAP_NOTE_MM = 3.0
+# The network's landmarks pull half as hard (sigma x 2) once the images are at their finest: on 12
+# held-out cases 1.17 against 1.20 mm (benchmarks/biplanar_reconstruction.py, 2026-12-04; with
+# true landmarks, which need no softening, 0.82 against 0.77 on 5 cases).
+SPINE_WEIGHTS = RegistrationWeights(finest_landmark_sigma_factor=2.0, overlap_tolerance_mm=OVERLAP_NOTE_MM)
+
+
+def adjacent_levels(level: str) -> List[str]:
+    k = LEVELS.index(level)
+    return [LEVELS[j] for j in (k - 1, k + 1) if 0 <= j < len(LEVELS)]
 
 
 def reconstruct_spine(models: Mapping[str, ShapeModel], views: Sequence[View], images: Sequence[np.ndarray],
                       landmarks: Sequence[Sequence[Mapping]], levels: Sequence[str], modes: int = 6,
                       levels_of_detail: Sequence[int] = (4, 2), generations: Sequence[int] = (40, 25),
-                      seed: int = 0, free_form_steps: int = 0,
+                      seed: int = 0, free_form_steps: int = 0, avoid_neighbours: bool = True,
+                      weights: Optional[RegistrationWeights] = None,
                       progress: Optional[ProgressCallback] = None) -> SpineReconstruction:
     """``images``: per view (levels, nv, nu) the per-vertebra images; ``landmarks``: per view the
     detected landmark dicts (vertebra, name, i, j, confidence), level by level. ``free_form_steps``:
-    gradient steps of the refinement beyond the models' span after each registration (0: none)."""
+    gradient steps of the refinement beyond the models' span after each registration (0: none);
+    ``avoid_neighbours`` False: each level registered on its own, blind to its neighbours;
+    ``weights``: the registration's (default ``SPINE_WEIGHTS``)."""
     report = as_progress(progress)
     tick = time.perf_counter()
     means = mean_landmarks(models, levels)
     initialisation = initialise_spine(views, landmarks, means, levels)
     seconds = dict(initialisation=time.perf_counter() - tick)
     messages = list(initialisation.messages)
-    results, points = {}, {}
+    results, points, clearances = {}, {}, {}
     per = len(next(iter(means.values()))) if means else 0
-    placed = [level for level in levels if initialisation.poses[level] is not None]
+    placed = sorted((level for level in levels if initialisation.poses[level] is not None),
+                    key=lambda level: initialisation.poses[level].rms_mm)
     tick = time.perf_counter()
     for n, level in enumerate(placed):
         k = list(levels).index(level)
         pose = initialisation.poses[level]
+        neighbours = [clearances.setdefault(other, clearance_of(points[other], models[other].triangles))
+                      for other in adjacent_levels(level) if other in results and results[other].converged
+                      and avoid_neighbours]
         target = VertebraTarget(
             views, [np.asarray(images[v][k], dtype=np.float64) for v in range(len(views))],
             [np.array([[m["i"], m["j"]] for m in landmarks[v][k * per:(k + 1) * per]]) for v in range(len(views))],
-            [np.array([m["confidence"] for m in landmarks[v][k * per:(k + 1) * per]]) for v in range(len(views))])
+            [np.array([m["confidence"] for m in landmarks[v][k * per:(k + 1) * per]]) for v in range(len(views))],
+            neighbours=neighbours or None)
         share = 0.8 if free_form_steps > 0 else 1.0
         result = register_vertebra(
             models[level], pose.rotation, pose.translation, pose.scale, target, modes=modes, levels=levels_of_detail,
-            generations=generations, seed=seed,
+            generations=generations, seed=seed, weights=weights or SPINE_WEIGHTS,
             progress=lambda f, m, n=n: report((n + share * f) / max(len(placed), 1), m))
         if free_form_steps > 0 and result.converged:  # a failed fit is not bent into looking right
             result = refine_beyond_span(
@@ -81,6 +102,8 @@ def reconstruct_spine(models: Mapping[str, ShapeModel], views: Sequence[View], i
                             f"{', '.join(f'{c:.2f}' for c in result.ncc)}, landmark residual "
                             f"{result.landmark_rms_mm:.1f} mm); shown for inspection only")
     seconds["registration"] = time.perf_counter() - tick
+    results = {level: results[level] for level in levels if level in results}  # back in spine order
+    points = {level: points[level] for level in levels if level in points}
     overlaps = neighbour_overlaps({level: models[level].triangles for level in points}, points)
     messages += [f"{segment}: the reconstructed neighbours run {depth:.1f} mm into each other" for segment, depth
                  in overlaps.items() if depth > OVERLAP_NOTE_MM]

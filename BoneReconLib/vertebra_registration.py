@@ -12,7 +12,9 @@ residuals are those of the full surface. The cost of an instance is
   + mean over views and landmarks of w (reprojection error / landmark_sigma_mm)^2, w = the
     landmark's confidence x region weight (posterior structures, whose shape the body outline
     does not pin down, count ``posterior_weight`` times a body landmark)
-  + prior_weight x the squared Mahalanobis norm of the coefficients / modes.
+  + prior_weight x the squared Mahalanobis norm of the coefficients / modes
+  + overlap_weight x (depth of its deepest vertex inside an already placed neighbour, less
+    overlap_tolerance_mm, when positive)^2  [only with ``VertebraTarget.neighbours``].
 
 Coarse images first: the images are block-averaged by each factor of ``levels`` in turn (the
 views' pixels grow to match), each level restarting CMA-ES from the last level's best. A result
@@ -23,8 +25,8 @@ residuals, never shown as a confident fit. Core module (numpy/torch), no MRML.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import numpy as np
 import torch
@@ -37,6 +39,9 @@ from .mesh_depth import mesh_depth
 from .progress import ProgressCallback
 from .shape_model import ShapeModel
 
+if TYPE_CHECKING:
+    from .neighbour_clearance import Clearance
+
 ROTATION_UNIT_DEG = 3.0  # one CMA-ES unit of each parameter
 TRANSLATION_UNIT_MM = 3.0
 LOG_SCALE_UNIT = 0.03
@@ -46,12 +51,17 @@ LOG_SCALE_UNIT = 0.03
 class RegistrationWeights:
     """The cost's weights and thresholds, and the search's units: one CMA-ES unit of rotation turns
     the bone by ``rotation_unit_deg`` (3 degrees moves a vertebra's far points ~1.5 mm; a femur
-    needs ~1 degree for the same) and one of scale changes it by ``log_scale_unit``."""
+    needs ~1 degree for the same) and one of scale changes it by ``log_scale_unit``.
+    ``finest_landmark_sigma_factor`` > 1 lets the landmarks lead on the coarse images and pull less
+    once the images are sharp (detected landmarks have heavy-tailed errors)."""
 
     image_weight: float = 20.0
     landmark_sigma_mm: float = 3.0
     posterior_weight: float = 2.0
     prior_weight: float = 0.05
+    overlap_weight: float = 1.0  # on (depth inside a placed neighbour beyond the tolerance, mm)^2
+    overlap_tolerance_mm: float = 3.0  # twice the models' vertex spacing: shallower is mesh resolution
+    finest_landmark_sigma_factor: float = 1.0  # landmark_sigma_mm x this at the finest image level
     min_ncc: float = 0.8  # below this in a view: not converged
     max_landmark_rms_mm: float = 4.0
     rotation_unit_deg: float = ROTATION_UNIT_DEG
@@ -71,7 +81,10 @@ class VertebraTarget:
     view's beam: one view cannot see depth, so the start's depth (set by a prior) is kept.
     ``backgrounds``: per view, the thickness (mm, on the view's detector) of other bones already
     placed, added to every rendered instance before it is compared: a bone that overlaps this one in
-    the image (the fibula beside the tibia) is then explained rather than fitted by this one."""
+    the image (the fibula beside the tibia) is then explained rather than fitted by this one.
+    ``neighbours``: bones already placed that this one must not run into
+    (:class:`.neighbour_clearance.Clearance`); an instance's deepest vertex inside any of them, beyond
+    ``RegistrationWeights.overlap_tolerance_mm``, is penalised."""
 
     views: Sequence[View]
     images: Sequence[np.ndarray]
@@ -81,6 +94,7 @@ class VertebraTarget:
     masks: Optional[Sequence[np.ndarray]] = None
     depth_sd_mm: Optional[float] = None
     backgrounds: Optional[Sequence[np.ndarray]] = None
+    neighbours: Optional[Sequence["Clearance"]] = None
 
 
 @dataclass
@@ -159,6 +173,7 @@ class _Problem:
         self.landmark_weight = [np.asarray(c, dtype=np.float64) * regions for c in target.confidences]
         self.landmarks_mm = [_centred_mm(ij, view) for ij, view in zip(target.landmarks_ij, target.views)]
         self.depth_sd_mm, self.beam = target.depth_sd_mm, target.views[0].normal
+        self.neighbours = list(target.neighbours or [])
 
     def compared(self, images: torch.Tensor, view: int) -> torch.Tensor:
         """Images (N, nv, nu) of one view as they are compared: high-passed and masked if the target says so."""
@@ -213,6 +228,9 @@ class _Problem:
                 + w.prior_weight * (np.array(coefficients) ** 2).sum(axis=1) / max(self.modes, 1))
         if self.depth_sd_mm is not None:  # the centre's move along the beam (the pose turns about the centre)
             cost = cost + ((population[:, 3:6] * TRANSLATION_UNIT_MM) @ self.beam / self.depth_sd_mm) ** 2
+        if self.neighbours:
+            depth = torch.stack([n.depth_inside(points[:, subset]) for n in self.neighbours]).amax(dim=0).numpy()
+            cost = cost + w.overlap_weight * np.clip(depth - w.overlap_tolerance_mm, 0.0, None) ** 2
         return cost, ncc, np.sqrt(mean_square)
 
 
@@ -247,7 +265,10 @@ def register_vertebra(model: ShapeModel, rotation, translation, scale: float, ta
     surface = coarse_surface(model)
 
     def costs_at(factor):
-        problem = _Problem(model, rotation, translation, scale, centre, target, factor, modes, weights, surface,
+        finest = len(levels) > 1 and factor == levels[-1]
+        level_weights = replace(weights, landmark_sigma_mm=weights.landmark_sigma_mm
+                                * weights.finest_landmark_sigma_factor) if finest else weights
+        problem = _Problem(model, rotation, translation, scale, centre, target, factor, modes, level_weights, surface,
                            coefficients)
         return lambda candidates: problem.evaluate(candidates)[0]
 

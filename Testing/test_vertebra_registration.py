@@ -70,3 +70,28 @@ def test_vertex_subset_surface_follows_every_instance(bundled_models):
     full, _ = volume_and_centroid(polydata_from_arrays(instance, model.triangles))
     coarse, _ = volume_and_centroid(polydata_from_arrays(instance[subset], triangles))
     assert coarse == pytest.approx(full, rel=0.03)
+
+
+def test_a_placed_neighbour_keeps_the_vertebra_out_of_it(bundled_models):
+    """The images and landmarks say L3 is where it is, but a neighbour already placed occupies its
+    top 7 mm: with the neighbour the fit stops at the tolerance (3 mm) plus about 1 mm inside it,
+    its landmarks off; without, it fits the images and runs 7 mm in."""
+    from BoneReconLib.neighbour_clearance import clearance_of
+    from meshes import ellipsoid
+
+    model = bundled_models["L3"]
+    views = biplanar_rig(size=(96, 96), pixel_spacing=(1.2, 1.2))
+    truth = model.instances(None).numpy()[0]
+    centre = truth.mean(axis=0)
+    points, triangles = ellipsoid(radii=(20.0, 20.0, 8.0), centre=(centre[0], centre[1], truth[:, 2].max() - 5.0))
+    neighbour = clearance_of(points, triangles)
+    assert float(neighbour.depth_inside(truth[None])[0]) > 6.0
+    target = _target(model, views, truth, noise_mm=0.5)
+    alone = register_vertebra(model, np.eye(3), np.zeros(3), 1.0, target, modes=2, levels=(2,), generations=(25,))
+    assert float(neighbour.depth_inside(alone.points(model)[None])[0]) > 6.0 and alone.converged
+    target.neighbours = [neighbour]
+    kept_out = register_vertebra(model, np.eye(3), np.zeros(3), 1.0, target, modes=2, levels=(2,), generations=(25,))
+    found = kept_out.points(model)
+    assert float(neighbour.depth_inside(found[None])[0]) < 4.5
+    assert found[:, 2].mean() < centre[2] - 2.0  # moved down, away from the neighbour
+    assert kept_out.landmark_rms_mm > 2.0 > alone.landmark_rms_mm  # the cost of keeping out: its landmarks

@@ -25,6 +25,7 @@ not) against those of the true landmarks, for cases with all five levels placed.
 """
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -45,7 +46,7 @@ from BoneReconLib.shape_statistics import apply, rigid_align  # noqa: E402
 from BoneReconLib.spine_alignment import LEVELS, neighbour_overlaps  # noqa: E402
 from BoneReconLib.surface_evaluation import compare_surfaces  # noqa: E402
 from BoneReconLib.spine_measurements import measure_spine, measurement_rows  # noqa: E402
-from BoneReconLib.spine_reconstruction import reconstruct_spine  # noqa: E402
+from BoneReconLib.spine_reconstruction import SPINE_WEIGHTS, reconstruct_spine  # noqa: E402
 
 TARGETS = dict(mean=0.8, posterior=1.2, hd95=2.5)
 
@@ -79,6 +80,12 @@ def main():
     parser.add_argument("--modes", type=int, help="shape modes (default: the preset's)")
     parser.add_argument("--free-form-steps", type=int,
                         help="steps of the refinement beyond the models' span (default: the preset's; 0 = none)")
+    parser.add_argument("--independent", action="store_true",
+                        help="register each level blind to its neighbours (before 2026-12-04; default: each level "
+                             "kept out of the neighbours already registered)")
+    parser.add_argument("--finest-landmark-sigma-factor", type=float,
+                        help="the landmarks' sigma at the finest image level, x the coarse one (default: the "
+                             "product's, spine_reconstruction.SPINE_WEIGHTS; 1 = before 2026-12-04)")
     parser.add_argument("--decoding", default="chain", choices=["chain", "peak"],
                         help="the network's landmarks decoded as one chain of vertebrae (the default) or each map "
                              "about its own highest pixel")
@@ -89,6 +96,8 @@ def main():
     settings = dict(PRESETS[args.preset], **({"modes": args.modes} if args.modes else {}),
                     **({"free_form_steps": args.free_form_steps} if args.free_form_steps is not None else {}))
     names = models["L1"].landmark_names
+    weights = SPINE_WEIGHTS if args.finest_landmark_sigma_factor is None else dataclasses.replace(
+        SPINE_WEIGHTS, finest_landmark_sigma_factor=args.finest_landmark_sigma_factor)
     if args.source != "oracle":
         from BoneReconLib.biplanar_inference import detect
         from BoneReconLib.biplanar_network import load_network
@@ -114,12 +123,14 @@ def main():
                 else:
                     landmarks = [d.landmarks for d in found]
             detection_s = time.perf_counter() - tick
-            result = reconstruct_spine(models, views, images, landmarks, LEVELS, **settings)
+            result = reconstruct_spine(models, views, images, landmarks, LEVELS, avoid_neighbours=not args.independent,
+                                       weights=weights, **settings)
             times.append(dict(network=detection_s, **result.seconds))
         else:
             images = [case["image"][v].numpy() for v in range(2)]
             chain = reconstruct_biplanar(network, models, images, views, preset=args.preset, modes=args.modes,
-                                         free_form_steps=settings["free_form_steps"])
+                                         free_form_steps=settings["free_form_steps"],
+                                         avoid_neighbours=not args.independent, weights=weights)
             result = chain.reconstruction
             times.append(dict(chain.seconds))
         truth_marks = case["landmarks"].numpy()
@@ -150,7 +161,9 @@ def main():
         print(f"case {case['meta']['case']}: {', '.join(result.messages) or 'all levels converged'}", flush=True)
     print(f"\n{args.source} inputs, {min(args.cases, len(cases))} {args.split} cases, preset {args.preset} "
           f"({settings['modes']} modes, generations {settings['generations']}, "
-          f"{settings['free_form_steps']} free-form steps), "
+          f"{settings['free_form_steps']} free-form steps, "
+          f"{'levels independent' if args.independent else 'neighbours avoided'}, finest landmark sigma x "
+          f"{weights.finest_landmark_sigma_factor:g}), "
           f"device cpu ({torch.get_num_threads()} threads)")
     print(f"{'level':6s}{'found':>6s}{'mean mm':>9s}{'RMS':>7s}{'HD95':>7s}{'posterior':>10s}{'landmarks':>10s}"
           f"{'converged':>10s}{'Dice':>7s}")
