@@ -4,10 +4,11 @@ The inputs are checked before any work: each image against its view's detector s
 views for a common field at a usable angle, and the AP / lateral roles (the network is run with
 the roles swapped too; when the swapped reading finds clearly more vertebrae, the images were
 given the wrong way round). Then the network finds landmarks and per-vertebra images in each
-view; levels it finds in neither view are reported and left out; the landmark-initialised registration (:mod:`.spine_reconstruction`) fits each level's
-shape model at a working resolution of about ``WORKING_SPACING_MM`` detector pixels, and the
-measurements are taken from the fitted models' landmarks over the longest run of consecutive
-levels that converged. Presets trade time for accuracy. Core module, no MRML.
+view (levels it finds in neither view are reported and left out), the landmark-initialised
+registration (:mod:`.spine_reconstruction`) fits each level's shape model at a working
+resolution of about ``WORKING_SPACING_MM`` detector pixels, and the measurements are taken from
+the fitted models' landmarks over the longest run of consecutive levels that converged. Presets
+trade time for accuracy. Core module, no MRML.
 """
 
 from __future__ import annotations
@@ -120,8 +121,8 @@ def reconstruct_biplanar(network, models: Mapping[str, ShapeModel], images: Sequ
     """``images``: the AP and lateral radiographs, bone bright, in [0, 1] (``radiograph_file.displayed``),
     on the detectors of ``views`` (AP first); ``modes`` and ``free_form_steps`` (the refinement
     beyond the models' span) override the preset's; ``avoid_neighbours`` False registers each level
-    blind to its neighbours and ``weights`` replace the registration's (see :mod:`.spine_reconstruction`). Raises
-    InputError for inputs that cannot be combined."""
+    blind to its neighbours and ``weights`` replace the registration's (see
+    :mod:`.spine_reconstruction`). Raises InputError for inputs that cannot be combined."""
     if preset not in PRESETS:
         raise InputError(f"Unknown preset '{preset}'; use one of {', '.join(PRESETS)}.")
     unknown = [level for level in levels if level not in LEVELS]

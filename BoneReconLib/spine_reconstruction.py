@@ -22,9 +22,9 @@ import numpy as np
 
 from .free_form_registration import FreeFormSettings, refine_beyond_span
 from .geometry import View
+from .neighbour_clearance import clearance_of
 from .progress import ProgressCallback, as_progress
 from .shape_model import ShapeModel
-from .neighbour_clearance import clearance_of
 from .spine_alignment import LEVELS, neighbour_overlaps
 from .spine_initialisation import SpineInitialisation, initialise_spine, mean_landmarks
 from .vertebra_registration import RegistrationResult, RegistrationWeights, VertebraTarget, register_vertebra
@@ -78,9 +78,12 @@ def reconstruct_spine(models: Mapping[str, ShapeModel], views: Sequence[View], i
     for n, level in enumerate(placed):
         k = list(levels).index(level)
         pose = initialisation.poses[level]
-        neighbours = [clearances.setdefault(other, clearance_of(points[other], models[other].triangles))
-                      for other in adjacent_levels(level) if other in results and results[other].converged
-                      and avoid_neighbours]
+        neighbours = []
+        for other in adjacent_levels(level) if avoid_neighbours else []:
+            if other in results and results[other].converged:
+                if other not in clearances:
+                    clearances[other] = clearance_of(points[other], models[other].triangles)
+                neighbours.append(clearances[other])
         target = VertebraTarget(
             views, [np.asarray(images[v][k], dtype=np.float64) for v in range(len(views))],
             [np.array([[m["i"], m["j"]] for m in landmarks[v][k * per:(k + 1) * per]]) for v in range(len(views))],
