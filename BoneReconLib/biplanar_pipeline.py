@@ -115,13 +115,11 @@ def _roles_swapped(network, images, views, names, given: Sequence[Detection]) ->
 def reconstruct_biplanar(network, models: Mapping[str, ShapeModel], images: Sequence[np.ndarray],
                          views: Sequence[View], levels: Sequence[str] = LEVELS, preset: str = "balanced",
                          check_roles: bool = True, seed: int = 0, modes: Optional[int] = None,
-                         free_form_steps: Optional[int] = None, avoid_neighbours: bool = True,
-                         weights: Optional[RegistrationWeights] = None,
+                         free_form_steps: Optional[int] = None, weights: Optional[RegistrationWeights] = None,
                          progress: Optional[ProgressCallback] = None) -> BiplanarResult:
     """``images``: the AP and lateral radiographs, bone bright, in [0, 1] (``radiograph_file.displayed``),
     on the detectors of ``views`` (AP first); ``modes`` and ``free_form_steps`` (the refinement
-    beyond the models' span) override the preset's; ``avoid_neighbours`` False registers each level
-    blind to its neighbours and ``weights`` replace the registration's (see
+    beyond the models' span) override the preset's and ``weights`` the registration's (see
     :mod:`.spine_reconstruction`). Raises InputError for inputs that cannot be combined."""
     if preset not in PRESETS:
         raise InputError(f"Unknown preset '{preset}'; use one of {', '.join(PRESETS)}.")
@@ -159,7 +157,7 @@ def reconstruct_biplanar(network, models: Mapping[str, ShapeModel], images: Sequ
     settings = dict(PRESETS[preset], **({"modes": modes} if modes else {}),
                     **({"free_form_steps": free_form_steps} if free_form_steps is not None else {}))
     reconstruction = reconstruct_spine(models, work_views, work_images, work_marks, visible, seed=seed,
-                                       avoid_neighbours=avoid_neighbours, weights=weights,
+                                       weights=weights,
                                        progress=lambda f, m: report(0.05 + 0.9 * f, m), **settings)
     seconds.update(reconstruction.seconds)
     messages += reconstruction.messages

@@ -56,15 +56,15 @@ def adjacent_levels(level: str) -> List[str]:
 def reconstruct_spine(models: Mapping[str, ShapeModel], views: Sequence[View], images: Sequence[np.ndarray],
                       landmarks: Sequence[Sequence[Mapping]], levels: Sequence[str], modes: int = 6,
                       levels_of_detail: Sequence[int] = (4, 2), generations: Sequence[int] = (40, 25),
-                      seed: int = 0, free_form_steps: int = 0, avoid_neighbours: bool = True,
-                      weights: Optional[RegistrationWeights] = None,
+                      seed: int = 0, free_form_steps: int = 0, weights: Optional[RegistrationWeights] = None,
                       progress: Optional[ProgressCallback] = None) -> SpineReconstruction:
     """``images``: per view (levels, nv, nu) the per-vertebra images; ``landmarks``: per view the
     detected landmark dicts (vertebra, name, i, j, confidence), level by level. ``free_form_steps``:
     gradient steps of the refinement beyond the models' span after each registration (0: none);
-    ``avoid_neighbours`` False: each level registered on its own, blind to its neighbours;
-    ``weights``: the registration's (default ``SPINE_WEIGHTS``)."""
+    ``weights``: the registration's (default ``SPINE_WEIGHTS``; with ``overlap_weight`` 0 each level
+    is registered blind to its neighbours)."""
     report = as_progress(progress)
+    weights = weights or SPINE_WEIGHTS
     tick = time.perf_counter()
     means = mean_landmarks(models, levels)
     initialisation = initialise_spine(views, landmarks, means, levels)
@@ -79,7 +79,7 @@ def reconstruct_spine(models: Mapping[str, ShapeModel], views: Sequence[View], i
         k = list(levels).index(level)
         pose = initialisation.poses[level]
         neighbours = []
-        for other in adjacent_levels(level) if avoid_neighbours else []:
+        for other in adjacent_levels(level) if weights.overlap_weight > 0 else []:
             if other in results and results[other].converged:
                 if other not in clearances:
                     clearances[other] = clearance_of(points[other], models[other].triangles)
@@ -92,7 +92,7 @@ def reconstruct_spine(models: Mapping[str, ShapeModel], views: Sequence[View], i
         share = 0.8 if free_form_steps > 0 else 1.0
         result = register_vertebra(
             models[level], pose.rotation, pose.translation, pose.scale, target, modes=modes, levels=levels_of_detail,
-            generations=generations, seed=seed, weights=weights or SPINE_WEIGHTS,
+            generations=generations, seed=seed, weights=weights,
             progress=lambda f, m, n=n: report((n + share * f) / max(len(placed), 1), m))
         if free_form_steps > 0 and result.converged:  # a failed fit is not bent into looking right
             result = refine_beyond_span(

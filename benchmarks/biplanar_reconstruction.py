@@ -96,8 +96,9 @@ def main():
     settings = dict(PRESETS[args.preset], **({"modes": args.modes} if args.modes else {}),
                     **({"free_form_steps": args.free_form_steps} if args.free_form_steps is not None else {}))
     names = models["L1"].landmark_names
-    weights = SPINE_WEIGHTS if args.finest_landmark_sigma_factor is None else dataclasses.replace(
-        SPINE_WEIGHTS, finest_landmark_sigma_factor=args.finest_landmark_sigma_factor)
+    weights = dataclasses.replace(SPINE_WEIGHTS, **({"overlap_weight": 0.0} if args.independent else {}), **(
+        {} if args.finest_landmark_sigma_factor is None else
+        {"finest_landmark_sigma_factor": args.finest_landmark_sigma_factor}))
     if args.source != "oracle":
         from BoneReconLib.biplanar_inference import detect
         from BoneReconLib.biplanar_network import load_network
@@ -123,14 +124,13 @@ def main():
                 else:
                     landmarks = [d.landmarks for d in found]
             detection_s = time.perf_counter() - tick
-            result = reconstruct_spine(models, views, images, landmarks, LEVELS, avoid_neighbours=not args.independent,
-                                       weights=weights, **settings)
+            result = reconstruct_spine(models, views, images, landmarks, LEVELS, weights=weights, **settings)
             times.append(dict(network=detection_s, **result.seconds))
         else:
             images = [case["image"][v].numpy() for v in range(2)]
             chain = reconstruct_biplanar(network, models, images, views, preset=args.preset, modes=args.modes,
                                          free_form_steps=settings["free_form_steps"],
-                                         avoid_neighbours=not args.independent, weights=weights)
+                                         weights=weights)
             result = chain.reconstruction
             times.append(dict(chain.seconds))
         truth_marks = case["landmarks"].numpy()
