@@ -4,7 +4,7 @@ The inputs are checked before any work: each image against its view's detector s
 views for a common field at a usable angle, and the AP / lateral roles (the network is run with
 the roles swapped too; when the swapped reading finds clearly more vertebrae, the images were
 given the wrong way round). Then the network finds landmarks and per-vertebra images in each
-view (levels it finds in neither view are reported and left out), the landmark-initialised
+view (levels it finds in neither view are reported and left out; with none found it stops), the landmark-initialised
 registration (:mod:`.spine_reconstruction`) fits each level's shape model at a working
 resolution of about ``WORKING_SPACING_MM`` detector pixels, and the measurements are taken from
 the fitted models' landmarks over the longest run of consecutive levels that converged. Presets
@@ -135,16 +135,18 @@ def reconstruct_biplanar(network, models: Mapping[str, ShapeModel], images: Sequ
     report(0.0, "Finding landmarks and vertebra images in both radiographs")
     detections = {role: detect(network, image, view.pixel_spacing, role, names)
                   for role, image, view in zip(VIEW_NAMES, images, views)}
+    messages = [f"{role}: {d.message}" for role, d in detections.items() if d.message]
+    # Reconstruct what is visible: a level the found rule finds in neither view is not placed (its
+    # landmarks are guesses; the sample's L5, cut by both DRRs' edge, would be fitted to nothing).
+    visible = [level for level in levels if any(level in d.found for d in detections.values())]
+    if not visible:  # before the roles check: two images without a spine would look "swapped" too
+        raise InputError(f"No lumbar vertebra ({', '.join(levels)}) was found in either radiograph, so nothing "
+                         f"was reconstructed. " + " ".join(messages))
     if check_roles:
         problem = _roles_swapped(network, images, views, names, list(detections.values()))
         if problem:
             raise InputError(problem)
     seconds["network"] = time.perf_counter() - tick
-    messages = [f"{role}: {d.message}" for role, d in detections.items() if d.message]
-
-    # Reconstruct what is visible: a level the found rule finds in neither view is not placed (its
-    # landmarks are guesses; the sample's L5, cut by both DRRs' edge, would be fitted to nothing).
-    visible = [level for level in levels if any(level in d.found for d in detections.values())]
     unseen = [level for level in levels if level not in visible]
     if unseen:
         messages.append(f"{', '.join(unseen)}: found in neither radiograph, so not reconstructed")

@@ -144,6 +144,25 @@ def test_geometry_that_does_not_fit_the_images_is_refused(sample_drrs, tmp_path)
     assert not out.exists()
 
 
+def test_radiographs_without_a_spine_are_refused(sample_drrs, tmp_path):
+    """Noise of the right size, in both views: nothing found, so an error and nothing written (not an
+    empty scene with exit status 0, nor "swapped": the roles check needs vertebrae to compare)."""
+    import SimpleITK as sitk
+
+    for number, view in enumerate(("AP", "LAT")):
+        drr = sitk.ReadImage(str(sample_drrs / "drr" / f"{view}.nrrd"))
+        pixels = np.random.default_rng(number).random(sitk.GetArrayFromImage(drr).shape).astype(np.float32)
+        noise = sitk.GetImageFromArray(pixels)
+        noise.CopyInformation(drr)
+        sitk.WriteImage(noise, str(tmp_path / f"{view}.nrrd"))
+    out = tmp_path / "out"
+    done = run_cli("biplanar", "--ap", tmp_path / "AP.nrrd", "--lat", tmp_path / "LAT.nrrd",
+                   "--geometry", sample_drrs / "views.json", "--out", out)
+    assert done.returncode == 2, done.stderr
+    assert "No lumbar vertebra (L1, L2, L3, L4, L5) was found in either radiograph" in done.stderr, done.stderr
+    assert not out.exists()
+
+
 def test_the_bundled_network_finds_the_sample_vertebrae_but_none_in_noise(sample_drrs, tmp_path):
     """The found rule on the bundled network: the sample DRRs' vertebrae are found where their
     landmarks are confident, in a vertebra's layout and well inside the image (on 2026-12-04 with
