@@ -31,7 +31,7 @@ DICE_WEIGHT = 1.0
 DEPTH_WEIGHT = 0.1  # per object-plane pixel of depth error
 EDGE_WEIGHT = 0.1
 DEFAULT_ANATOMY = "wrist"  # the bundled networks are named "depth-<anatomy>" in the network manifest
-VALIDATION_CASES = 64  # validation uses the split's first cases: enough for choosing weights, quick
+VALIDATION_CASES = 64  # enough for choosing weights, quick; spread over the split (every subject)
 
 
 def _masked_mean(values: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -100,6 +100,12 @@ def object_pixel_median(samples: DepthSamples, count: int = 50) -> float:
     return float(np.median([float(samples[i]["object_pixel_mm"]) for i in range(min(count, len(samples)))]))
 
 
+def validation_indices(count: int, wanted: int = VALIDATION_CASES) -> list:
+    """``wanted`` case indices spread evenly over a split of ``count`` (cases are stored subject by
+    subject, so the first ones would all be one subject's)."""
+    return sorted({int(round(i)) for i in np.linspace(0, count - 1, min(wanted, count))}) if count else []
+
+
 def train_depth(data_dir, out_dir, steps: int = 20000, batch_size: int = 8, learning_rate: float = 1e-3,
                 seed: int = 0, device: str = "auto", validate_every: int = 500, checkpoint_every: int = 100,
                 size: int = 256, init=None, progress: Optional[ProgressCallback] = None) -> dict:
@@ -117,7 +123,7 @@ def train_depth(data_dir, out_dir, steps: int = 20000, batch_size: int = 8, lear
     validation = DepthSamples(data_dir, bones, "validation", augment=False, seed=seed, size=size)
     if not len(train_set) or not len(validation):
         raise InputError(f"{data_dir} needs cases in both its train and validation splits.")
-    validation = torch.utils.data.Subset(validation, range(min(VALIDATION_CASES, len(validation))))
+    validation = torch.utils.data.Subset(validation, validation_indices(len(validation)))
     torch.manual_seed(seed)
     initial = load_depth_network(init, device) if init is not None else None
     if initial is not None and (initial.bones != bones or int(initial.config["size"]) != size):

@@ -9,7 +9,7 @@ from BoneReconLib.dataset_store import CaseDataset, read_manifest, split_by_subj
 from BoneReconLib.depth_network import DepthNet
 from BoneReconLib.depth_reference import decode_depth, object_distance
 from BoneReconLib.depth_samples import KEYS, DepthSamples, case_targets, dataset_bones
-from BoneReconLib.depth_training import evaluate, load_depth_network, losses, train_depth
+from BoneReconLib.depth_training import evaluate, load_depth_network, losses, train_depth, validation_indices
 from BoneReconLib.errors import InputError
 from BoneReconLib.geometry import View
 from BoneReconLib.limb_dataset import generate_limb_dataset
@@ -115,6 +115,14 @@ def test_a_small_network_learns_the_tiny_dataset_and_training_resumes(dataset, l
         assert torch.allclose(value, c.state_dict()[key], atol=1e-6), key
     with pytest.raises(InputError, match="are for bones"):
         train_depth(dataset, tmp_path / "d", steps=1, size=32, init=out_a / "best.pt")
+
+
+def test_validation_cases_are_spread_over_every_subject():
+    # Cases are stored subject by subject: two subjects of 250 validation cases each.
+    chosen = validation_indices(500, 64)
+    assert len(chosen) == 64 and chosen[0] == 0 and chosen[-1] == 499
+    assert sum(i < 250 for i in chosen) == 32
+    assert validation_indices(10, 64) == list(range(10)) and validation_indices(0) == []
 
 
 def _stop_after(steps):
