@@ -4,11 +4,11 @@ The inputs are checked before any work: each image against its view's detector s
 views for a common field at a usable angle, and the AP / lateral roles (the network is run with
 the roles swapped too; when the swapped reading finds clearly more vertebrae, the images were
 given the wrong way round). Then the network finds landmarks and per-vertebra images in each
-view (levels it finds in neither view are reported and left out; with none found it stops), the landmark-initialised
-registration (:mod:`.spine_reconstruction`) fits each level's shape model at a working
-resolution of about ``WORKING_SPACING_MM`` detector pixels, and the measurements are taken from
-the fitted models' landmarks over the longest run of consecutive levels that converged. Presets
-trade time for accuracy. Core module, no MRML.
+view (levels it finds in neither view are reported and left out; with none found it stops), the
+landmark-initialised registration (:mod:`.spine_reconstruction`) fits each level's shape model at
+a working resolution of about ``WORKING_SPACING_MM`` detector pixels, and the measurements are
+taken from the fitted models' landmarks over the longest run of consecutive levels that
+converged. Presets trade time for accuracy. Core module, no MRML.
 """
 
 from __future__ import annotations

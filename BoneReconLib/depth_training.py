@@ -103,7 +103,7 @@ def object_pixel_median(samples: DepthSamples, count: int = 50) -> float:
 def validation_indices(count: int, wanted: int = VALIDATION_CASES) -> list:
     """``wanted`` case indices spread evenly over a split of ``count`` (cases are stored subject by
     subject, so the first ones would all be one subject's)."""
-    return sorted({int(round(i)) for i in np.linspace(0, count - 1, min(wanted, count))}) if count else []
+    return np.linspace(0, count - 1, min(wanted, count)).round().astype(int).tolist()
 
 
 def train_depth(data_dir, out_dir, steps: int = 20000, batch_size: int = 8, learning_rate: float = 1e-3,
