@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from .biplanar_network import (DECOMPOSITION_SCALE, INPUT_SIZE, INPUT_SPACING_MM, VIEWS, BiplanarNet,
-                               landmark_positions)
+                               landmark_positions, landmark_uncertainty)
 from .biplanar_samples import from_network_pixels, network_transform, normalise, resample, resample_covered
 from .errors import InputError
 from .spine_alignment import LEVELS
@@ -96,12 +96,13 @@ def detect(model: BiplanarNet, pixels: np.ndarray, spacing_mm: Sequence[float], 
     network_input = normalise(picture, covered)[None]
     output = model(network_input, torch.tensor([float(VIEWS.index(view))]), covered[None])
     positions, confidence = (value[0] for value in landmark_positions(model, output))
+    uncertainty = landmark_uncertainty(output)[0].tolist()
     found = from_network_pixels(positions.double().numpy(), transform)
     landmarks = []
     for k, ((i, j), c) in enumerate(zip(found, confidence.tolist())):
         level, name = LEVELS[k // len(landmark_names)], landmark_names[k % len(landmark_names)]
         landmarks.append(dict(vertebra=level, name=name, i=round(float(i), 3), j=round(float(j), 3),
-                              confidence=round(float(c), 4)))
+                              confidence=round(float(c), 4), uncertainty_mm=round(float(uncertainty[k]), 3)))
     back = np.linalg.inv(transform)  # input pixel -> network pixel
     decomposition = resample(output["decomposition"][0] / DECOMPOSITION_SCALE, back, image.shape[-2:])
     per_level = confidence.reshape(len(LEVELS), -1).median(dim=-1).values

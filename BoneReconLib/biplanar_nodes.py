@@ -4,7 +4,8 @@ markups node of 2D landmarks (placed on the radiograph's detector plane in 3D) o
 The radiograph node carries its view (:mod:`.radiograph_node`), which gives the pixel spacing and
 puts every output where the input is. Its pixels are taken as bone bright (DRRs, MONOCHROME2
 radiographs) and windowed between their 0.5 and 99.5 percentiles. Each landmark's label is
-"<vertebra> <name>" and its description holds the network's confidence; nothing is added to the
+"<vertebra> <name>" and its description holds the network's confidence and the landmark's expected
+error (mm per axis, ``biplanar_network.heatmap_uncertainty``); nothing is added to the
 scene when the work fails. MRML adapter (no Qt).
 """
 
@@ -19,6 +20,7 @@ from .radiograph_node import create_radiograph_node, get_view, image_of
 from .scene_transaction import rollback_on_error
 
 CONFIDENCE_PREFIX = "confidence "
+UNCERTAINTY_PREFIX = ", expected error "
 
 
 def detect_in_scene(scene, model: BiplanarNet, radiograph_node, view_name: str,
@@ -36,6 +38,7 @@ def detect_in_scene(scene, model: BiplanarNet, radiograph_node, view_name: str,
         for landmark in detection.landmarks:
             position = view.pixel_to_world(landmark["i"], landmark["j"])
             index = points.AddControlPoint(*position.tolist(), f"{landmark['vertebra']} {landmark['name']}")
-            points.SetNthControlPointDescription(index, f"{CONFIDENCE_PREFIX}{landmark['confidence']:.4f}")
+            points.SetNthControlPointDescription(index, f"{CONFIDENCE_PREFIX}{landmark['confidence']:.4f}"
+                                                        f"{UNCERTAINTY_PREFIX}{landmark['uncertainty_mm']:.2f} mm")
             points.SetNthControlPointLocked(index, True)
     return images, points, detection

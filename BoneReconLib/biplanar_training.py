@@ -24,7 +24,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from .biplanar_network import INPUT_SIZE, BiplanarNet, decode_landmarks, landmark_positions
+from .biplanar_network import HEATMAP_SIGMA_PX, INPUT_SIZE, BiplanarNet, decode_landmarks, landmark_positions
 from .biplanar_samples import BiplanarSamples
 from .errors import InputError
 from .landmark_refinement import training_crops
@@ -35,7 +35,6 @@ DECOMPOSITION_WEIGHT = 10.0
 MASS_WEIGHT = 1.0
 MIN_MASS = 1.0  # a level whose true image holds less (scaled units) is not in the field: no mass term
 POSITION_WEIGHT = 0.1
-HEATMAP_SIGMA_PX = 1.0
 
 
 def choose_device(name: str = "auto") -> torch.device:

@@ -100,16 +100,18 @@ class _FreeFormProblem(_Problem):
         thickness = mesh_depth(points[:, subset], triangles, self.views).thickness.clamp_min(0.0)
         ncc = torch.stack([_ncc(self.rendered(thickness[:, v], v), image)[0] for v, image in enumerate(self.images)])
         marks = self.model.landmark_positions(points)[0]  # (L, 3)
-        squared, total = points.new_zeros(()), 0.0
-        for view, found, w in zip(self.views, self.found_mm, self.landmark_weight):
-            error = (project_centred_mm(view, marks) - found).norm(dim=-1)
-            squared = squared + (error ** 2 * torch.as_tensor(w)).sum()
+        squared, residual, total, total_residual = points.new_zeros(()), points.new_zeros(()), 0.0, 0.0
+        for view, found, w, r in zip(self.views, self.found_mm, self.landmark_weight, self.residual_weight):
+            error2 = (project_centred_mm(view, marks) - found).norm(dim=-1) ** 2
+            squared = squared + (error2 * torch.as_tensor(w)).sum()
+            residual = residual + (error2 * torch.as_tensor(r)).sum()
             total += float(w.sum())
+            total_residual += float(r.sum())
         mean_square = squared / max(total, 1e-9)
         w = self.weights
         data = (w.image_weight * (1.0 - ncc.mean()) + mean_square / w.landmark_sigma_mm ** 2
                 + w.prior_weight * (coefficients ** 2).sum() / max(self.modes, 1))
-        return dict(data=data, ncc=ncc, landmark_rms_mm=mean_square.sqrt())
+        return dict(data=data, ncc=ncc, landmark_rms_mm=(residual / max(total_residual, 1e-9)).sqrt())
 
 
 def refine_beyond_span(model: ShapeModel, start: RegistrationResult, target: VertebraTarget,

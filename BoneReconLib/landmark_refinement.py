@@ -27,7 +27,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .biplanar_network import conv_block, decode_landmarks, encode, encoder, up
+from .biplanar_network import conv_block, decode_landmarks, encode, encoder, heatmap_uncertainty, up
 
 CENTRE_JITTER_PX = 5.0  # training: spread of the crop centre about the true centre (network pixels)
 CENTRE_JITTER_MAX_PX = 12.0
@@ -165,7 +165,8 @@ def crop_centres(coarse: torch.Tensor, refiner: LandmarkRefiner, levels: int) ->
 def refine(refiner: LandmarkRefiner, image: torch.Tensor, view: torch.Tensor, coarse: torch.Tensor,
            levels: int, valid: Optional[torch.Tensor] = None,
            decomposition: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
-    """{"positions": refined (B, K, 2) network pixels} from the network input ``image`` (B, 1, H, W),
+    """{"positions": refined (B, K, 2) network pixels, "uncertainty": their expected error (B, K) in mm
+    (``heatmap_uncertainty``), "refined": (B, K) whether each was refined or kept} from the network input ``image`` (B, 1, H, W),
     ``view`` (B,) and the main network's positions ``coarse`` (B, K, 2), and for a decomposing
     refiner {"decomposition": (B, L, H, W)}, each level's pasted image in place of the main
     network's ``decomposition`` (B, L, H, W). ``valid`` (B, 1, H, W): the input pixels that hold the
@@ -184,7 +185,10 @@ def refine(refiner: LandmarkRefiner, image: torch.Tensor, view: torch.Tensor, co
         coverage = crop(valid.to(image.dtype), centres, refiner.crop_size).mean(dim=(1, 2, 3)).reshape(b, levels)
         keep = coverage >= MIN_CROP_COVERAGE
         refined = torch.where(keep[..., None, None], refined, coarse.reshape(refined.shape).to(refined.dtype))
-    result = dict(positions=refined.reshape(b, levels * refiner.landmarks_per_level, 2))
+    k = levels * refiner.landmarks_per_level
+    uncertainty = heatmap_uncertainty(output["heatmaps"].detach(), found, refiner.stride)
+    result = dict(positions=refined.reshape(b, k, 2), uncertainty=uncertainty.reshape(b, k),
+                  refined=keep[..., None].expand(b, levels, refiner.landmarks_per_level).reshape(b, k))
     if "decomposition" in output and decomposition is not None:
         pasted = paste(output["decomposition"], centres, refiner.crop_size, refiner.stride, image.shape[-2:])
         result["decomposition"] = torch.where(keep[..., None, None], pasted, decomposition)

@@ -42,15 +42,25 @@ class SpineReconstruction:
 
 # Real neighbours never run into each other; deeper than twice the models' vertex spacing is an error.
 OVERLAP_NOTE_MM = 3.0
-# The network's landmarks pull half as hard (sigma x 2) once the images are at their finest: on 12
-# held-out cases 1.17 against 1.20 mm (benchmarks/biplanar_reconstruction.py, 2026-12-04; with
-# true landmarks, which need no softening, 0.82 against 0.77 on 5 cases).
-SPINE_WEIGHTS = RegistrationWeights(finest_landmark_sigma_factor=2.0, overlap_tolerance_mm=OVERLAP_NOTE_MM)
+# Each detected landmark weighed by its expected error (the network's ``uncertainty_mm``) and the same
+# landmark sigma at every image level: on 12 held-out cases 1.14 mm against 1.17 with the confidence
+# alone and the sigma doubled on the finest images, the default of 2026-12-04 (which was 1.18 with the
+# uncertainties; benchmarks/biplanar_reconstruction.py, 2026-12-05).
+SPINE_WEIGHTS = RegistrationWeights(overlap_tolerance_mm=OVERLAP_NOTE_MM)
 
 
 def adjacent_levels(level: str) -> List[str]:
     k = LEVELS.index(level)
     return [LEVELS[j] for j in (k - 1, k + 1) if 0 <= j < len(LEVELS)]
+
+
+def landmark_uncertainties(landmarks: Sequence[Sequence[Mapping]], start: int, stop: int) -> Optional[List[np.ndarray]]:
+    """Per view the expected errors (mm) of landmarks ``start:stop``, or None when the detector gave none
+    (landmarks from elsewhere, e.g. a user's own)."""
+    if not all("uncertainty_mm" in m for found in landmarks for m in found[start:stop]):
+        return None
+    return [np.array([m["uncertainty_mm"] for m in found[start:stop]], dtype=np.float64) for found in landmarks]
+
 
 
 def reconstruct_spine(models: Mapping[str, ShapeModel], views: Sequence[View], images: Sequence[np.ndarray],
@@ -88,7 +98,7 @@ def reconstruct_spine(models: Mapping[str, ShapeModel], views: Sequence[View], i
             views, [np.asarray(images[v][k], dtype=np.float64) for v in range(len(views))],
             [np.array([[m["i"], m["j"]] for m in landmarks[v][k * per:(k + 1) * per]]) for v in range(len(views))],
             [np.array([m["confidence"] for m in landmarks[v][k * per:(k + 1) * per]]) for v in range(len(views))],
-            neighbours=neighbours or None)
+            neighbours=neighbours or None, uncertainties_mm=landmark_uncertainties(landmarks, k * per, (k + 1) * per))
         share = 0.8 if free_form_steps > 0 else 1.0
         result = register_vertebra(
             models[level], pose.rotation, pose.translation, pose.scale, target, modes=modes, levels=levels_of_detail,

@@ -11,7 +11,9 @@ residuals are those of the full surface. The cost of an instance is
     image and the vertebra's image)  [the decomposition's density is unknown; NCC ignores scale]
   + mean over views and landmarks of w (reprojection error / landmark_sigma_mm)^2, w = the
     landmark's confidence x region weight (posterior structures, whose shape the body outline
-    does not pin down, count ``posterior_weight`` times a body landmark)
+    does not pin down, count ``posterior_weight`` times a body landmark) / its expected error^2
+    when the detector gives one (``VertebraTarget.uncertainties_mm``: a landmark whose heatmap
+    is spread pulls less than a sharp one)
   + prior_weight x the squared Mahalanobis norm of the coefficients / modes
   + overlap_weight x (depth of its deepest vertex inside an already placed neighbour, less
     overlap_tolerance_mm, when positive)^2  [only with ``VertebraTarget.neighbours``].
@@ -62,6 +64,7 @@ class RegistrationWeights:
     overlap_weight: float = 1.0  # on (depth inside a placed neighbour beyond the tolerance, mm)^2
     overlap_tolerance_mm: float = 3.0  # twice the models' vertex spacing: shallower is mesh resolution
     finest_landmark_sigma_factor: float = 1.0  # landmark_sigma_mm x this at the finest image level
+    landmark_uncertainty: bool = True  # weigh landmarks by 1 / their expected error^2 where the target gives it
     min_ncc: float = 0.8  # below this in a view: not converged
     max_landmark_rms_mm: float = 4.0
     rotation_unit_deg: float = ROTATION_UNIT_DEG
@@ -84,7 +87,9 @@ class VertebraTarget:
     the image (the fibula beside the tibia) is then explained rather than fitted by this one.
     ``neighbours``: bones already placed that this one must not run into
     (:class:`.neighbour_clearance.Clearance`); an instance's deepest vertex inside any of them, beyond
-    ``RegistrationWeights.overlap_tolerance_mm``, is penalised."""
+    ``RegistrationWeights.overlap_tolerance_mm``, is penalised. ``uncertainties_mm``: per view each
+    landmark's expected error (mm per axis, (L,); ``biplanar_network.heatmap_uncertainty``); its
+    weight is divided by its square."""
 
     views: Sequence[View]
     images: Sequence[np.ndarray]
@@ -95,6 +100,7 @@ class VertebraTarget:
     depth_sd_mm: Optional[float] = None
     backgrounds: Optional[Sequence[np.ndarray]] = None
     neighbours: Optional[Sequence["Clearance"]] = None
+    uncertainties_mm: Optional[Sequence[np.ndarray]] = None
 
 
 @dataclass
@@ -170,7 +176,12 @@ class _Problem:
         self.images = [self.compared(block_pool(image, factor)[None], v)[0] for v, image in enumerate(target.images)]
         self.backgrounds = None if target.backgrounds is None else [block_pool(b, factor) for b in target.backgrounds]
         regions = np.array([1.0 if lm.region == "body" else weights.posterior_weight for lm in model.landmarks])
-        self.landmark_weight = [np.asarray(c, dtype=np.float64) * regions for c in target.confidences]
+        # The residual that judges convergence weighs by confidence and region only, as it did before
+        # the uncertainties (its threshold, max_landmark_rms_mm, is in mm of such landmarks).
+        self.residual_weight = [np.asarray(c, dtype=np.float64) * regions for c in target.confidences]
+        uncertain = target.uncertainties_mm is not None and weights.landmark_uncertainty
+        self.landmark_weight = self.residual_weight if not uncertain else [
+            w / np.asarray(u, dtype=np.float64) ** 2 for w, u in zip(self.residual_weight, target.uncertainties_mm)]
         self.landmarks_mm = [_centred_mm(ij, view) for ij, view in zip(target.landmarks_ij, target.views)]
         self.depth_sd_mm, self.beam = target.depth_sd_mm, target.views[0].normal
         self.neighbours = list(target.neighbours or [])
@@ -216,12 +227,15 @@ class _Problem:
         ncc = torch.stack([_ncc(self.rendered(thickness[:, v], v), image) for v, image in enumerate(self.images)],
                           dim=1).numpy()
         marks = self.model.landmark_positions(points).numpy()  # (N, L, 3)
-        squared, total_weight = np.zeros(len(population)), 0.0
-        for view, found_mm, w in zip(self.views, self.landmarks_mm, self.landmark_weight):
+        squared, residual = np.zeros(len(population)), np.zeros(len(population))
+        total_weight = total_residual_weight = 0.0
+        for view, found_mm, w, r in zip(self.views, self.landmarks_mm, self.landmark_weight, self.residual_weight):
             ij, _ = view.project(marks)
-            error = np.linalg.norm(_centred_mm(ij, view) - found_mm, axis=-1)  # (N, L) mm on the detector
-            squared += (np.nan_to_num(error, nan=1e3) ** 2 * w).sum(axis=1)
+            error2 = np.nan_to_num(np.linalg.norm(_centred_mm(ij, view) - found_mm, axis=-1), nan=1e3) ** 2  # (N, L)
+            squared += (error2 * w).sum(axis=1)
+            residual += (error2 * r).sum(axis=1)
             total_weight += w.sum()
+            total_residual_weight += r.sum()
         mean_square = squared / max(total_weight, 1e-9)
         w = self.weights
         cost = (w.image_weight * (1.0 - ncc.mean(axis=1)) + mean_square / w.landmark_sigma_mm ** 2
@@ -231,7 +245,7 @@ class _Problem:
         if self.neighbours:
             depth = torch.stack([n.depth_inside(points[:, subset]) for n in self.neighbours]).amax(dim=0).numpy()
             cost = cost + w.overlap_weight * np.clip(depth - w.overlap_tolerance_mm, 0.0, None) ** 2
-        return cost, ncc, np.sqrt(mean_square)
+        return cost, ncc, np.sqrt(residual / max(total_residual_weight, 1e-9))
 
 
 _COARSE = {}

@@ -118,7 +118,7 @@ def test_landmarks_command(tmp_path):
     assert code == 0
     record = json.loads(out.read_text())
     assert record["size"] == [80, 100] and record["view"] == "LAT" and len(record["landmarks"]) == 95
-    assert set(record["landmarks"][0]) == {"vertebra", "name", "i", "j", "confidence"}
+    assert set(record["landmarks"][0]) == {"vertebra", "name", "i", "j", "confidence", "uncertainty_mm"}
     # Noise through an untrained network: no vertebra is claimed, and the file says so.
     assert record["found"] == [] and "No lumbar vertebra was found" in record["message"]
     assert set(record["vertebra_confidence"]) == set(record["vertebra_layout_mm"]) == {"L1", "L2", "L3", "L4", "L5"}
@@ -130,7 +130,8 @@ def test_landmarks_command(tmp_path):
 
 
 def test_inference_in_the_scene_places_landmarks_on_the_detector(context, monkeypatch):
-    from BoneReconLib.biplanar_nodes import CONFIDENCE_PREFIX, detect_in_scene
+    from BoneReconLib.biplanar_network import UNCERTAINTY_FLOOR_MM
+    from BoneReconLib.biplanar_nodes import CONFIDENCE_PREFIX, UNCERTAINTY_PREFIX, detect_in_scene
     from BoneReconLib.geometry import biplanar_rig
     from BoneReconLib.radiograph_node import create_radiograph_node
 
@@ -148,8 +149,11 @@ def test_inference_in_the_scene_places_landmarks_on_the_detector(context, monkey
         expected = view.pixel_to_world(detection.landmarks[k]["i"], detection.landmarks[k]["j"])
         assert world == pytest.approx(expected)
         assert abs((world - view.detector_center) @ view.normal) < 1e-6  # on the detector plane
-        confidence = float(points.GetNthControlPointDescription(k)[len(CONFIDENCE_PREFIX):])
-        assert confidence == pytest.approx(detection.landmarks[k]["confidence"], abs=1e-4)
+        description = points.GetNthControlPointDescription(k)
+        confidence, uncertainty = description[len(CONFIDENCE_PREFIX):-len(" mm")].split(UNCERTAINTY_PREFIX)
+        assert float(confidence) == pytest.approx(detection.landmarks[k]["confidence"], abs=1e-4)
+        assert float(uncertainty) == pytest.approx(detection.landmarks[k]["uncertainty_mm"], abs=5e-3)
+        assert float(uncertainty) >= UNCERTAINTY_FLOOR_MM
     assert points.GetNthControlPointLabel(20) == f"L2 {NAMES[1]}"
     # A failure half-way adds nothing.
     import BoneReconLib.biplanar_nodes as biplanar_nodes

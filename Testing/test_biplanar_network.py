@@ -7,7 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from BoneReconLib.biplanar_network import BiplanarNet, decode_landmarks
+from BoneReconLib.biplanar_network import (
+    HEATMAP_SIGMA_PX,
+    INPUT_SPACING_MM,
+    UNCERTAINTY_FLOOR_MM,
+    BiplanarNet,
+    decode_landmarks,
+    heatmap_uncertainty,
+)
 from BoneReconLib.biplanar_samples import (
     BiplanarSamples,
     from_network_pixels,
@@ -59,6 +66,31 @@ def test_peak_window_decodes_the_higher_of_two_peaks_instead_of_between_them():
     single = peak(21.3, 17.8).log()[None]
     assert decode_landmarks(single, window_mm=18.0)[0].double() == pytest.approx(
         decode_landmarks(single)[0].double(), abs=1e-6)
+
+
+@pytest.mark.parametrize("stride", [1, 2, 4])
+def test_uncertainty_is_the_heatmap_spread_beyond_the_training_gaussian(stride):
+    # A map that is the training Gaussian blurred by an error of s.d. e (heatmap pixels) has the
+    # spread of a Gaussian of sqrt(sigma^2 + e^2): the uncertainty is e in mm, with the floor added in
+    # quadrature; the training Gaussian itself gives the floor alone.
+    h, w = 60, 64
+    rows, cols = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64),
+                                indexing="ij")
+    spreads = torch.tensor([0.0, 1.0, 2.5, 4.0])
+    centre = torch.tensor([30.4, 27.7])
+    total2 = HEATMAP_SIGMA_PX ** 2 + spreads ** 2
+    logits = torch.stack([-((cols - centre[0]) ** 2 + (rows - centre[1]) ** 2) / (2 * t) for t in total2])
+    positions, _ = decode_landmarks(logits, stride=stride)
+    found = heatmap_uncertainty(logits, positions, stride)
+    wanted = torch.sqrt((spreads * stride * INPUT_SPACING_MM) ** 2 + UNCERTAINTY_FLOOR_MM ** 2)
+    assert found.double() == pytest.approx(wanted, rel=1e-3)
+    # Measured about a position elsewhere than the peak, the same map is less certain.
+    assert torch.all(heatmap_uncertainty(logits, positions + 3.0 * stride, stride) > found)
+    # A map split between two places is as uncertain as their distance says.
+    split = torch.logsumexp(torch.stack([logits[0], logits[0].roll(20, dims=1)]), dim=0)[None]
+    middle = decode_landmarks(split, stride=stride)[0]
+    assert float(heatmap_uncertainty(split, middle, stride)[0]) == pytest.approx(
+        (10.0 * stride * INPUT_SPACING_MM) / 2 ** 0.5, rel=0.02)
 
 
 def test_network_shapes_and_view_input():

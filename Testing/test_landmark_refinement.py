@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from BoneReconLib.biplanar_network import BiplanarNet, landmark_positions, load_network
+from BoneReconLib.biplanar_network import UNCERTAINTY_FLOOR_MM, BiplanarNet, landmark_positions, load_network
 from BoneReconLib.biplanar_training import body_landmarks, train_biplanar
 from BoneReconLib.errors import InputError
 from BoneReconLib.landmark_refinement import (
@@ -119,9 +119,14 @@ def test_refined_positions_are_the_crop_origin_plus_the_decoded_peak(stride):
     # is mostly padding: it keeps the coarse positions, the first (centred at column 22) is refined.
     valid = torch.zeros(1, 1, 64, 64)
     valid[..., :40] = 1
-    kept = refine(refiner, torch.zeros(1, 1, 64, 64), torch.zeros(1), coarse, levels=2, valid=valid)["positions"]
+    result = refine(refiner, torch.zeros(1, 1, 64, 64), torch.zeros(1), coarse, levels=2, valid=valid)
+    kept = result["positions"]
     assert np.allclose(kept[0, :3].numpy(), expected[:3], atol=1e-3)
     assert torch.equal(kept[0, 3:], coarse[0, 3:])
+    assert result["refined"].tolist() == [[True] * 3 + [False] * 3]
+    # Single sharp peaks: each refined landmark is as certain as a heatmap can say (the floor).
+    assert result["uncertainty"].shape == (1, 6)
+    assert torch.allclose(result["uncertainty"][0], torch.full((6,), UNCERTAINTY_FLOOR_MM), atol=1e-4)
     # A radiograph reaching to column 58 covers two thirds of the second crop (columns 35.5 .. 66.5):
     # more than MIN_CROP_COVERAGE, so it is refined too (an end vertebra near the image's edge).
     valid[..., :58] = 1
@@ -228,6 +233,7 @@ def test_refiner_trains_on_top_of_fixed_weights_and_loads_back_with_them(tiny_lu
         output = model(torch.randn(1, 1, 32, 32), torch.tensor([1.0]))
     positions, confidence = landmark_positions(model, output)
     assert torch.equal(positions, output["refined"]) and tuple(confidence.shape) == (1, 95)
+    assert tuple(output["uncertainty"].shape) == (1, 95) and bool(torch.all(output["uncertainty"] >= UNCERTAINTY_FLOOR_MM))
     assert output["decomposition"].shape == output["coarse_decomposition"].shape == (1, 5, 32, 32)
     assert not torch.equal(output["decomposition"], output["coarse_decomposition"])
     with pytest.raises(InputError, match="another network"):  # a refined network is not a base to train on

@@ -95,3 +95,35 @@ def test_a_placed_neighbour_keeps_the_vertebra_out_of_it(bundled_models):
     assert float(neighbour.depth_inside(found[None])[0]) < 4.5
     assert found[:, 2].mean() < centre[2] - 2.0  # moved down, away from the neighbour
     assert kept_out.landmark_rms_mm > 2.0 > alone.landmark_rms_mm  # the cost of keeping out: its landmarks
+
+
+def test_landmarks_said_to_be_uncertain_pull_less(bundled_models):
+    """Four landmarks detected 12 mm off in both views, the images blank (landmarks alone lead):
+    told how uncertain those four are, the fit ignores them and lands on the truth; not told, it is
+    pulled towards them. The convergence residual stays the plain one (confidence x region) either way."""
+    from dataclasses import replace
+
+    from BoneReconLib.vertebra_registration import RegistrationWeights, _Problem
+
+    model = bundled_models["L3"]
+    views = biplanar_rig(size=(64, 64), pixel_spacing=(1.6, 1.6))
+    truth = model.instances(None).numpy()[0]
+    target = _target(model, views, truth)
+    wrong = [0, 5, 10, 15]
+    for ij in target.landmarks_ij:
+        ij[wrong] += 12.0 / 1.6  # 12 mm along both detector axes
+    target.images = [np.ones_like(image) for image in target.images]
+    weights = RegistrationWeights(image_weight=0.0)
+    start = dict(rotation=np.eye(3), translation=np.array([2.0, -2.0, 1.5]), scale=1.0)
+    run = lambda t: register_vertebra(model, start["rotation"], start["translation"], start["scale"], t,  # noqa: E731
+                                      modes=0, levels=(2,), generations=(30,), weights=weights, seed=3)
+    blind = run(target)
+    uncertain = np.full(len(model.landmarks), 1.0)
+    uncertain[wrong] = 20.0
+    told = run(replace(target, uncertainties_mm=[uncertain, uncertain]))
+    error = lambda r: float(np.linalg.norm(r.points(model) - truth, axis=1).mean())  # noqa: E731
+    assert error(told) < 0.5 < 2.0 < error(blind), (error(told), error(blind))
+    # The reported residual weighs the four wrong landmarks as before: about their error over all.
+    plain = _Problem(model, told.rotation, told.translation, told.scale, truth.mean(axis=0), target, 1, 0, weights)
+    assert told.landmark_rms_mm == pytest.approx(float(plain.evaluate(np.zeros((1, 7)))[2][0]), rel=1e-6)
+    assert told.landmark_rms_mm > 2.0

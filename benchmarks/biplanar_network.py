@@ -11,7 +11,8 @@ inside the network's field, the share within 2 and 4 mm, the error per anatomica
 vertebra the decomposition MAE, PSNR and SSIM (on the network grid, line integrals x 0.5, data
 range = the truth's maximum), the normalised cross-correlation with the truth (what registration
 uses) and the mass ratio sum(predicted) / sum(true) (an empty image scores 0 here, however good its
-SSIM), plus the inference time for both views of a case. Then the
+SSIM), how well each landmark's expected error (``uncertainty_mm``, which the registration weighs
+it by) matches its error, plus the inference time for both views of a case. Then the
 "found" rule (a vertebra is found when its landmarks' median confidence reaches
 FOUND_CONFIDENCE, they lie within FOUND_LAYOUT_MM of a vertebra's layout and FOUND_EDGE_MM or more
 inside the image): how often it holds for the test vertebrae in the field, and on images without a lumbar spine (real chest and lower-leg
@@ -79,6 +80,7 @@ def main():
     decomposition = {0: {level: [] for level in LEVELS}, 1: {level: [] for level in LEVELS}}
     seconds = []
     vertebra_confidence = {0: [], 1: []}
+    calibration = []  # per landmark in the field: (error mm, expected error mm per axis, confidence)
     for start in range(0, count, 2):  # both views of one case together, as at inference
         items = [samples[i] for i in range(start, min(start + 2, count))]
         images = torch.stack([item["image"] for item in items]).to(device)
@@ -92,7 +94,8 @@ def main():
         seconds.append(time.perf_counter() - tick)
         output = {key: value.cpu() for key, value in output.items()}
         positions, confidence = positions.cpu(), confidence.cpu()
-        for item, predicted, found, sure in zip(items, output["decomposition"], positions, confidence):
+        for item, predicted, found, sure, expected in zip(items, output["decomposition"], positions, confidence,
+                                                          output["uncertainty"]):
             v = int(item["view"])
             layout_mm, edge_mm = layout_and_edge(found.double().numpy(), VIEW_NAMES[v], names)  # cases cover the field
             for n in range(len(LEVELS)):
@@ -102,6 +105,7 @@ def main():
             error = ((found - item["landmarks"]).norm(dim=-1) * item["spacing_mm"]).numpy()
             for k in np.nonzero(item["weight"].numpy() > 0)[0]:
                 errors[v].append(error[k])
+                calibration.append((error[k], float(expected[k]), float(sure[k])))
                 by_region[v].setdefault(regions[k], []).append(error[k])
             for n, level in enumerate(LEVELS):
                 truth = item["decomposition"][n]
@@ -143,6 +147,7 @@ def main():
             cells.append(f"{values[:, 0].mean():8.4f}{values[:, 1].mean():9.1f}{values[:, 2].mean():7.3f}"
                          f"{values[:, 3].mean():6.2f}{values[:, 4].mean():6.2f}" if len(values) else f"{'-':>36s}")
         print(f"  {level:25s}{cells[0]}  |{cells[1]}")
+    summary["uncertainty"] = uncertainty_calibration(np.asarray(calibration))
     print(f"\nInference, both views of a case (network + decoding, {device.type.upper()}): median "
           f"{np.median(seconds):.3f} s (target < {TARGET_S[device.type]:g} s)")
     summary["found"] = found_rule(model.cpu(), vertebra_confidence)
@@ -150,6 +155,31 @@ def main():
         summary[f"inference_s_both_views_{device.type}"] = round(float(np.median(seconds)), 3)
         Path(args.json).write_text(json.dumps(summary, indent=1) + "\n")
         print(f"Wrote {args.json}")
+
+
+def uncertainty_calibration(rows: np.ndarray) -> dict:
+    """Print and return how well each landmark's expected error (``uncertainty_mm``, one s.d. per
+    axis) matches its error: per tenth of the landmarks ordered by it, the measured RMS error per
+    axis (calibrated: the two columns agree), and the rank correlations with the error of it and
+    of the confidence."""
+    error, expected, confidence = rows.T
+    rank = lambda x: np.argsort(np.argsort(x))  # noqa: E731
+    correlation = float(np.corrcoef(rank(expected), rank(error))[0, 1])
+    against_confidence = float(np.corrcoef(rank(confidence), rank(error))[0, 1])
+    print(f"\nLandmark uncertainty (expected error per axis) against the error, both views, per tenth of the "
+          f"landmarks:\n  {'expected mm':>16s}{'landmarks':>11s}{'mean error':>12s}{'RMS per axis':>14s}")
+    edges = np.quantile(expected, np.linspace(0, 1, 11))
+    table = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        inside = (expected >= lo) & (expected <= hi)
+        rms = float(np.sqrt(np.mean(error[inside] ** 2) / 2))
+        table.append(dict(expected_from=round(float(lo), 2), expected_to=round(float(hi), 2),
+                          expected_median=round(float(np.median(expected[inside])), 2),
+                          mean_error=round(float(error[inside].mean()), 2), rms_per_axis=round(rms, 2)))
+        print(f"  {lo:7.2f} .. {hi:5.2f}{inside.sum():11d}{error[inside].mean():12.2f}{rms:14.2f}")
+    print(f"  rank correlation with the error: uncertainty {correlation:.2f}, confidence {against_confidence:.2f}")
+    return dict(rank_correlation=round(correlation, 3), confidence_rank_correlation=round(against_confidence, 3),
+                tenths=table)
 
 
 def found_rule(model, vertebra_confidence) -> dict:

@@ -85,7 +85,10 @@ def main():
                              "kept out of the neighbours already registered)")
     parser.add_argument("--finest-landmark-sigma-factor", type=float,
                         help="the landmarks' sigma at the finest image level, x the coarse one (default: the "
-                             "product's, spine_reconstruction.SPINE_WEIGHTS; 1 = before 2026-12-04)")
+                             "product's, spine_reconstruction.SPINE_WEIGHTS: 1; 2 = 2026-12-04's default)")
+    parser.add_argument("--no-uncertainty", action="store_true",
+                        help="weigh the network's landmarks by their confidence alone, not also by their expected "
+                             "error (before 2026-12-05)")
     parser.add_argument("--decoding", default="chain", choices=["chain", "peak"],
                         help="the network's landmarks decoded as one chain of vertebrae (the default) or each map "
                              "about its own highest pixel")
@@ -96,7 +99,8 @@ def main():
     settings = dict(PRESETS[args.preset], **({"modes": args.modes} if args.modes else {}),
                     **({"free_form_steps": args.free_form_steps} if args.free_form_steps is not None else {}))
     names = models["L1"].landmark_names
-    weights = dataclasses.replace(SPINE_WEIGHTS, **({"overlap_weight": 0.0} if args.independent else {}), **(
+    weights = dataclasses.replace(SPINE_WEIGHTS, **({"overlap_weight": 0.0} if args.independent else {}),
+                                  **({"landmark_uncertainty": False} if args.no_uncertainty else {}), **(
         {} if args.finest_landmark_sigma_factor is None else
         {"finest_landmark_sigma_factor": args.finest_landmark_sigma_factor}))
     if args.source != "oracle":
@@ -163,7 +167,8 @@ def main():
           f"({settings['modes']} modes, generations {settings['generations']}, "
           f"{settings['free_form_steps']} free-form steps, "
           f"{'levels independent' if args.independent else 'neighbours avoided'}, finest landmark sigma x "
-          f"{weights.finest_landmark_sigma_factor:g}), "
+          f"{weights.finest_landmark_sigma_factor:g}, landmarks weighed by "
+          f"{'their expected error' if weights.landmark_uncertainty else 'confidence alone'}), "
           f"device cpu ({torch.get_num_threads()} threads)")
     print(f"{'level':6s}{'found':>6s}{'mean mm':>9s}{'RMS':>7s}{'HD95':>7s}{'posterior':>10s}{'landmarks':>10s}"
           f"{'converged':>10s}{'Dice':>7s}")
@@ -182,6 +187,10 @@ def main():
     print(f"{'target':12s}{TARGETS['mean']:9.2f}{'':7s}{TARGETS['hd95']:7.2f}{TARGETS['posterior']:10.2f}")
     print(f"ratios to target: mean {v[:, 0].mean() / TARGETS['mean']:.2f}, posterior "
           f"{v[:, 3].mean() / TARGETS['posterior']:.2f}, HD95 {v[:, 2].mean() / TARGETS['hd95']:.2f}")
+    flagged = [r for r in every if not r[5]]
+    print(f"converged levels: mean surface distance {np.mean([r[0] for r in every if r[5]]):.2f} mm "
+          f"({len(every) - len(flagged)}); flagged as not converged: "
+          + (f"{np.mean([r[0] for r in flagged]):.2f} mm ({len(flagged)})" if flagged else "none"))
     print(f"initial pose (mean shape, before registration): mean surface distance {np.mean(initial):.2f} mm")
     print(f"in-span floor (best model reconstruction of the true shapes): mean surface distance "
           f"{np.mean(floor):.2f} mm")
