@@ -163,12 +163,13 @@ def main():
         overlaps["reconstructed"] += list(result.overlap_mm.values())
         overlaps["true"] += list(truth_overlap.values())
         print(f"case {case['meta']['case']}: {', '.join(result.messages) or 'all levels converged'}", flush=True)
+    detected_weighed = weights.landmark_uncertainty and args.source in ("network", "network-landmarks")
     print(f"\n{args.source} inputs, {min(args.cases, len(cases))} {args.split} cases, preset {args.preset} "
           f"({settings['modes']} modes, generations {settings['generations']}, "
           f"{settings['free_form_steps']} free-form steps, "
           f"{'levels independent' if args.independent else 'neighbours avoided'}, finest landmark sigma x "
           f"{weights.finest_landmark_sigma_factor:g}, landmarks weighed by "
-          f"{'their expected error' if weights.landmark_uncertainty else 'confidence alone'}), "
+          f"{'their expected error' if detected_weighed else 'confidence alone'}), "
           f"device cpu ({torch.get_num_threads()} threads)")
     print(f"{'level':6s}{'found':>6s}{'mean mm':>9s}{'RMS':>7s}{'HD95':>7s}{'posterior':>10s}{'landmarks':>10s}"
           f"{'converged':>10s}{'Dice':>7s}")
