@@ -96,13 +96,15 @@ def detect(model: BiplanarNet, pixels: np.ndarray, spacing_mm: Sequence[float], 
     network_input = normalise(picture, covered)[None]
     output = model(network_input, torch.tensor([float(VIEWS.index(view))]), covered[None])
     positions, confidence = (value[0] for value in landmark_positions(model, output))
-    uncertainty = landmark_uncertainty(output)[0].tolist()
+    uncertainty = landmark_uncertainty(output)  # None from a network left in training mode
     found = from_network_pixels(positions.double().numpy(), transform)
     landmarks = []
     for k, ((i, j), c) in enumerate(zip(found, confidence.tolist())):
         level, name = LEVELS[k // len(landmark_names)], landmark_names[k % len(landmark_names)]
         landmarks.append(dict(vertebra=level, name=name, i=round(float(i), 3), j=round(float(j), 3),
-                              confidence=round(float(c), 4), uncertainty_mm=round(float(uncertainty[k]), 3)))
+                              confidence=round(float(c), 4)))
+        if uncertainty is not None:
+            landmarks[-1]["uncertainty_mm"] = round(float(uncertainty[0, k]), 3)
     back = np.linalg.inv(transform)  # input pixel -> network pixel
     decomposition = resample(output["decomposition"][0] / DECOMPOSITION_SCALE, back, image.shape[-2:])
     per_level = confidence.reshape(len(LEVELS), -1).median(dim=-1).values

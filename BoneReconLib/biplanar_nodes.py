@@ -38,7 +38,9 @@ def detect_in_scene(scene, model: BiplanarNet, radiograph_node, view_name: str,
         for landmark in detection.landmarks:
             position = view.pixel_to_world(landmark["i"], landmark["j"])
             index = points.AddControlPoint(*position.tolist(), f"{landmark['vertebra']} {landmark['name']}")
-            points.SetNthControlPointDescription(index, f"{CONFIDENCE_PREFIX}{landmark['confidence']:.4f}"
-                                                        f"{UNCERTAINTY_PREFIX}{landmark['uncertainty_mm']:.2f} mm")
+            description = f"{CONFIDENCE_PREFIX}{landmark['confidence']:.4f}"
+            if "uncertainty_mm" in landmark:
+                description += f"{UNCERTAINTY_PREFIX}{landmark['uncertainty_mm']:.2f} mm"
+            points.SetNthControlPointDescription(index, description)
             points.SetNthControlPointLocked(index, True)
     return images, points, detection

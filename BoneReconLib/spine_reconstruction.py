@@ -43,9 +43,9 @@ class SpineReconstruction:
 # Real neighbours never run into each other; deeper than twice the models' vertex spacing is an error.
 OVERLAP_NOTE_MM = 3.0
 # Each detected landmark weighed by its expected error (the network's ``uncertainty_mm``) and the same
-# landmark sigma at every image level: on 12 held-out cases 1.14 mm against 1.17 with the confidence
-# alone and the sigma doubled on the finest images, the default of 2026-12-04 (which was 1.18 with the
-# uncertainties; benchmarks/biplanar_reconstruction.py, 2026-12-05).
+# landmark sigma at every image level: on 24 held-out cases 1.14 mm against 1.17 with 2026-12-04's
+# default, the confidence alone and the sigma doubled on the finest images
+# (benchmarks/biplanar_reconstruction.py [--no-uncertainty --finest-landmark-sigma-factor 2], 2026-12-05).
 SPINE_WEIGHTS = RegistrationWeights(overlap_tolerance_mm=OVERLAP_NOTE_MM)
 
 
@@ -60,7 +60,6 @@ def landmark_uncertainties(landmarks: Sequence[Sequence[Mapping]], start: int, s
     if not all("uncertainty_mm" in m for found in landmarks for m in found[start:stop]):
         return None
     return [np.array([m["uncertainty_mm"] for m in found[start:stop]], dtype=np.float64) for found in landmarks]
-
 
 
 def reconstruct_spine(models: Mapping[str, ShapeModel], views: Sequence[View], images: Sequence[np.ndarray],

@@ -90,6 +90,11 @@ def test_landmarks_and_decomposition_come_back_in_the_input_pixels(monkeypatch):
     assert np.all(a.decomposition >= 0)
     with pytest.raises(InputError, match="view"):
         detect(model, coarse, (2.0, 2.0), "PA", NAMES)
+    # Every landmark says how far off it may be; a network left in training mode gives no such
+    # figure, and its landmarks come without it rather than failing.
+    assert all(m["uncertainty_mm"] >= biplanar_network.UNCERTAINTY_FLOOR_MM for m in a.landmarks)
+    training = detect(model.train(), coarse, (2.0, 2.0), "AP", NAMES)
+    assert len(training.landmarks) == 95 and not any("uncertainty_mm" in m for m in training.landmarks)
 
 
 def test_field_centred_on_a_chosen_pixel():
