@@ -136,18 +136,21 @@ def report_markdown(result: BiplanarResult, inputs: Sequence[str], preset: str, 
     lines += [f"- preset: {preset}", ""]
     if picture:
         lines += [f"![L1-L5 reconstructed, from the front and the left]({picture})", ""]
-    lines += ["## Levels", "", "| level | found AP | found LAT | NCC AP | NCC LAT | landmark residual mm | status |",
-              "|---|---|---|---|---|---|---|"]
+    lines += ["## Levels", "", "| level | found AP | found LAT | expected error AP mm | expected error LAT mm | NCC AP "
+              "| NCC LAT | landmark residual mm | status |", "|---|---|---|---|---|---|---|---|---|"]
     for level in LEVELS:
         ap, lat = (result.detections[role].vertebra_confidence.get(level, float("nan")) for role in VIEW_NAMES)
+        expected_ap, expected_lat = (result.detections[role].expected_error_mm(level) for role in VIEW_NAMES)
+        cells = f"| {level} | {ap:.2f} | {lat:.2f} | {expected_ap:.1f} | {expected_lat:.1f} |"
         fit = result.reconstruction.results.get(level)
         if fit is None:
-            lines.append(f"| {level} | {ap:.2f} | {lat:.2f} | | | | not reconstructed |")
+            lines.append(f"{cells} | | | not reconstructed |")
             continue
-        lines.append(f"| {level} | {ap:.2f} | {lat:.2f} | {fit.ncc[0]:.2f} | {fit.ncc[-1]:.2f} | "
+        lines.append(f"{cells} {fit.ncc[0]:.2f} | {fit.ncc[-1]:.2f} | "
                      f"{fit.landmark_rms_mm:.2f} | {'converged' if fit.converged else '**did not converge**'} |")
-    lines += ["", "(found: median landmark confidence of the network; NCC: agreement of the fitted model's "
-              "projection with the network's image of that vertebra)", ""]
+    lines += ["", "(found: median landmark confidence of the network; expected error: median of the level's "
+              "landmarks' expected errors, one s.d. per axis, read from the spread of their heatmaps; NCC: "
+              "agreement of the fitted model's projection with the network's image of that vertebra)", ""]
     overlaps = result.reconstruction.overlap_mm
     if overlaps:
         lines += ["Neighbours (deepest point of one inside the other, mm; real ones do not overlap): "

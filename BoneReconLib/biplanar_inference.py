@@ -47,7 +47,7 @@ def found_by_cues(confidence, layout_mm, edge_mm):
 
 @dataclass
 class Detection:
-    """Landmarks as dicts (vertebra, name, i, j, confidence) in input pixels; decomposition (5, rows,
+    """Landmarks as dicts (vertebra, name, i, j, confidence, uncertainty_mm) in input pixels; decomposition (5, rows,
     columns) line integrals on the input grid; per vertebra the median landmark confidence, the
     RMS distance (mm at the detector) of its landmarks from a vertebra's layout and the least
     distance of one from the radiograph's edge (negative outside); the vertebrae found; a message
@@ -58,6 +58,12 @@ class Detection:
     vertebra_confidence: Dict[str, float] = field(default_factory=dict)
     vertebra_layout_mm: Dict[str, float] = field(default_factory=dict)
     vertebra_edge_mm: Dict[str, float] = field(default_factory=dict)
+
+    def expected_error_mm(self, level: str) -> float:
+        """The median expected error (``uncertainty_mm``, mm per axis) of a level's landmarks; NaN
+        when the network gave none."""
+        values = [m["uncertainty_mm"] for m in self.landmarks if m["vertebra"] == level and "uncertainty_mm" in m]
+        return float(np.median(values)) if values else float("nan")
 
     @property
     def found(self) -> List[str]:

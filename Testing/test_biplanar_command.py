@@ -98,6 +98,10 @@ def test_biplanar_report_and_measurements_agree(biplanar_run):
     for level in ("L1", "L2", "L3", "L4", "L5"):
         assert f"| {level} |" in report
     assert "| L5 | " in report and report.split("| L5 | ")[1].split("\n")[0].endswith("not reconstructed |")
+    # Each level's expected landmark error per view, from the network's heatmaps: at least the floor.
+    assert "| expected error AP mm | expected error LAT mm |" in report
+    l2 = report.split("| L2 | ")[1].split("\n")[0].split("|")
+    assert all(float(cell) >= 0.7 for cell in l2[2:4]), l2
     if "did not converge" in report:
         assert "did not converge" in done.stderr  # also said on the console
 
