@@ -7,7 +7,8 @@ adds a smooth displacement field with a Gaussian-process prior (:mod:`.shape_ref
 refines it together with the pose, scale and shape coefficients by Adam, through the
 differentiable thickness renderer (:mod:`.mesh_depth`: ray/triangle distances are
 differentiable in the vertices). The cost is the registration's own (image NCC averaged over
-both views, landmark reprojection, Mahalanobis prior on the coefficients) plus the field's
+both views, landmark reprojection, Mahalanobis prior on the coefficients, and the depth inside
+neighbours already placed, ``VertebraTarget.neighbours``) plus the field's
 prior ``free_form_weight x |w|^2 / 2``: a change that helps one view and hurts the other does not
 lower it, so the field moves the surface only where both views agree. The refined instance is
 kept only if it lowers the registration's cost at full resolution (without the field's prior).
@@ -111,6 +112,9 @@ class _FreeFormProblem(_Problem):
         w = self.weights
         data = (w.image_weight * (1.0 - ncc.mean()) + mean_square / w.landmark_sigma_mm ** 2
                 + w.prior_weight * (coefficients ** 2).sum() / max(self.modes, 1))
+        if self.neighbours:  # as in the CMA-ES cost: the deepest vertex inside a placed neighbour
+            depth = torch.stack([n.depth_inside(points[:, subset]) for n in self.neighbours]).amax(dim=0)[0]
+            data = data + w.overlap_weight * (depth - w.overlap_tolerance_mm).clamp_min(0.0) ** 2
         return dict(data=data, ncc=ncc, landmark_rms_mm=(residual / max(total_residual, 1e-9)).sqrt())
 
 

@@ -29,7 +29,8 @@ class Clearance:
 
     def depth_inside(self, points) -> torch.Tensor:
         """Points (..., P, 3) world mm -> (...) the deepest of them inside the surface (mm, 0 = none inside)."""
-        points = torch.as_tensor(np.asarray(points), dtype=torch.float64)
+        points = (points.to(torch.float64) if isinstance(points, torch.Tensor)  # keeps a gradient for refinement
+                  else torch.as_tensor(np.asarray(points), dtype=torch.float64))
         shape = points.shape[:-2]
         flat = points.reshape(-1, points.shape[-2], 3)
         size = torch.tensor(self.values.shape[::-1], dtype=torch.float64)  # (nx, ny, nz)

@@ -105,7 +105,7 @@ def reconstruct_spine(models: Mapping[str, ShapeModel], views: Sequence[View], i
             progress=lambda f, m, n=n: report((n + share * f) / max(len(placed), 1), m))
         if free_form_steps > 0 and result.converged:  # a failed fit is not bent into looking right
             result = refine_beyond_span(
-                models[level], result, target, settings=FreeFormSettings(steps=free_form_steps),
+                models[level], result, target, weights=weights, settings=FreeFormSettings(steps=free_form_steps),
                 progress=lambda f, m, n=n: report((n + share + (1 - share) * f) / max(len(placed), 1), m))
         results[level] = result
         points[level] = result.points(models[level])

@@ -51,3 +51,28 @@ def test_a_shape_beyond_the_span_is_approached_and_a_start_at_the_truth_is_kept(
     at_truth = refine_beyond_span(model, start, _target(model, views, model.mean),
                                   settings=FreeFormSettings(steps=10, factor=1))
     assert at_truth is start  # nothing to gain: the CMA-ES result is handed back as it was
+
+
+def test_the_refinement_keeps_out_of_a_placed_neighbour(bundled_models):
+    """A start at the truth that runs 7 mm into a neighbour already placed (the images and
+    landmarks say it is where it is): alone there is nothing to refine; with the neighbour given
+    the refinement moves it out, as the CMA-ES cost would."""
+    from meshes import ellipsoid
+
+    from BoneReconLib.neighbour_clearance import clearance_of
+
+    model = bundled_models["L3"]
+    views = biplanar_rig(size=(96, 96), pixel_spacing=(1.2, 1.2))
+    truth = model.mean
+    centre = truth.mean(axis=0)
+    points, triangles = ellipsoid(radii=(20.0, 20.0, 8.0), centre=(centre[0], centre[1], truth[:, 2].max() - 5.0))
+    neighbour = clearance_of(points, triangles)
+    start = _start(model)
+    depth = lambda result: float(neighbour.depth_inside(result.points(model)[None])[0])  # noqa: E731
+    assert depth(start) > 6.0
+    target = _target(model, views, truth)
+    alone = refine_beyond_span(model, start, target, settings=FreeFormSettings(steps=30, factor=1))
+    assert alone is start
+    target.neighbours = [neighbour]
+    kept_out = refine_beyond_span(model, start, target, settings=FreeFormSettings(steps=30, factor=1))
+    assert kept_out is not start and depth(kept_out) < depth(start) - 2.0, depth(kept_out)
