@@ -65,6 +65,7 @@ class RegistrationWeights:
     overlap_tolerance_mm: float = 3.0  # twice the models' vertex spacing: shallower is mesh resolution
     finest_landmark_sigma_factor: float = 1.0  # landmark_sigma_mm x this at the finest image level
     landmark_uncertainty: bool = True  # weigh landmarks by 1 / their expected error^2 where the target gives it
+    carry_search: bool = False  # finer image levels continue the coarser CMA-ES distribution (cma_search)
     min_ncc: float = 0.8  # below this in a view: not converged
     max_landmark_rms_mm: float = 4.0
     rotation_unit_deg: float = ROTATION_UNIT_DEG
@@ -288,7 +289,8 @@ def register_vertebra(model: ShapeModel, rotation, translation, scale: float, ta
 
     best_x, history = coarse_to_fine(costs_at, dimension, levels, generations, bounds, seed=seed,
                                      population=population, progress=progress,
-                                     describe=f"Registering {model.name}: cost {{:.3f}}".format, step=step)
+                                     describe=f"Registering {model.name}: cost {{:.3f}}".format, step=step,
+                                     carry=weights.carry_search)
     full = _Problem(model, rotation, translation, scale, centre, target, 1, modes, weights, coefficients=coefficients)
     cost, ncc, rms = full.evaluate(best_x[None])
     r, t, s, c = full.pose(best_x)

@@ -89,6 +89,9 @@ def main():
     parser.add_argument("--no-uncertainty", action="store_true",
                         help="weigh the network's landmarks by their confidence alone, not also by their expected "
                              "error (before 2026-12-05)")
+    parser.add_argument("--restart-search", action="store_true",
+                        help="restart CMA-ES isotropic at the finer image level (before 2026-12-05; default: "
+                             "continue the coarse level's adapted distribution)")
     parser.add_argument("--decoding", default="chain", choices=["chain", "peak"],
                         help="the network's landmarks decoded as one chain of vertebrae (the default) or each map "
                              "about its own highest pixel")
@@ -100,7 +103,8 @@ def main():
                     **({"free_form_steps": args.free_form_steps} if args.free_form_steps is not None else {}))
     names = models["L1"].landmark_names
     weights = dataclasses.replace(SPINE_WEIGHTS, **({"overlap_weight": 0.0} if args.independent else {}),
-                                  **({"landmark_uncertainty": False} if args.no_uncertainty else {}), **(
+                                  **({"landmark_uncertainty": False} if args.no_uncertainty else {}),
+                                  **({"carry_search": False} if args.restart_search else {}), **(
         {} if args.finest_landmark_sigma_factor is None else
         {"finest_landmark_sigma_factor": args.finest_landmark_sigma_factor}))
     if args.source != "oracle":
@@ -169,7 +173,8 @@ def main():
           f"{settings['free_form_steps']} free-form steps, "
           f"{'levels independent' if args.independent else 'neighbours avoided'}, finest landmark sigma x "
           f"{weights.finest_landmark_sigma_factor:g}, landmarks weighed by "
-          f"{'their expected error' if detected_weighed else 'confidence alone'}), "
+          f"{'their expected error' if detected_weighed else 'confidence alone'}, finer level "
+          f"{'continues the coarse search' if weights.carry_search else 'restarts the search'}), "
           f"device cpu ({torch.get_num_threads()} threads)")
     print(f"{'level':6s}{'found':>6s}{'mean mm':>9s}{'RMS':>7s}{'HD95':>7s}{'posterior':>10s}{'landmarks':>10s}"
           f"{'converged':>10s}{'Dice':>7s}")
