@@ -47,7 +47,7 @@ OVERLAP_NOTE_MM = 3.0
 # default, the confidence alone and the sigma doubled on the finest images
 # (benchmarks/biplanar_reconstruction.py [--no-uncertainty --finest-landmark-sigma-factor 2], 2026-12-05).
 # The finer image level continues the coarse level's CMA-ES distribution (cma_search): on 12 held-out cases
-# 1.10 mm against 1.14 restarting isotropic, the same evaluations (2026-12-05, see the README).
+# 1.07 mm against 1.14 restarting isotropic, the same evaluations (2026-12-05, see the README).
 SPINE_WEIGHTS = RegistrationWeights(overlap_tolerance_mm=OVERLAP_NOTE_MM, carry_search=True)
 
 
