@@ -37,11 +37,9 @@ def coarse_to_fine(costs_at: Callable[[int], Costs], dimension: int, levels: Seq
     optimizer = None
     for factor, count in zip(levels, generations):
         costs_of = costs_at(factor)
-        # cmaes keeps the adapted covariance and step in attributes without a public getter.
-        learnt = (getattr(optimizer, "_C", None), getattr(optimizer, "_sigma", None)) if carry else (None, None)
-        if learnt[0] is not None and learnt[1] is not None:
-            optimizer = CMA(mean=best_x.copy(), sigma=min(CARRIED_STEP_FACTOR * float(learnt[1]), 0.5 * step),
-                            bounds=bounds, seed=seed, population_size=population, cov=np.array(learnt[0]))
+        if carry and optimizer is not None:  # cmaes keeps the adapted covariance and step without a public getter
+            optimizer = CMA(mean=best_x.copy(), sigma=min(CARRIED_STEP_FACTOR * float(optimizer._sigma), 0.5 * step),
+                            bounds=bounds, seed=seed, population_size=population, cov=np.array(optimizer._C))
         else:
             optimizer = CMA(mean=best_x.copy(), sigma=step if not history else 0.5 * step, bounds=bounds,
                             seed=seed, population_size=population)

@@ -112,9 +112,8 @@ class _FreeFormProblem(_Problem):
         w = self.weights
         data = (w.image_weight * (1.0 - ncc.mean()) + mean_square / w.landmark_sigma_mm ** 2
                 + w.prior_weight * (coefficients ** 2).sum() / max(self.modes, 1))
-        if self.neighbours:  # as in the CMA-ES cost: the deepest vertex inside a placed neighbour
-            depth = torch.stack([n.depth_inside(points[:, subset]) for n in self.neighbours]).amax(dim=0)[0]
-            data = data + w.overlap_weight * (depth - w.overlap_tolerance_mm).clamp_min(0.0) ** 2
+        if self.neighbours:  # as in the CMA-ES cost
+            data = data + self.overlap_penalty(points)[0]
         return dict(data=data, ncc=ncc, landmark_rms_mm=(residual / max(total_residual, 1e-9)).sqrt())
 
 

@@ -202,6 +202,13 @@ class _Problem:
             thickness = thickness + self.backgrounds[view].to(thickness.dtype)
         return self.compared(thickness, view)
 
+    def overlap_penalty(self, points: torch.Tensor) -> torch.Tensor:
+        """(N,) overlap_weight x (depth of each instance's deepest vertex inside a placed neighbour,
+        beyond the tolerance)^2, on the searched surface; differentiable in ``points`` (N, P, 3)."""
+        subset = self.surface[0] if self.surface else slice(None)
+        depth = torch.stack([n.depth_inside(points[:, subset]) for n in self.neighbours]).amax(dim=0)
+        return self.weights.overlap_weight * (depth - self.weights.overlap_tolerance_mm).clamp_min(0.0) ** 2
+
     def pose(self, x: np.ndarray):
         """(rotation, translation, scale, coefficients) of one parameter vector."""
         turn = np.asarray(x[:3]) * math.radians(self.weights.rotation_unit_deg)
@@ -244,8 +251,7 @@ class _Problem:
         if self.depth_sd_mm is not None:  # the centre's move along the beam (the pose turns about the centre)
             cost = cost + ((population[:, 3:6] * TRANSLATION_UNIT_MM) @ self.beam / self.depth_sd_mm) ** 2
         if self.neighbours:
-            depth = torch.stack([n.depth_inside(points[:, subset]) for n in self.neighbours]).amax(dim=0).numpy()
-            cost = cost + w.overlap_weight * np.clip(depth - w.overlap_tolerance_mm, 0.0, None) ** 2
+            cost = cost + self.overlap_penalty(points).numpy()
         return cost, ncc, np.sqrt(residual / max(total_residual_weight, 1e-9))
 
 
