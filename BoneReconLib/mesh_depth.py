@@ -149,7 +149,10 @@ def mesh_depth(points, triangles, views: Sequence[View], poses=None, max_pairs: 
 
 def _render_view(points, tri, view: View, outward, max_pairs: int) -> DepthMaps:
     """Depth maps (N, nv, nu) of N meshes (N, P, 3) in one view, all rasterised in one pass: the
-    meshes' triangles are stacked and each instance writes to its own block of pixels."""
+    meshes' triangles are stacked and each instance writes to its own block of pixels.
+
+    Per pixel/triangle pair only two gathers: the triangle's raster data (edge functions, bounding
+    box) and, for the pairs that hit, its geometry; everything else is per triangle."""
     device, f64 = points.device, torch.float64
     as_t = lambda x: torch.as_tensor(np.asarray(x, dtype=np.float64), device=device)  # noqa: E731
     source, normal = as_t(view.source), as_t(view.normal)
@@ -157,101 +160,100 @@ def _render_view(points, tri, view: View, outward, max_pairs: int) -> DepthMaps:
     (su, sv), (nu, nv) = view.pixel_spacing, view.size
     origin = as_t(view.pixel_origin() - view.source)  # pixel (0, 0) relative to the source
     n, p = points.shape[:2]
-    # One mesh of all instances: vertex b*P + k, triangles offset the same way (so the canonical
-    # edge direction below, lower vertex index first, is the same as within one instance).
-    relative = points.reshape(n * p, 3) - source
-    tri_all = (tri[None] + (torch.arange(n, device=device) * p)[:, None, None]).reshape(-1, 3)
-    instance_of = torch.arange(n, device=device).repeat_interleave(len(tri))
+    relative = points - source  # (N, P, 3)
 
     along = relative @ normal
     if bool((along.detach() <= 1e-6).any()):
         raise InputError(f"The mesh reaches the source plane of view '{view.name}' "
                          "(a vertex lies level with or behind the X-ray source).")
     with torch.no_grad():
-        on_detector = relative * (view.source_to_detector_distance / along)[:, None] - origin
-        ij = torch.stack([on_detector @ u / su, on_detector @ v / sv], dim=-1)
-        q = torch.round(ij * SNAP) / SNAP
-        qa, qb, qc = q[tri_all[:, 0]], q[tri_all[:, 1]], q[tri_all[:, 2]]
-        area = (qb[:, 0] - qa[:, 0]) * (qc[:, 1] - qa[:, 1]) - (qb[:, 1] - qa[:, 1]) * (qc[:, 0] - qa[:, 0])
-        corners = torch.stack([qa, qb, qc], dim=1)
-        lo = torch.ceil(corners.min(dim=1).values).long()
-        hi = torch.floor(corners.max(dim=1).values).long()
-        lo = torch.maximum(lo, torch.zeros(2, dtype=torch.long, device=device))
-        hi = torch.minimum(hi, torch.tensor([nu - 1, nv - 1], device=device))
-        visible = (area != 0) & (hi >= lo).all(dim=1)
-        keep = torch.nonzero(visible).flatten()
+        on_detector = relative * (view.source_to_detector_distance / along)[..., None] - origin
+        q = torch.round(torch.stack([on_detector @ u / su, on_detector @ v / sv], dim=-1) * SNAP) / SNAP
+        corners = q[:, tri].reshape(-1, 3, 2)  # (N*T, 3, 2): instance b's triangles are rows b*T ...
+        edge1, edge2 = corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]
+        area = edge1[:, 0] * edge2[:, 1] - edge1[:, 1] * edge2[:, 0]
+        lo = torch.ceil(corners.amin(dim=1)).long().clamp_min(0)
+        hi = torch.minimum(torch.floor(corners.amax(dim=1)).long(), torch.tensor([nu - 1, nv - 1], device=device))
+        keep = torch.nonzero((area != 0) & (hi >= lo).all(dim=1)).flatten()
+        instance, local = keep // len(tri), keep % len(tri)
         lo, hi, winding = lo[keep], hi[keep], torch.sign(area[keep])
-        edges = _edge_functions(q, tri_all[keep], winding)
         width = hi[:, 0] - lo[:, 0] + 1
         counts = width * (hi[:, 1] - lo[:, 1] + 1)
-        block = instance_of[keep] * (nu * nv)  # first flat pixel of each triangle's instance
+        ends = torch.cumsum(counts, 0)
+        # Integer raster data per kept triangle: box corner, width, first pair, first pixel of its instance.
+        raster = torch.stack([lo[:, 0], lo[:, 1], width, ends - counts, instance * (nu * nv)], dim=1)
+        edges = _edge_functions(corners[keep], tri[local], winding)  # (K, 4, 3)
 
     # A crossing leaves the surface where the outward normal points away from the source; that is
     # where the projected triangle winds positively about the beam direction.
     handed = float(np.sign(np.cross(view.detector_u, view.detector_v) @ view.normal))
-    leaves_tri = (winding * handed * outward[instance_of[keep]]) > 0
-    kept = tri_all[keep]
-    anchor = relative[kept[:, 0]]
-    normals = torch.linalg.cross(relative[kept[:, 1]] - anchor, relative[kept[:, 2]] - anchor)
-    corners_rel = relative[kept]  # (K, 3, 3)
+    leaves_tri = (winding * handed * outward[instance]) > 0
+    corners_rel = relative[instance[:, None], tri[local]]  # (K, 3, 3)
+    normals = torch.linalg.cross(corners_rel[:, 1] - corners_rel[:, 0], corners_rel[:, 2] - corners_rel[:, 0])
+    # Per kept triangle: normal, its plane's offset (normal . anchor) and the three corners.
+    geometry = torch.cat([normals, (normals * corners_rel[:, 0]).sum(dim=1, keepdim=True),
+                          corners_rel.reshape(-1, 9)], dim=1)  # (K, 13)
 
     pixels, distances, leaving = [], [], []
-    ends = torch.cumsum(counts, 0)
     start = 0
     while start < len(keep):
         base = int(ends[start - 1]) if start else 0
         stop = max(int(torch.searchsorted(ends, base + max_pairs, right=True)), start + 1)
         with torch.no_grad():
-            sel = torch.arange(start, stop, device=device)
-            owner = torch.repeat_interleave(sel, counts[start:stop])
-            offset = torch.arange(owner.numel(), device=device) - (ends[owner] - counts[owner])
-            x = lo[owner, 0] + offset % width[owner]
-            y = lo[owner, 1] + offset // width[owner]
-            inside = _inside(edges, owner, x.to(f64), y.to(f64))
-            owner, x, y = owner[inside], x[inside], y[inside]
+            owner = torch.repeat_interleave(torch.arange(start, stop, device=device), counts[start:stop])
+            box = raster[owner]  # (M, 5)
+            offset = torch.arange(base, base + owner.numel(), device=device) - box[:, 3]
+            row = torch.div(offset, box[:, 2], rounding_mode="floor")
+            x, y = box[:, 0] + offset - row * box[:, 2], box[:, 1] + row
+            inside = _inside(edges[owner], x.to(f64), y.to(f64))
+            owner, x, y, block = owner[inside], x[inside], y[inside], box[inside, 4]
         target = origin + (x.to(f64) * su)[:, None] * u + (y.to(f64) * sv)[:, None] * v
         direction = target / target.norm(dim=1, keepdim=True)
-        numerator = (normals[owner] * anchor[owner]).sum(dim=1)
-        denominator = (normals[owner] * direction).sum(dim=1)
+        g = geometry[owner]  # (H, 13)
+        numerator = g[:, 3]
+        denominator = (g[:, :3] * direction).sum(dim=1)
         # The hit lies inside the triangle, so between its vertices' distances along the ray.
-        spread = (corners_rel[owner] * direction[:, None, :]).sum(dim=2)
-        low, high = spread.min(dim=1).values, spread.max(dim=1).values
+        spread = (g[:, 4:].reshape(-1, 3, 3) * direction[:, None, :]).sum(dim=2)
+        low, high = spread.amin(dim=1), spread.amax(dim=1)
         safe = torch.where(denominator != 0, denominator, torch.ones_like(denominator))
         t = torch.where(denominator != 0, numerator / safe, (low + high) / 2)
-        pixels.append(block[owner] + y * nu + x)
+        pixels.append(block + y * nu + x)
         distances.append(torch.maximum(torch.minimum(t, high), low))
         leaving.append(leaves_tri[owner])
         start = stop
-    cat = lambda parts, dtype: torch.cat(parts) if parts else torch.zeros(0, dtype=dtype, device=device)  # noqa: E731
+    def cat(parts, dtype):  # one chunk (the usual case) is used as it is, not copied
+        if not parts:
+            return torch.zeros(0, dtype=dtype, device=device)
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
     front, back, thickness, hit = reduce_crossings(n * nu * nv, cat(pixels, torch.long), cat(distances, f64),
                                                    cat(leaving, torch.bool), f64, device)
     shape = (n, nv, nu)
     return DepthMaps(front.reshape(shape), back.reshape(shape), thickness.reshape(shape), hit.reshape(shape))
 
 
-def _edge_functions(q, tri, winding):
-    """Per triangle and edge: exact edge-function coefficients and tie-break signs.
+def _edge_functions(corners, tri, winding):
+    """(K, 4, 3) per triangle and edge: the edge function's coefficients (a, b, c), value
+    a x + b y + c, positive inside, and its tie-break sign.
 
     Each edge is evaluated in a canonical direction (lower vertex index first), so two triangles
-    sharing an edge compute the same number with opposite sign factors.
+    sharing an edge compute the same number with opposite sign factors. With corners snapped to
+    1/SNAP pixel within 8192 pixels of the origin, a, b, c and the value at a pixel centre are
+    exact in float64 (at most 52 significant bits), so the sign never depends on rounding.
     """
-    px, py, gx, gy, factor, tie = [], [], [], [], [], []
-    for k in range(3):
-        a, b = tri[:, k], tri[:, (k + 1) % 3]
-        first, second = torch.minimum(a, b), torch.maximum(a, b)
-        sigma = torch.where(a == first, 1.0, -1.0).to(q.dtype)
-        p, r = q[first], q[second]
-        ex, ey = -(r[:, 1] - p[:, 1]), r[:, 0] - p[:, 0]  # gradient of the edge function
-        px.append(p[:, 0])
-        py.append(p[:, 1])
-        gx.append(ex)
-        gy.append(ey)
-        factor.append(winding * sigma)
-        tie.append(winding * sigma * torch.where(ex != 0, torch.sign(ex), torch.sign(ey)))
-    return [torch.stack(x, dim=1) for x in (px, py, gx, gy, factor, tie)]
+    following = torch.roll(tri, -1, dims=1)
+    forward = tri < following  # (K, 3): the edge from corner k to k+1 runs in the canonical direction
+    this, nxt = corners, torch.roll(corners, -1, dims=1)  # (K, 3, 2)
+    first = torch.where(forward[..., None], this, nxt)
+    second = torch.where(forward[..., None], nxt, this)
+    gx, gy = first[..., 1] - second[..., 1], second[..., 0] - first[..., 0]  # gradient of the edge function
+    factor = winding[:, None] * torch.where(forward, 1.0, -1.0).to(corners.dtype)
+    a, b = factor * gx, factor * gy
+    c = -(a * first[..., 0] + b * first[..., 1])
+    tie = factor * torch.where(gx != 0, torch.sign(gx), torch.sign(gy))
+    return torch.stack([a, b, c, tie], dim=1)
 
 
-def _inside(edges, owner, x, y):
-    px, py, gx, gy, factor, tie = (e[owner] for e in edges)
-    value = factor * (gx * (x[:, None] - px) + gy * (y[:, None] - py))
-    return ((value > 0) | ((value == 0) & (tie > 0))).all(dim=1)
+def _inside(edges, x, y):
+    """Pixel centres (x, y) inside their triangles (edges (M, 4, 3) from ``_edge_functions``)."""
+    value = edges[:, 0] * x[:, None] + edges[:, 1] * y[:, None] + edges[:, 2]
+    return ((value > 0) | ((value == 0) & (edges[:, 3] > 0))).all(dim=1)

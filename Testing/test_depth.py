@@ -152,6 +152,18 @@ def test_mesh_batches_poses_and_instances_like_single_calls():
         assert torch.allclose(per_instance.front[n], single.front, atol=1e-9)
 
 
+def test_mesh_rendered_in_chunks_equals_one_pass():
+    # Large triangles at fine pixels give more pixel/triangle pairs than one chunk holds (big meshes
+    # at high resolution do); every chunk must rasterise its own pairs, not restart the first's.
+    points, triangles = box_mesh((-20, -15, -30), (25, 18, 35), oblique())
+    poses = np.stack([oblique(a, (a / 5, 0, -a / 7)) for a in (0.0, 10.0)])
+    whole = mesh_depth(points, triangles, VIEWS, poses)
+    chunked = mesh_depth(points, triangles, VIEWS, poses, max_pairs=500)
+    assert int(whole.hit.sum()) > 5000
+    for key in ("front", "back", "thickness", "hit"):
+        assert torch.equal(getattr(chunked, key), getattr(whole, key)), key
+
+
 def test_mesh_distances_have_vertex_gradients():
     points, triangles = box_mesh((-20, -15, -30), (25, 18, 35), oblique())
     scale = torch.tensor(1.1, dtype=torch.float64, requires_grad=True)
