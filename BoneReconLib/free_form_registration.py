@@ -24,7 +24,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from .mesh_depth import mesh_depth
+from .mesh_depth import mesh_thickness
 from .progress import ProgressCallback, as_progress
 from .shape_model import ShapeModel
 from .shape_refinement import DEFAULT_AMPLITUDE_MM, DEFAULT_SIGMA_MM, SmoothDeformation, model_deformation
@@ -98,7 +98,7 @@ class _FreeFormProblem(_Problem):
         "landmark_rms_mm"} of one parameter set."""
         points = self.points(step, coefficients, field)
         subset, triangles = self.surface or (slice(None), self.model.triangles)
-        thickness = mesh_depth(points[:, subset], triangles, self.views).thickness.clamp_min(0.0)
+        thickness = mesh_thickness(points[:, subset], triangles, self.views)
         ncc = torch.stack([_ncc(self.rendered(thickness[:, v], v), image)[0] for v, image in enumerate(self.images)])
         marks = self.model.landmark_positions(points)[0]  # (L, 3)
         squared, residual, total, total_residual = points.new_zeros(()), points.new_zeros(()), 0.0, 0.0

@@ -111,6 +111,32 @@ def mesh_depth(points, triangles, views: Sequence[View], poses=None, max_pairs: 
     ``triangles`` (T, 3) vertex indices, ``poses`` None or (N, 4, 4) applied to the points.
     Distances are computed in float64.
     """
+    moved, tri, outward, views = _prepared(points, triangles, views, poses)
+    n, device, f64 = moved.shape[0], moved.device, torch.float64
+    per_view = []
+    for view in views:
+        nu, nv = view.size
+        flat = reduce_crossings(n * nu * nv, *_crossings(moved, tri, view, outward, max_pairs), f64, device)
+        per_view.append([m.reshape(n, nv, nu) for m in flat])
+    return DepthMaps(*(torch.stack([m[k] for m in per_view], dim=1) for k in range(4)))
+
+
+def mesh_thickness(points, triangles, views: Sequence[View], poses=None, max_pairs: int = 1 << 22) -> torch.Tensor:
+    """``mesh_depth(...).thickness`` (N, V, nv, nu) alone, the same to the bit, without the front,
+    back and hit maps that a registration's cost does not use."""
+    moved, tri, outward, views = _prepared(points, triangles, views, poses)
+    n, (nu, nv) = moved.shape[0], views[0].size
+    per_view = []
+    for view in views:
+        pixel, distance, leaving = _crossings(moved, tri, view, outward, max_pairs)
+        path = moved.new_zeros(n * nu * nv).index_add(0, pixel, torch.where(leaving, distance, -distance))
+        per_view.append(path.clamp(min=0.0).reshape(n, nv, nu))
+    return torch.stack(per_view, dim=1)
+
+
+def _prepared(points, triangles, views, poses):
+    """Checked input: (posed points (N, P, 3) float64, triangles (T, 3) long, outward (N,) +-1 (the
+    triangles' winding about each instance's inside), views)."""
     views = list(views)
     if not views:
         raise InputError("At least one view is needed to render.")
@@ -141,18 +167,15 @@ def mesh_depth(points, triangles, views: Sequence[View], poses=None, max_pairs: 
     volume = (a * torch.linalg.cross(b, c, dim=-1)).sum(dim=(1, 2)).detach()
     if bool((volume.abs() < 1e-9).any()):
         raise InputError("The mesh encloses no volume.")
-    outward = torch.where(volume > 0, 1.0, -1.0).to(torch.float64)
-    per_view = [_render_view(moved, tri, view, outward, max_pairs) for view in views]  # each (N, nv, nu)
-    return DepthMaps(*(torch.stack([getattr(m, key) for m in per_view], dim=1)
-                       for key in ("front", "back", "thickness", "hit")))
+    return moved, tri, torch.where(volume > 0, 1.0, -1.0).to(torch.float64), views
 
 
-def _render_view(points, tri, view: View, outward, max_pairs: int) -> DepthMaps:
-    """Depth maps (N, nv, nu) of N meshes (N, P, 3) in one view, all rasterised in one pass: the
-    meshes' triangles are stacked and each instance writes to its own block of pixels.
+def _crossings(points, tri, view: View, outward, max_pairs: int):
+    """Every ray/surface crossing of N meshes (N, P, 3) in one view, all rasterised in one pass:
+    (flat pixel index into (N, nv, nu), distance from the source, leaving the inside there).
 
-    Per pixel/triangle pair only two gathers: the triangle's raster data (edge functions, bounding
-    box) and, for the pairs that hit, its geometry; everything else is per triangle."""
+    Per triangle: projection, bounding box and edge functions; per pixel/triangle pair only two
+    gathers, the triangle's raster data and, for the pairs that hit, its geometry."""
     device, f64 = points.device, torch.float64
     as_t = lambda x: torch.as_tensor(np.asarray(x, dtype=np.float64), device=device)  # noqa: E731
     source, normal = as_t(view.source), as_t(view.normal)
@@ -170,10 +193,12 @@ def _render_view(points, tri, view: View, outward, max_pairs: int) -> DepthMaps:
         on_detector = relative * (view.source_to_detector_distance / along)[..., None] - origin
         q = torch.round(torch.stack([on_detector @ u / su, on_detector @ v / sv], dim=-1) * SNAP) / SNAP
         corners = q[:, tri].reshape(-1, 3, 2)  # (N*T, 3, 2): instance b's triangles are rows b*T ...
-        edge1, edge2 = corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]
+        c0, c1, c2 = corners.unbind(dim=1)
+        edge1, edge2 = c1 - c0, c2 - c0
         area = edge1[:, 0] * edge2[:, 1] - edge1[:, 1] * edge2[:, 0]
-        lo = torch.ceil(corners.amin(dim=1)).long().clamp_min(0)
-        hi = torch.minimum(torch.floor(corners.amax(dim=1)).long(), torch.tensor([nu - 1, nv - 1], device=device))
+        lo = torch.ceil(torch.minimum(torch.minimum(c0, c1), c2)).long().clamp_min(0)
+        hi = torch.minimum(torch.floor(torch.maximum(torch.maximum(c0, c1), c2)).long(),
+                           torch.tensor([nu - 1, nv - 1], device=device))
         keep = torch.nonzero((area != 0) & (hi >= lo).all(dim=1)).flatten()
         instance, local = keep // len(tri), keep % len(tri)
         lo, hi, winding = lo[keep], hi[keep], torch.sign(area[keep])
@@ -188,7 +213,7 @@ def _render_view(points, tri, view: View, outward, max_pairs: int) -> DepthMaps:
     # where the projected triangle winds positively about the beam direction.
     handed = float(np.sign(np.cross(view.detector_u, view.detector_v) @ view.normal))
     leaves_tri = (winding * handed * outward[instance]) > 0
-    corners_rel = relative[instance[:, None], tri[local]]  # (K, 3, 3)
+    corners_rel = relative.reshape(n * p, 3)[(instance * p)[:, None] + tri[local]]  # (K, 3, 3)
     normals = torch.linalg.cross(corners_rel[:, 1] - corners_rel[:, 0], corners_rel[:, 2] - corners_rel[:, 0])
     # Per kept triangle: normal, its plane's offset (normal . anchor) and the three corners.
     geometry = torch.cat([normals, (normals * corners_rel[:, 0]).sum(dim=1, keepdim=True),
@@ -221,14 +246,13 @@ def _render_view(points, tri, view: View, outward, max_pairs: int) -> DepthMaps:
         distances.append(torch.maximum(torch.minimum(t, high), low))
         leaving.append(leaves_tri[owner])
         start = stop
+
     def cat(parts, dtype):  # one chunk (the usual case) is used as it is, not copied
         if not parts:
             return torch.zeros(0, dtype=dtype, device=device)
         return parts[0] if len(parts) == 1 else torch.cat(parts)
-    front, back, thickness, hit = reduce_crossings(n * nu * nv, cat(pixels, torch.long), cat(distances, f64),
-                                                   cat(leaving, torch.bool), f64, device)
-    shape = (n, nv, nu)
-    return DepthMaps(front.reshape(shape), back.reshape(shape), thickness.reshape(shape), hit.reshape(shape))
+
+    return cat(pixels, torch.long), cat(distances, f64), cat(leaving, torch.bool)
 
 
 def _edge_functions(corners, tri, winding):

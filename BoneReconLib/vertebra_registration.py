@@ -2,7 +2,7 @@
 
 CMA-ES (``cmaes``) searches pose (rotation and translation about the vertebra's centre), scale
 and the first ``modes`` shape coefficients from the initial similarity pose. Each generation's
-whole population is instanced and rendered in one call (``mesh_depth``: exact ray-mesh thickness
+whole population is instanced and rendered in one call (``mesh_thickness``: exact ray-mesh thickness
 in both views), on a coarser surface made of a subset of the model's vertices
 (``mesh_io.vertex_subset_surface``, a third to a half of the triangles) while searching; the final
 residuals are those of the full surface. The cost of an instance is
@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from .cma_search import coarse_to_fine
 from .gaussian_highpass import highpass
 from .geometry import View, rotation_about
-from .mesh_depth import mesh_depth
+from .mesh_depth import mesh_thickness
 from .progress import ProgressCallback
 from .shape_model import ShapeModel
 
@@ -231,7 +231,7 @@ class _Problem:
             coefficients.append(c)
         points = self.model.instances(np.array(coefficients), poses=np.array(poses), scales=scales)
         subset, triangles = self.surface or (slice(None), self.model.triangles)
-        thickness = mesh_depth(points[:, subset], triangles, self.views).thickness.clamp_min(0.0)  # (N, V, nv, nu)
+        thickness = mesh_thickness(points[:, subset], triangles, self.views)  # (N, V, nv, nu)
         ncc = torch.stack([_ncc(self.rendered(thickness[:, v], v), image) for v, image in enumerate(self.images)],
                           dim=1).numpy()
         marks = self.model.landmark_positions(points).numpy()  # (N, L, 3)

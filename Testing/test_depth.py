@@ -164,6 +164,23 @@ def test_mesh_rendered_in_chunks_equals_one_pass():
         assert torch.equal(getattr(chunked, key), getattr(whole, key)), key
 
 
+def test_thickness_alone_equals_the_depth_maps_thickness_with_its_gradient():
+    from BoneReconLib.mesh_depth import mesh_thickness
+    from meshes import ellipsoid
+
+    unit, triangles = ellipsoid(40, 40, radii=(18.0, 12.0, 25.0))
+    poses = np.stack([oblique(a, (a / 5, 0, -a / 7)) for a in (0.0, 30.0)])
+    points = [torch.tensor(unit, requires_grad=True) for _ in range(2)]
+    depth, alone = mesh_depth(points[0], triangles, VIEWS, poses), mesh_thickness(points[1], triangles, VIEWS, poses)
+    assert alone.shape == depth.thickness.shape == (2, 2, 80, 96) and int(depth.hit.sum()) > 2000
+    assert torch.equal(alone, depth.thickness)
+    weights = torch.linspace(0.5, 2.0, alone.numel(), dtype=torch.float64).reshape(alone.shape)
+    (depth.thickness * weights).sum().backward()
+    (alone * weights).sum().backward()
+    assert points[0].grad.abs().max() > 0.1
+    assert torch.allclose(points[0].grad, points[1].grad, rtol=0, atol=1e-12)
+
+
 def test_mesh_distances_have_vertex_gradients():
     points, triangles = box_mesh((-20, -15, -30), (25, 18, 35), oblique())
     scale = torch.tensor(1.1, dtype=torch.float64, requires_grad=True)
