@@ -34,7 +34,7 @@ from .vertebra_registration import RegistrationWeights, block_pool, coarser
 PRESETS = {  # measured with benchmarks/biplanar_reconstruction.py (see the README)
     "fast": dict(modes=6, levels_of_detail=(4, 2), generations=(25, 15), free_form_steps=0),
     "balanced": dict(modes=12, levels_of_detail=(4, 2), generations=(80, 50), free_form_steps=0),
-    "accurate": dict(modes=16, levels_of_detail=(4, 2), generations=(50, 30), free_form_steps=60),
+    "accurate": dict(modes=16, levels_of_detail=(4, 2), generations=(100, 60), free_form_steps=0),
 }
 WORKING_SPACING_MM = 1.5  # registration pixels at the detector (the network's own resolution)
 MIN_VIEW_ANGLE_DEG = 30.0  # between the two beams; AP + lateral is about 90
