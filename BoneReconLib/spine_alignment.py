@@ -148,9 +148,19 @@ def overlap_mm(lower: np.ndarray, upper: np.ndarray, triangles_lower: np.ndarray
 
 def neighbour_overlaps(triangles: Mapping[str, np.ndarray], points: Mapping[str, np.ndarray]) -> Dict[str, float]:
     """Per segment ("L1-L2") of two neighbours both in ``points`` (world vertices per level, meshes
-    ``triangles`` per level): the deepest overlap in mm (``overlap_mm`` over all vertices)."""
-    return {f"{upper}-{lower}": overlap_mm(points[lower], points[upper], triangles[lower], triangles[upper])
-            for upper, lower in zip(LEVELS[:-1], LEVELS[1:]) if upper in points and lower in points}
+    ``triangles`` per level): the deepest vertex of either inside the other (mm), from each one's
+    signed-distance grid (``neighbour_clearance``, what the registration keeps neighbours apart
+    with). Not ``overlap_mm``: its nearest-vertex test takes a point beside a thin process or edge
+    for one inside it (the demo's L3-L4 read 10 mm where neither has a vertex 2 mm inside the other)."""
+    from .neighbour_clearance import clearance_of
+
+    overlaps = {}
+    for upper, lower in zip(LEVELS[:-1], LEVELS[1:]):
+        if upper in points and lower in points:
+            into_lower = clearance_of(points[lower], triangles[lower]).depth_inside(points[upper])
+            into_upper = clearance_of(points[upper], triangles[upper]).depth_inside(points[lower])
+            overlaps[f"{upper}-{lower}"] = float(max(into_lower, into_upper))
+    return overlaps
 
 
 def _facing_parts(lower_local: np.ndarray, upper_local: np.ndarray, lower_marks, upper_marks):

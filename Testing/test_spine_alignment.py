@@ -116,7 +116,8 @@ def test_of_several_candidate_shapes_the_one_that_fits_the_vertebra_below_is_tak
 
 
 def test_neighbour_overlaps_name_each_segment_of_two_reconstructed_neighbours():
-    """Three spheres stacked down z as L1, L2, L4: only L1-L2 are neighbours both present, 3 mm deep."""
+    """Three spheres stacked down z as L1, L2, L4: only L1-L2 are neighbours both present, 3 mm deep
+    (read from 1 mm signed-distance grids: up to half a millimetre short)."""
     from BoneReconLib.spine_alignment import neighbour_overlaps
 
     radius = 10.0
@@ -125,8 +126,34 @@ def test_neighbour_overlaps_name_each_segment_of_two_reconstructed_neighbours():
         points[level], triangles[level] = ellipsoid(theta=60, phi=60, radii=(radius,) * 3, centre=(0.0, 0.0, z))
     overlaps = neighbour_overlaps(triangles, points)
     assert list(overlaps) == ["L1-L2"]
-    assert overlaps["L1-L2"] == pytest.approx(3.0, abs=0.3)
+    assert 2.4 <= overlaps["L1-L2"] <= 3.1
     points["L3"], triangles["L3"] = ellipsoid(theta=60, phi=60, radii=(radius,) * 3, centre=(0.0, 0.0, -45.0))
     overlaps = neighbour_overlaps(triangles, points)  # L3 15 mm above L4's centre: 5 mm deep; 25 mm below L2: apart
     assert overlaps["L2-L3"] == pytest.approx(0.0, abs=1e-9)
-    assert overlaps["L3-L4"] == pytest.approx(5.0, abs=0.3)
+    assert 4.4 <= overlaps["L3-L4"] <= 5.1
+
+
+def test_neighbour_overlaps_of_a_placed_spine_match_exact_signed_distances(bundled_models):
+    """The mean shapes stacked in the neutral alignment: per segment the deepest vertex of either inside
+    the other as exact point-to-surface signed distances give it (vtkImplicitPolyDataDistance), to
+    the grids' half voxel (they read short). overlap_mm's nearest-vertex test read 2.3-2.9 mm here
+    where the truth is 0.7-1.9 (and 10 mm on the demo's L3-L4, where it is 1.5)."""
+    import vtk
+    from BoneReconLib.mesh_io import polydata_from_arrays
+    from BoneReconLib.spine_alignment import neighbour_overlaps
+
+    placed = place_spine(bundled_models, {level: bundled_models[level].mean[None] for level in LEVELS},
+                         SpineAlignment.neutral())
+    points = {level: placed.world(level) for level in LEVELS}
+    triangles = {level: bundled_models[level].triangles for level in LEVELS}
+
+    def deepest(probe, level):
+        distance = vtk.vtkImplicitPolyDataDistance()
+        distance.SetInput(polydata_from_arrays(points[level], triangles[level]))
+        return max(0.0, -min(distance.EvaluateFunction(*p) for p in probe))
+
+    found = neighbour_overlaps(triangles, points)
+    for upper, lower in zip(LEVELS[:-1], LEVELS[1:]):
+        exact = max(deepest(points[upper], lower), deepest(points[lower], upper))
+        assert exact - 0.5 <= found[f"{upper}-{lower}"] <= exact + 0.1, (upper, lower, exact, found)
+    assert max(found.values()) > 1.0  # the premise: they do overlap somewhere
