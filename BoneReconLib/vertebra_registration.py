@@ -4,8 +4,8 @@ CMA-ES (``cmaes``) searches pose (rotation and translation about the vertebra's 
 and the first ``modes`` shape coefficients from the initial similarity pose. Each generation's
 whole population is instanced and rendered in one call (``mesh_thickness``: exact ray-mesh thickness
 in both views), on a coarser surface made of a subset of the model's vertices
-(``mesh_io.vertex_subset_surface``, a third to a half of the triangles) while searching; the final
-residuals are those of the full surface. The cost of an instance is
+(``mesh_io.vertex_subset_surface``, 1500-1900 triangles: a fifth to two fifths of the models')
+while searching; the final residuals are those of the full surface. The cost of an instance is
 
     image_weight x (1 - mean over views of the normalised cross-correlation between its thickness
     image and the vertebra's image)  [the decomposition's density is unknown; NCC ignores scale]
