@@ -13,7 +13,10 @@ Per bone: the network's surfaces against the true ones (mean surface distance = 
 directions averaged; Hausdorff 95; Dice of the voxelised shapes), beside the same for the exact
 depth maps back-projected (``oracle``: what one view allows at best, the limit of the method);
 the mask Dice and the depth error (mean of front and back, mm) on the network's grid, over all
-of a bone's pixels and over those where it is the only bone on the ray. Time per radiograph.
+of a bone's pixels and over those where it is the only bone on the ray, and its signed offset
+(the predicted middle of the bone, between front and back, beyond (+) or short of (-) the true
+one, mean over its pixels: an error that is mostly offset is where the bone lies, not its shape).
+Time per radiograph.
 Targets: ASSD < 1.0 mm (the published dual-face depth method: 1.76-1.96 mm on real data), depth
 error < 1 mm where one bone lies on the ray, < 2 s per radiograph on CPU. Without --weights the
 bundled wrist network is measured; --json writes the figures (for the network manifest).
@@ -58,7 +61,7 @@ def main():
     cases = CaseDataset(args.data, args.split)
     if not len(cases):
         sys.exit(f"{args.data} has no {args.split} cases")
-    rows = {b: dict(net=[], oracle=[], mask=[], depth=[], single=[], missed=0) for b in model.bones}
+    rows = {b: dict(net=[], oracle=[], mask=[], depth=[], single=[], offset=[], missed=0) for b in model.bones}
     seconds = dict(network=[], surfaces=[])
     count = min(args.cases, len(cases))
     for index in range(count):
@@ -92,6 +95,8 @@ def main():
             row["mask"].append(2 * float((found & true).sum()) / max(float(found.sum() + true.sum()), 1.0))
             error = ((front - maps.front).abs() + (back - maps.back).abs()) / 2
             row["depth"].append(float(error[true].mean()))
+            # signed: how far the bone's middle lies beyond (+) or short of (-) its true middle along the ray
+            row["offset"].append(float(((front + back - maps.front - maps.back) / 2)[true].mean()))
             alone = true & (count_on_ray == 1)
             if bool(alone.any()):
                 row["single"].append(float(error[alone].mean()))
@@ -102,7 +107,7 @@ def main():
     print(f"\n{count} {args.split} cases of {args.data}; weights {args.weights}; device cpu "
           f"({torch.get_num_threads()} threads)")
     print(f"{'bone':10s}{'found':>7s}{'ASSD':>7s}{'HD95':>7s}{'Dice':>7s}{'oracle ASSD':>13s}{'oracle HD95':>13s}"
-          f"{'mask Dice':>11s}{'depth mm':>10s}{'one bone':>10s}")
+          f"{'mask Dice':>11s}{'depth mm':>10s}{'one bone':>10s}{'offset mm':>11s}")
     every = dict(net=[], oracle=[], single=[], depth=[])
     figures = dict(data=str(args.data), split=args.split, cases=count, per_bone={})
     rounded = lambda value: round(value, 3) if np.isfinite(value) else None  # noqa: E731  (plain JSON: no NaN)
@@ -114,7 +119,8 @@ def main():
             found=f"{len(net)}/{len(oracle)}", assd_mm=rounded(mean([r["mean_mm"] for r in net])),
             hd95_mm=rounded(mean([r["hd95_mm"] for r in net])), dice=rounded(mean([r["dice"] for r in net])),
             oracle_assd_mm=rounded(mean([r["mean_mm"] for r in oracle])), mask_dice=rounded(mean(row["mask"])),
-            depth_mm=rounded(mean(row["depth"])), single_bone_depth_mm=rounded(mean(row["single"])))
+            depth_mm=rounded(mean(row["depth"])), single_bone_depth_mm=rounded(mean(row["single"])),
+            offset_mm=rounded(mean(row["offset"])))
         every["net"] += [r["mean_mm"] for r in net]
         every["oracle"] += [r["mean_mm"] for r in oracle]
         every["single"] += row["single"]
@@ -122,7 +128,7 @@ def main():
         print(f"{bone:10s}{len(net):4d}/{len(oracle):<2d}{mean([r['mean_mm'] for r in net]):7.2f}"
               f"{mean([r['hd95_mm'] for r in net]):7.2f}{mean([r['dice'] for r in net]):7.3f}"
               f"{mean([r['mean_mm'] for r in oracle]):13.2f}{mean([r['hd95_mm'] for r in oracle]):13.2f}"
-              f"{mean(row['mask']):11.3f}{mean(row['depth']):10.2f}{mean(row['single']):10.2f}")
+              f"{mean(row['mask']):11.3f}{mean(row['depth']):10.2f}{mean(row['single']):10.2f}{mean(row['offset']):+11.2f}")
     assd, single = mean(every["net"]), mean(every["single"])
     print(f"{'all':10s}{'':7s}{assd:7.2f}{'':14s}{mean(every['oracle']):13.2f}{'':24s}{mean(every['depth']):10.2f}"
           f"{single:10.2f}")
