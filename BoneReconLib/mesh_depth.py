@@ -125,9 +125,10 @@ def mesh_thickness(points, triangles, views: Sequence[View], poses=None, max_pai
     """``mesh_depth(...).thickness`` (N, V, nv, nu) alone, the same to the bit, without the front,
     back and hit maps that a registration's cost does not use."""
     moved, tri, outward, views = _prepared(points, triangles, views, poses)
-    n, (nu, nv) = moved.shape[0], views[0].size
+    n = moved.shape[0]
     per_view = []
     for view in views:
+        nu, nv = view.size
         pixel, distance, leaving = _crossings(moved, tri, view, outward, max_pairs)
         path = moved.new_zeros(n * nu * nv).index_add(0, pixel, torch.where(leaving, distance, -distance))
         per_view.append(path.clamp(min=0.0).reshape(n, nv, nu))

@@ -135,14 +135,27 @@ def _decimate(polydata, max_triangles: int):
         check_closed_surface(triangles, len(points))
         return quadric.GetOutput()
     except InputError:
-        pro = vtk.vtkDecimatePro()
-        pro.SetInputData(polydata)
-        pro.SetTargetReduction(reduction)
-        pro.PreserveTopologyOn()
-        pro.SplittingOff()
-        pro.BoundaryVertexDeletionOff()
-        pro.Update()
-        return pro.GetOutput()
+        return _decimate_keeping_topology(polydata, reduction)
+
+
+def _decimate_keeping_topology(polydata, reduction: float, feature_angle: Optional[float] = None,
+                               double_precision: bool = False):
+    """vtkDecimatePro that only removes vertices (no splitting, boundary kept): the closed topology
+    stays and every kept vertex is an original one."""
+    import vtk
+
+    pro = vtk.vtkDecimatePro()
+    pro.SetInputData(polydata)
+    pro.SetTargetReduction(reduction)
+    pro.PreserveTopologyOn()
+    pro.SplittingOff()
+    pro.BoundaryVertexDeletionOff()
+    if feature_angle is not None:
+        pro.SetFeatureAngle(feature_angle)
+    if double_precision:
+        pro.SetOutputPointsPrecision(vtk.vtkAlgorithm.DOUBLE_PRECISION)
+    pro.Update()
+    return pro.GetOutput()
 
 
 # vtkDecimatePro's feature angles tried in turn: at its default (15 degrees) the topology-preserving
@@ -158,23 +171,14 @@ def vertex_subset_surface(points, triangles, max_triangles: int):
     vertex is an original one: any instance of a shape model (same triangulation) gives the coarse
     surface by taking those vertices. The first feature angle (``FEATURE_ANGLES_DEG``) whose closed
     result has at most ``SIZE_TOLERANCE`` x ``max_triangles`` wins; else the closed result with fewest."""
-    import vtk
-
     from .mesh_depth import check_closed_surface, mesh_from_polydata
 
     points = np.asarray(points, dtype=np.float64)
+    surface = polydata_from_arrays(points, triangles)
+    reduction = max(0.0, 1.0 - max_triangles / len(triangles))
     best = None
     for angle in FEATURE_ANGLES_DEG:
-        pro = vtk.vtkDecimatePro()
-        pro.SetInputData(polydata_from_arrays(points, triangles))
-        pro.SetTargetReduction(max(0.0, 1.0 - max_triangles / len(triangles)))
-        pro.PreserveTopologyOn()
-        pro.SplittingOff()
-        pro.BoundaryVertexDeletionOff()
-        pro.SetFeatureAngle(angle)
-        pro.SetOutputPointsPrecision(vtk.vtkAlgorithm.DOUBLE_PRECISION)
-        pro.Update()
-        kept, coarse = mesh_from_polydata(pro.GetOutput())
+        kept, coarse = mesh_from_polydata(_decimate_keeping_topology(surface, reduction, angle, double_precision=True))
         try:
             check_closed_surface(coarse, len(kept), "coarse surface")
         except InputError:

@@ -154,13 +154,11 @@ def neighbour_overlaps(triangles: Mapping[str, np.ndarray], points: Mapping[str,
     for one inside it (the demo's L3-L4 read 10 mm where neither has a vertex 2 mm inside the other)."""
     from .neighbour_clearance import clearance_of
 
-    overlaps = {}
-    for upper, lower in zip(LEVELS[:-1], LEVELS[1:]):
-        if upper in points and lower in points:
-            into_lower = clearance_of(points[lower], triangles[lower]).depth_inside(points[upper])
-            into_upper = clearance_of(points[upper], triangles[upper]).depth_inside(points[lower])
-            overlaps[f"{upper}-{lower}"] = float(max(into_lower, into_upper))
-    return overlaps
+    segments = [(upper, lower) for upper, lower in zip(LEVELS[:-1], LEVELS[1:]) if upper in points and lower in points]
+    grids = {level: clearance_of(points[level], triangles[level]) for segment in segments for level in segment}
+    return {f"{upper}-{lower}": float(max(grids[lower].depth_inside(points[upper]),
+                                          grids[upper].depth_inside(points[lower])))
+            for upper, lower in segments}
 
 
 def _facing_parts(lower_local: np.ndarray, upper_local: np.ndarray, lower_marks, upper_marks):
